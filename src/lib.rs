@@ -1,0 +1,26 @@
+// SPDX-License-Identifier: MPL-2.0
+#![allow(clippy::non_send_fields_in_send_ty)]
+//! `parallelfilter`: process video frames concurrently in a bounded worker
+//! pool and push them out in input order.
+
+pub mod engine;
+pub mod parallelfilter;
+mod runtime;
+
+pub use parallelfilter::ParallelFilter;
+
+fn plugin_init(plugin: &gst::Plugin) -> Result<(), gst::glib::BoolError> {
+    parallelfilter::register(plugin)
+}
+
+gst::plugin_define!(
+    parallel,
+    env!("CARGO_PKG_DESCRIPTION"),
+    plugin_init,
+    concat!(env!("CARGO_PKG_VERSION"), "-", env!("COMMIT_ID")),
+    "MPL",
+    env!("CARGO_PKG_NAME"),
+    env!("CARGO_PKG_NAME"),
+    env!("CARGO_PKG_REPOSITORY"),
+    env!("BUILD_REL_DATE")
+);

@@ -1,0 +1,989 @@
+// SPDX-License-Identifier: MPL-2.0
+//! GObject and pad glue of `parallelfilter`; the data path lives in
+//! [`crate::engine`].
+//!
+//! Lock order: a pad's stream lock, then `state`, then `settings`, then the
+//! engine's own lock. Nothing is pushed, posted or waited on with `state`
+//! or `settings` held.
+
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+
+use super::processors::{Delay, Passthrough};
+use super::{Leaky, MESSAGE_NAME, OnError, ProcessorKind, STATS_NAME};
+use crate::engine::{self, Admission, Engine, Output, Processed, Processor};
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "parallelfilter",
+        gst::DebugColorFlags::empty(),
+        Some("Parallel in-order frame processing"),
+    )
+});
+
+const PROP_WORKERS: &str = "workers";
+const PROP_MAX_SIZE_BUFFERS: &str = "max-size-buffers";
+const PROP_MAX_SIZE_BYTES: &str = "max-size-bytes";
+const PROP_LEAKY: &str = "leaky";
+const PROP_PROCESSOR: &str = "processor";
+const PROP_TIMEOUT: &str = "timeout";
+const PROP_ON_ERROR: &str = "on-error";
+const PROP_POST_MESSAGES: &str = "post-messages";
+const PROP_DELAY_MIN: &str = "delay-min";
+const PROP_DELAY_MAX: &str = "delay-max";
+const PROP_SEED: &str = "seed";
+const PROP_ORDERED: &str = "ordered";
+const PROP_STATS: &str = "stats";
+
+const DEFAULT_MAX_SIZE_BUFFERS: u32 = 0;
+const DEFAULT_MAX_SIZE_BYTES: u64 = 0;
+const DEFAULT_TIMEOUT: u64 = 0;
+const DEFAULT_POST_MESSAGES: bool = false;
+const DEFAULT_DELAY: u64 = 0;
+const DEFAULT_SEED: u64 = 0;
+const DEFAULT_ORDERED: bool = true;
+const MAX_WORKERS: u32 = 1024;
+
+fn default_workers() -> u32 {
+    std::thread::available_parallelism()
+        .map(|n| n.get() as u32)
+        .unwrap_or(1)
+        .clamp(1, MAX_WORKERS)
+}
+
+#[derive(Debug, Clone)]
+struct Settings {
+    workers: u32,
+    max_size_buffers: u32,
+    max_size_bytes: u64,
+    leaky: Leaky,
+    processor: ProcessorKind,
+    timeout: u64,
+    on_error: OnError,
+    post_messages: bool,
+    delay_min: u64,
+    delay_max: u64,
+    seed: u64,
+    ordered: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            workers: default_workers(),
+            max_size_buffers: DEFAULT_MAX_SIZE_BUFFERS,
+            max_size_bytes: DEFAULT_MAX_SIZE_BYTES,
+            leaky: Leaky::default(),
+            processor: ProcessorKind::default(),
+            timeout: DEFAULT_TIMEOUT,
+            on_error: OnError::default(),
+            post_messages: DEFAULT_POST_MESSAGES,
+            delay_min: DEFAULT_DELAY,
+            delay_max: DEFAULT_DELAY,
+            seed: DEFAULT_SEED,
+            ordered: DEFAULT_ORDERED,
+        }
+    }
+}
+
+impl Settings {
+    fn engine_config(&self) -> engine::Config {
+        engine::Config {
+            workers: self.workers as usize,
+            max_frames: self.max_size_buffers as usize,
+            max_bytes: self.max_size_bytes,
+            leaky: match self.leaky {
+                Leaky::No => engine::Leaky::No,
+                Leaky::Upstream => engine::Leaky::Upstream,
+                Leaky::Downstream => engine::Leaky::Downstream,
+            },
+            ordered: self.ordered,
+            timeout: (self.timeout > 0).then(|| Duration::from_nanos(self.timeout)),
+        }
+    }
+
+    /// Latency the element adds: the longest a frame can take to process.
+    /// `delay`: delay-max; a timeout caps it. `passthrough`: nothing.
+    fn latency(&self) -> gst::ClockTime {
+        let bound = match self.processor {
+            ProcessorKind::Passthrough => return gst::ClockTime::ZERO,
+            ProcessorKind::Delay => self.delay_max.max(self.delay_min),
+            _ => self.timeout,
+        };
+        let ns = if self.timeout > 0 {
+            bound.min(self.timeout)
+        } else {
+            bound
+        };
+        gst::ClockTime::from_nseconds(ns)
+    }
+
+    fn processor(&self) -> Option<Arc<dyn Processor<gst::Buffer>>> {
+        match self.processor {
+            ProcessorKind::Passthrough => Some(Arc::new(Passthrough)),
+            ProcessorKind::Delay => Some(Arc::new(Delay {
+                min: Duration::from_nanos(self.delay_min),
+                max: Duration::from_nanos(self.delay_max),
+                seed: self.seed,
+            })),
+            _ => None,
+        }
+    }
+}
+
+/// What the src side needs about a frame, whatever its processing gives.
+#[derive(Debug)]
+struct Tag {
+    pts: Option<gst::ClockTime>,
+    duration: Option<gst::ClockTime>,
+    segment: gst::FormattedSegment<gst::ClockTime>,
+    /// The input frame, kept only with on-error=pass.
+    original: Option<gst::Buffer>,
+}
+
+/// Items that bypass the workers and keep their place in the stream.
+#[derive(Debug)]
+enum Serialized {
+    Event(gst::Event),
+    /// Released once everything before it has been pushed.
+    Barrier(std::sync::mpsc::SyncSender<()>),
+}
+
+type FrameEngine = Engine<gst::Buffer, Tag, Serialized>;
+
+#[derive(Default)]
+struct State {
+    engine: Option<Arc<FrameEngine>>,
+    segment: gst::FormattedSegment<gst::ClockTime>,
+    /// EOS entered the element: nobody upstream will see a flow return.
+    eos: bool,
+    /// Stats of the last run, kept after the engine is gone.
+    last_stats: Option<engine::Stats>,
+}
+
+pub struct ParallelFilter {
+    sinkpad: gst::Pad,
+    srcpad: gst::Pad,
+    settings: Mutex<Settings>,
+    state: Mutex<State>,
+}
+
+/// A flow error that stops the stream for good (not a flush, not EOS).
+fn is_fatal(err: gst::FlowError) -> bool {
+    !matches!(err, gst::FlowError::Flushing | gst::FlowError::Eos)
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl ParallelFilter {
+    fn engine(&self) -> Option<Arc<FrameEngine>> {
+        lock(&self.state).engine.clone()
+    }
+
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        let settings = lock(&self.settings).clone();
+        let handle = crate::runtime::handle()
+            .map_err(|e| gst::error_msg!(gst::LibraryError::Init, ["{e}"]))?;
+        // An unavailable processor gets its error at negotiation, so that
+        // inspecting and state changes keep working.
+        let processor = settings
+            .processor()
+            .unwrap_or_else(|| Arc::new(Passthrough));
+        let engine = Engine::new(settings.engine_config(), processor, handle);
+        gst::info!(
+            CAT,
+            imp = self,
+            "Starting with processor {}, {} workers, at most {} frames",
+            settings.processor.nick(),
+            settings.workers,
+            settings.engine_config().frame_limit()
+        );
+        let mut state = lock(&self.state);
+        *state = State {
+            engine: Some(Arc::new(engine)),
+            ..State::default()
+        };
+        Ok(())
+    }
+
+    fn stop(&self) {
+        let mut state = lock(&self.state);
+        if let Some(engine) = state.engine.take() {
+            state.last_stats = Some(engine.stats());
+            engine.flush_start();
+        }
+        state.eos = false;
+        gst::info!(CAT, imp = self, "Stopped");
+    }
+
+    fn start_task(&self) -> Result<(), glib::BoolError> {
+        let weak = self.obj().downgrade();
+        self.srcpad.start_task(move || {
+            if let Some(obj) = weak.upgrade() {
+                obj.imp().src_loop();
+            }
+        })
+    }
+
+    fn src_loop(&self) {
+        let Some(engine) = self.engine() else {
+            let _ = self.srcpad.pause_task();
+            return;
+        };
+        match engine.pop() {
+            Err(halt) => {
+                gst::debug!(CAT, imp = self, "Pausing task: {halt:?}");
+                let _ = self.srcpad.pause_task();
+            }
+            Ok(Output::Item { seq, item }) => match item {
+                Serialized::Event(event) => {
+                    gst::log!(CAT, imp = self, "Releasing #{seq} {event:?}");
+                    let is_eos = event.type_() == gst::EventType::Eos;
+                    if !self.srcpad.push_event(event) {
+                        gst::debug!(CAT, imp = self, "Downstream refused event #{seq}");
+                    }
+                    if is_eos {
+                        engine.halt(gst::FlowError::Eos);
+                        let _ = self.srcpad.pause_task();
+                    }
+                }
+                Serialized::Barrier(done) => {
+                    gst::log!(CAT, imp = self, "Releasing barrier #{seq}");
+                    let _ = done.send(());
+                }
+            },
+            Ok(Output::Frame(processed)) => self.push_frame(&engine, processed),
+        }
+    }
+
+    fn push_frame(&self, engine: &FrameEngine, processed: Processed<gst::Buffer, Tag>) {
+        let Processed {
+            seq,
+            tag,
+            result,
+            worker,
+            processing_time,
+            ..
+        } = processed;
+        let (on_error, post_messages) = {
+            let s = lock(&self.settings);
+            (s.on_error, s.post_messages)
+        };
+        let buffer = match result {
+            Ok(buffer) => buffer,
+            Err(err) => match on_error {
+                OnError::Fail => {
+                    gst::element_imp_error!(
+                        self,
+                        gst::StreamError::Failed,
+                        ("Processing frame #{seq} (pts {}) failed", tag.pts.display()),
+                        ["worker {worker}: {err}"]
+                    );
+                    engine.halt(gst::FlowError::Error);
+                    let _ = self.srcpad.pause_task();
+                    return;
+                }
+                OnError::Drop => {
+                    gst::warning!(
+                        CAT,
+                        imp = self,
+                        "Dropping frame #{seq} (pts {}): {err}",
+                        tag.pts.display()
+                    );
+                    engine.count_out(false);
+                    if let Some(pts) = tag.pts {
+                        let gap = gst::event::Gap::builder(pts).duration(tag.duration).build();
+                        let _ = self.srcpad.push_event(gap);
+                    }
+                    return;
+                }
+                OnError::Pass => {
+                    gst::warning!(
+                        CAT,
+                        imp = self,
+                        "Passing frame #{seq} (pts {}) unprocessed: {err}",
+                        tag.pts.display()
+                    );
+                    match tag.original.clone() {
+                        Some(original) => original,
+                        // on-error changed to pass after this frame entered.
+                        None => {
+                            engine.count_out(false);
+                            return;
+                        }
+                    }
+                }
+            },
+        };
+        if post_messages {
+            self.post_frame_message(&tag, seq, worker, processing_time);
+        }
+        gst::log!(CAT, imp = self, "Pushing #{seq} {buffer:?}");
+        match self.srcpad.push(buffer) {
+            Ok(_) => engine.count_out(true),
+            Err(err) => {
+                engine.count_out(false);
+                self.handle_push_error(engine, err);
+            }
+        }
+    }
+
+    fn handle_push_error(&self, engine: &FrameEngine, err: gst::FlowError) {
+        gst::debug!(CAT, imp = self, "Push failed: {err:?}, pausing");
+        engine.halt(err);
+        let _ = self.srcpad.pause_task();
+        // Upstream learns about the error from its next chain call, unless
+        // EOS already went in: then nobody would report it.
+        let eos = lock(&self.state).eos;
+        if eos && is_fatal(err) {
+            self.post_flow_error(err);
+            let _ = self.srcpad.push_event(gst::event::Eos::new());
+        }
+    }
+
+    fn post_flow_error(&self, err: gst::FlowError) {
+        gst::element_imp_error!(
+            self,
+            gst::StreamError::Failed,
+            ("Internal data stream error."),
+            ["streaming stopped, reason {err:?}"]
+        );
+    }
+
+    fn post_frame_message(&self, tag: &Tag, seq: u64, worker: usize, processing: Duration) {
+        let running_time = tag.pts.and_then(|pts| tag.segment.to_running_time(pts));
+        let stream_time = tag.pts.and_then(|pts| tag.segment.to_stream_time(pts));
+        let s = gst::Structure::builder(MESSAGE_NAME)
+            .field("timestamp", tag.pts.map_or(u64::MAX, |t| t.nseconds()))
+            .field(
+                "stream-time",
+                stream_time.map_or(u64::MAX, |t| t.nseconds()),
+            )
+            .field(
+                "running-time",
+                running_time.map_or(u64::MAX, |t| t.nseconds()),
+            )
+            .field("duration", tag.duration.map_or(u64::MAX, |t| t.nseconds()))
+            .field("seq", seq)
+            .field("worker", worker as u32)
+            .field("processing-time", processing.as_nanos() as u64)
+            .build();
+        let _ = self
+            .obj()
+            .post_message(gst::message::Element::builder(s).src(&*self.obj()).build());
+    }
+
+    fn sink_chain(
+        &self,
+        pad: &gst::Pad,
+        buffer: gst::Buffer,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        gst::log!(CAT, obj = pad, "Handling {buffer:?}");
+        let (engine, segment) = {
+            let state = lock(&self.state);
+            let engine = state.engine.clone().ok_or(gst::FlowError::Flushing)?;
+            (engine, state.segment.clone())
+        };
+        let (processor, on_error) = {
+            let s = lock(&self.settings);
+            (s.processor, s.on_error)
+        };
+        if !processor.is_available() {
+            self.post_unavailable(processor);
+            return Err(gst::FlowError::NotNegotiated);
+        }
+        let tag = Tag {
+            pts: buffer.pts(),
+            duration: buffer.duration(),
+            segment,
+            original: (on_error == OnError::Pass).then(|| buffer.clone()),
+        };
+        let bytes = buffer.size() as u64;
+        match engine.submit_frame(buffer, tag, bytes) {
+            Ok(Admission::Queued { seq }) => {
+                gst::trace!(CAT, obj = pad, "Queued as #{seq}");
+                Ok(gst::FlowSuccess::Ok)
+            }
+            Ok(Admission::Dropped) => {
+                gst::debug!(CAT, obj = pad, "Full and leaky: dropped a frame");
+                Ok(gst::FlowSuccess::Ok)
+            }
+            Err(err) => {
+                gst::debug!(CAT, obj = pad, "Refusing buffer: {err:?}");
+                Err(err)
+            }
+        }
+    }
+
+    fn post_unavailable(&self, processor: ProcessorKind) {
+        gst::element_imp_error!(
+            self,
+            gst::CoreError::NotImplemented,
+            (
+                "Processor '{}' is not available in this build",
+                processor.nick()
+            ),
+            ["available processors: passthrough, delay"]
+        );
+    }
+
+    fn sink_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
+        use gst::EventView;
+
+        gst::log!(CAT, obj = pad, "Handling {event:?}");
+        match event.view() {
+            EventView::FlushStart(_) => {
+                // Downstream first, to free a task stuck in a push.
+                let ret = self.srcpad.push_event(event);
+                if let Some(engine) = self.engine() {
+                    engine.flush_start();
+                }
+                let _ = self.srcpad.pause_task();
+                gst::debug!(CAT, obj = pad, "Flushing");
+                return ret;
+            }
+            EventView::FlushStop(_) => {
+                if let Some(engine) = self.engine() {
+                    engine.flush_stop();
+                }
+                {
+                    let mut state = lock(&self.state);
+                    state.eos = false;
+                    state.segment = gst::FormattedSegment::new();
+                }
+                let ret = self.srcpad.push_event(event);
+                if self.srcpad.mode() == gst::PadMode::Push
+                    && let Err(err) = self.start_task()
+                {
+                    gst::error!(CAT, obj = pad, "Cannot restart task: {err}");
+                    return false;
+                }
+                gst::debug!(CAT, obj = pad, "Flush stopped, sequence restarts at 0");
+                return ret;
+            }
+            _ => {}
+        }
+        if !event.is_serialized() {
+            return gst::Pad::event_default(pad, Some(&*self.obj()), event);
+        }
+        let Some(engine) = self.engine() else {
+            return false;
+        };
+        match event.view() {
+            EventView::Segment(e) => {
+                let Ok(segment) = e.segment().clone().downcast::<gst::ClockTime>() else {
+                    gst::element_imp_error!(
+                        self,
+                        gst::StreamError::Format,
+                        (
+                            "Only TIME segments are supported, got {:?}",
+                            e.segment().format()
+                        )
+                    );
+                    return false;
+                };
+                lock(&self.state).segment = segment;
+            }
+            EventView::Caps(e) => {
+                let processor = lock(&self.settings).processor;
+                if !processor.is_available() {
+                    self.post_unavailable(processor);
+                    return false;
+                }
+                gst::debug!(CAT, obj = pad, "Caps {:?}", e.caps());
+            }
+            // A new stream after EOS.
+            EventView::StreamStart(_) if engine.halted() == Some(gst::FlowError::Eos) => {
+                engine.resume();
+                lock(&self.state).eos = false;
+                if let Err(err) = self.start_task() {
+                    gst::error!(CAT, obj = pad, "Cannot restart task: {err}");
+                    return false;
+                }
+            }
+            EventView::Eos(_) => lock(&self.state).eos = true,
+            _ => {}
+        }
+        let is_eos = event.type_() == gst::EventType::Eos;
+        match engine.submit_item(Serialized::Event(event)) {
+            Ok(seq) => {
+                gst::trace!(CAT, obj = pad, "Queued event as #{seq}");
+                true
+            }
+            Err(err) => {
+                if is_eos && is_fatal(err) {
+                    // Upstream is done and will not see this error.
+                    self.post_flow_error(err);
+                }
+                gst::debug!(CAT, obj = pad, "Refusing event: {err:?}");
+                false
+            }
+        }
+    }
+
+    /// Waits until everything that entered before now has been pushed.
+    fn drain(&self) -> bool {
+        let Some(engine) = self.engine() else {
+            return false;
+        };
+        let (done_tx, done_rx) = std::sync::mpsc::sync_channel(1);
+        if engine.submit_item(Serialized::Barrier(done_tx)).is_err() {
+            return false;
+        }
+        // A flush or teardown drops the barrier, which wakes us with Err.
+        done_rx.recv().is_ok()
+    }
+
+    fn sink_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {
+        gst::log!(CAT, obj = pad, "Handling {query:?}");
+        if query.is_serialized() {
+            // Allocation, drain and other serialized queries are answered
+            // downstream once everything before them is out.
+            if !self.drain() {
+                gst::debug!(CAT, obj = pad, "Flushing, not forwarding {query:?}");
+                return false;
+            }
+            return self.srcpad.peer_query(query);
+        }
+        gst::Pad::query_default(pad, Some(&*self.obj()), query)
+    }
+
+    fn src_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {
+        gst::log!(CAT, obj = pad, "Handling {query:?}");
+        if let gst::QueryViewMut::Latency(q) = query.view_mut() {
+            let mut upstream = gst::query::Latency::new();
+            if !self.sinkpad.peer_query(&mut upstream) {
+                return false;
+            }
+            let (live, min, max) = upstream.result();
+            let own = lock(&self.settings).latency();
+            gst::debug!(
+                CAT,
+                obj = pad,
+                "Upstream latency live {live} min {min} max {}, adding {own}",
+                max.display()
+            );
+            q.set(live, min + own, max.opt_add(own));
+            return true;
+        }
+        gst::Pad::query_default(pad, Some(&*self.obj()), query)
+    }
+
+    fn src_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
+        gst::log!(CAT, obj = pad, "Handling {event:?}");
+        if event.type_() == gst::EventType::Reconfigure
+            && let Some(engine) = self.engine()
+            && engine.halted() == Some(gst::FlowError::NotLinked)
+        {
+            // Linked again: resume pushing what is waiting.
+            engine.resume();
+            if let Err(err) = self.start_task() {
+                gst::error!(CAT, obj = pad, "Cannot restart task: {err}");
+            }
+        }
+        gst::Pad::event_default(pad, Some(&*self.obj()), event)
+    }
+
+    fn src_activatemode(
+        &self,
+        pad: &gst::Pad,
+        mode: gst::PadMode,
+        active: bool,
+    ) -> Result<(), gst::LoggableError> {
+        if mode != gst::PadMode::Push {
+            return Err(gst::loggable_error!(CAT, "Only push mode is supported"));
+        }
+        if active {
+            let Some(engine) = self.engine() else {
+                return Err(gst::loggable_error!(CAT, "Not started"));
+            };
+            engine.flush_stop();
+            self.start_task()
+                .map_err(|e| gst::loggable_error!(CAT, "Cannot start task: {e}"))
+        } else {
+            if let Some(engine) = self.engine() {
+                engine.flush_start();
+            }
+            // The engine is halted, so the task's pop returns and it can join.
+            pad.stop_task()
+                .map_err(|e| gst::loggable_error!(CAT, "Cannot stop task: {e}"))
+        }
+    }
+
+    fn sink_activatemode(
+        &self,
+        pad: &gst::Pad,
+        mode: gst::PadMode,
+        active: bool,
+    ) -> Result<(), gst::LoggableError> {
+        if mode != gst::PadMode::Push {
+            return Err(gst::loggable_error!(CAT, "Only push mode is supported"));
+        }
+        if !active {
+            if let Some(engine) = self.engine() {
+                engine.flush_start();
+            }
+            // Wait for a chain call in progress to return.
+            let _stream_lock = pad.stream_lock();
+        }
+        Ok(())
+    }
+
+    fn stats_structure(&self) -> gst::Structure {
+        let stats = {
+            let state = lock(&self.state);
+            match &state.engine {
+                Some(engine) => engine.stats(),
+                None => state.last_stats.clone().unwrap_or_default(),
+            }
+        };
+        let ns = |d: Duration| d.as_nanos() as u64;
+        gst::Structure::builder(STATS_NAME)
+            .field("frames-in", stats.frames_in)
+            .field("frames-out", stats.frames_out)
+            .field("dropped", stats.dropped)
+            .field("errors", stats.errors)
+            .field("timeouts", stats.timeouts)
+            .field("in-flight", stats.in_flight)
+            .field("max-in-flight", stats.max_in_flight)
+            .field("reorder-depth", stats.reorder_depth)
+            .field("max-reorder-depth", stats.max_reorder_depth)
+            .field("workers", stats.workers)
+            .field("avg-processing-time", ns(stats.avg_processing_time))
+            .field("max-processing-time", ns(stats.max_processing_time))
+            .field("avg-latency", ns(stats.avg_latency))
+            .field("max-latency", ns(stats.max_latency))
+            .field("per-worker", gst::Array::new(stats.per_worker))
+            .build()
+    }
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for ParallelFilter {
+    const NAME: &'static str = "GstParallelFilter";
+    type Type = super::ParallelFilter;
+    type ParentType = gst::Element;
+
+    fn with_class(klass: &Self::Class) -> Self {
+        let templ = klass.pad_template("sink").expect("sink template");
+        let sinkpad = gst::Pad::builder_from_template(&templ)
+            .chain_function(|pad, parent, buffer| {
+                ParallelFilter::catch_panic_pad_function(
+                    parent,
+                    || Err(gst::FlowError::Error),
+                    |imp| imp.sink_chain(pad, buffer),
+                )
+            })
+            .event_function(|pad, parent, event| {
+                ParallelFilter::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |imp| imp.sink_event(pad, event),
+                )
+            })
+            .query_function(|pad, parent, query| {
+                ParallelFilter::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |imp| imp.sink_query(pad, query),
+                )
+            })
+            .activatemode_function(|pad, parent, mode, active| {
+                ParallelFilter::catch_panic_pad_function(
+                    parent,
+                    || Err(gst::loggable_error!(CAT, "Panic activating sink pad")),
+                    |imp| imp.sink_activatemode(pad, mode, active),
+                )
+            })
+            .flags(gst::PadFlags::PROXY_CAPS | gst::PadFlags::PROXY_ALLOCATION)
+            .build();
+
+        let templ = klass.pad_template("src").expect("src template");
+        let srcpad = gst::Pad::builder_from_template(&templ)
+            .event_function(|pad, parent, event| {
+                ParallelFilter::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |imp| imp.src_event(pad, event),
+                )
+            })
+            .query_function(|pad, parent, query| {
+                ParallelFilter::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |imp| imp.src_query(pad, query),
+                )
+            })
+            .activatemode_function(|pad, parent, mode, active| {
+                ParallelFilter::catch_panic_pad_function(
+                    parent,
+                    || Err(gst::loggable_error!(CAT, "Panic activating src pad")),
+                    |imp| imp.src_activatemode(pad, mode, active),
+                )
+            })
+            .flags(gst::PadFlags::PROXY_CAPS | gst::PadFlags::PROXY_ALLOCATION)
+            .build();
+
+        ParallelFilter {
+            sinkpad,
+            srcpad,
+            settings: Mutex::new(Settings::default()),
+            state: Mutex::new(State::default()),
+        }
+    }
+}
+
+impl ObjectImpl for ParallelFilter {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            vec![
+                glib::ParamSpecUInt::builder(PROP_WORKERS)
+                    .nick("Workers")
+                    .blurb("Frames processed concurrently (default: CPUs available)")
+                    .minimum(1)
+                    .maximum(MAX_WORKERS)
+                    .default_value(default_workers())
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder(PROP_MAX_SIZE_BUFFERS)
+                    .nick("Max size buffers")
+                    .blurb(
+                        "Max frames inside the element: queued, processing and waiting \
+                         for reorder (0 = 2 x workers)",
+                    )
+                    .maximum(u16::MAX as u32)
+                    .default_value(DEFAULT_MAX_SIZE_BUFFERS)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt64::builder(PROP_MAX_SIZE_BYTES)
+                    .nick("Max size bytes")
+                    .blurb("Max bytes of frames inside the element (0 = no limit)")
+                    .default_value(DEFAULT_MAX_SIZE_BYTES)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default(PROP_LEAKY, Leaky::default())
+                    .nick("Leaky")
+                    .blurb("When full: block upstream, drop the new frame, or drop the oldest not yet started")
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default(
+                    PROP_PROCESSOR,
+                    ProcessorKind::default(),
+                )
+                .nick("Processor")
+                .blurb("What workers do to each frame")
+                .mutable_ready()
+                .build(),
+                glib::ParamSpecUInt64::builder(PROP_TIMEOUT)
+                    .nick("Timeout")
+                    .blurb(
+                        "Abandon a frame whose processing takes longer, in ns, and \
+                         handle it per on-error (0 = none)",
+                    )
+                    .default_value(DEFAULT_TIMEOUT)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default(PROP_ON_ERROR, OnError::default())
+                    .nick("On error")
+                    .blurb("On processing error, panic or timeout: fail, drop with a GAP event, or pass the original frame")
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecBoolean::builder(PROP_POST_MESSAGES)
+                    .nick("Post messages")
+                    .blurb("Post one element message per frame, in output order")
+                    .default_value(DEFAULT_POST_MESSAGES)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt64::builder(PROP_DELAY_MIN)
+                    .nick("Delay min")
+                    .blurb("delay processor: minimum per-frame wait in ns")
+                    .default_value(DEFAULT_DELAY)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt64::builder(PROP_DELAY_MAX)
+                    .nick("Delay max")
+                    .blurb("delay processor: maximum per-frame wait in ns")
+                    .default_value(DEFAULT_DELAY)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt64::builder(PROP_SEED)
+                    .nick("Seed")
+                    .blurb("delay processor: seed of the delay generator (same seed, same delays)")
+                    .default_value(DEFAULT_SEED)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoolean::builder(PROP_ORDERED)
+                    .nick("Ordered")
+                    .blurb(
+                        "Push frames in input order; false: as soon as processed, but \
+                         never across a serialized event",
+                    )
+                    .default_value(DEFAULT_ORDERED)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecBoxed::builder::<gst::Structure>(PROP_STATS)
+                    .nick("Statistics")
+                    .blurb("Counters: frames in/out, drops, errors, in-flight, reorder depth, timings, per-worker frames")
+                    .read_only()
+                    .build(),
+            ]
+        });
+        PROPERTIES.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut settings = lock(&self.settings);
+        let latency_before = settings.latency();
+        let name = pspec.name();
+        // Types are checked by GObject before we get here.
+        match name {
+            PROP_WORKERS => settings.workers = value.get().unwrap_or(settings.workers),
+            PROP_MAX_SIZE_BUFFERS => {
+                settings.max_size_buffers = value.get().unwrap_or(settings.max_size_buffers)
+            }
+            PROP_MAX_SIZE_BYTES => {
+                settings.max_size_bytes = value.get().unwrap_or(settings.max_size_bytes)
+            }
+            PROP_LEAKY => settings.leaky = value.get().unwrap_or(settings.leaky),
+            PROP_PROCESSOR => settings.processor = value.get().unwrap_or(settings.processor),
+            PROP_TIMEOUT => settings.timeout = value.get().unwrap_or(settings.timeout),
+            PROP_ON_ERROR => settings.on_error = value.get().unwrap_or(settings.on_error),
+            PROP_POST_MESSAGES => {
+                settings.post_messages = value.get().unwrap_or(settings.post_messages)
+            }
+            PROP_DELAY_MIN => settings.delay_min = value.get().unwrap_or(settings.delay_min),
+            PROP_DELAY_MAX => settings.delay_max = value.get().unwrap_or(settings.delay_max),
+            PROP_SEED => settings.seed = value.get().unwrap_or(settings.seed),
+            PROP_ORDERED => settings.ordered = value.get().unwrap_or(settings.ordered),
+            _ => unimplemented!(),
+        }
+        gst::info!(CAT, imp = self, "Set {name} to {value:?}");
+        let config = settings.engine_config();
+        let latency_changed = settings.latency() != latency_before;
+        if name == PROP_PROCESSOR && !settings.processor.is_available() {
+            gst::warning!(
+                CAT,
+                imp = self,
+                "Processor '{}' is not available in this build",
+                settings.processor.nick()
+            );
+        }
+        drop(settings);
+        if let Some(engine) = self.engine() {
+            engine.configure(config);
+        }
+        if latency_changed {
+            let _ = self
+                .obj()
+                .post_message(gst::message::Latency::builder().src(&*self.obj()).build());
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        let settings = lock(&self.settings);
+        match pspec.name() {
+            PROP_WORKERS => settings.workers.to_value(),
+            PROP_MAX_SIZE_BUFFERS => settings.max_size_buffers.to_value(),
+            PROP_MAX_SIZE_BYTES => settings.max_size_bytes.to_value(),
+            PROP_LEAKY => settings.leaky.to_value(),
+            PROP_PROCESSOR => settings.processor.to_value(),
+            PROP_TIMEOUT => settings.timeout.to_value(),
+            PROP_ON_ERROR => settings.on_error.to_value(),
+            PROP_POST_MESSAGES => settings.post_messages.to_value(),
+            PROP_DELAY_MIN => settings.delay_min.to_value(),
+            PROP_DELAY_MAX => settings.delay_max.to_value(),
+            PROP_SEED => settings.seed.to_value(),
+            PROP_ORDERED => settings.ordered.to_value(),
+            PROP_STATS => {
+                drop(settings);
+                self.stats_structure().to_value()
+            }
+            _ => unimplemented!(),
+        }
+    }
+
+    fn constructed(&self) {
+        self.parent_constructed();
+        let obj = self.obj();
+        obj.add_pad(&self.sinkpad).expect("adding sink pad");
+        obj.add_pad(&self.srcpad).expect("adding src pad");
+    }
+}
+
+impl GstObjectImpl for ParallelFilter {}
+
+impl ElementImpl for ParallelFilter {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static ELEMENT_METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "Parallel Filter",
+                "Filter/Video",
+                "Processes video frames concurrently in a bounded worker pool and pushes \
+                 them out in input order",
+                "gst-plugin-parallel developers",
+            )
+        });
+        Some(&*ELEMENT_METADATA)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static PAD_TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            // System-memory raw video in any format: passthrough and delay
+            // never look at the pixels.
+            let caps = gst::Caps::builder("video/x-raw").build();
+            vec![
+                gst::PadTemplate::new(
+                    "sink",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Always,
+                    &caps,
+                )
+                .expect("sink template"),
+                gst::PadTemplate::new(
+                    "src",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Always,
+                    &caps,
+                )
+                .expect("src template"),
+            ]
+        });
+        PAD_TEMPLATES.as_ref()
+    }
+
+    fn change_state(
+        &self,
+        transition: gst::StateChange,
+    ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        gst::debug!(CAT, imp = self, "Changing state {transition:?}");
+        match transition {
+            gst::StateChange::ReadyToPaused => {
+                if let Err(err) = self.start() {
+                    self.post_error_message(err);
+                    return Err(gst::StateChangeError);
+                }
+            }
+            gst::StateChange::PausedToReady => {
+                // Unblock chain and the task before the pads deactivate.
+                if let Some(engine) = self.engine() {
+                    engine.flush_start();
+                }
+            }
+            _ => {}
+        }
+        let ret = self.parent_change_state(transition);
+        match (transition, &ret) {
+            (gst::StateChange::PausedToReady, _) | (gst::StateChange::ReadyToPaused, Err(_)) => {
+                self.stop()
+            }
+            _ => {}
+        }
+        ret
+    }
+}

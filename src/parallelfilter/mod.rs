@@ -1,0 +1,110 @@
+// SPDX-License-Identifier: MPL-2.0
+//! The `parallelfilter` element.
+//!
+//! Processes video frames concurrently in a bounded worker pool and pushes
+//! them out in input order, with serialized events and queries kept in place.
+//!
+//! ```text
+//! gst-launch-1.0 videotestsrc num-buffers=100 ! \
+//!     parallelfilter processor=delay delay-min=10000000 delay-max=30000000 workers=16 ! \
+//!     fakevideosink
+//! ```
+
+use gst::glib;
+use gst::prelude::*;
+
+mod imp;
+mod processors;
+
+glib::wrapper! {
+    pub struct ParallelFilter(ObjectSubclass<imp::ParallelFilter>) @extends gst::Element, gst::Object;
+}
+
+/// Name of the per-frame element message structure.
+pub const MESSAGE_NAME: &str = "parallelfilter-analysis";
+/// Name of the `stats` structure.
+pub const STATS_NAME: &str = "parallelfilter-stats";
+
+/// What to do with a new frame when the element is full (`leaky`).
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum, Default)]
+#[repr(u32)]
+#[enum_type(name = "GstParallelFilterLeaky")]
+pub enum Leaky {
+    #[default]
+    #[enum_value(name = "Not leaky: block upstream", nick = "no")]
+    No = 0,
+    #[enum_value(name = "Leaky on upstream: drop the new frame", nick = "upstream")]
+    Upstream = 1,
+    #[enum_value(
+        name = "Leaky on downstream: drop the oldest frame not yet started",
+        nick = "downstream"
+    )]
+    Downstream = 2,
+}
+
+/// What the workers do to each frame (`processor`).
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum, Default)]
+#[repr(u32)]
+#[enum_type(name = "GstParallelFilterProcessor")]
+pub enum ProcessorKind {
+    #[enum_value(name = "Passthrough: frames leave untouched", nick = "passthrough")]
+    Passthrough = 0,
+    #[enum_value(name = "Delay: asynchronous wait per frame", nick = "delay")]
+    Delay = 1,
+    #[default]
+    #[enum_value(name = "Analyze: analysis results as metadata", nick = "analyze")]
+    Analyze = 2,
+    #[enum_value(name = "Overlay: analysis drawn onto the frame", nick = "overlay")]
+    Overlay = 3,
+    #[enum_value(
+        name = "Filter: N instances of the filter description",
+        nick = "filter"
+    )]
+    Filter = 4,
+    #[enum_value(name = "Custom: set by the application", nick = "custom")]
+    Custom = 5,
+    #[enum_value(name = "Remote: Open Inference Protocol servers", nick = "remote")]
+    Remote = 6,
+}
+
+impl ProcessorKind {
+    /// Whether this build implements the processor.
+    pub fn is_available(self) -> bool {
+        matches!(self, ProcessorKind::Passthrough | ProcessorKind::Delay)
+    }
+
+    pub fn nick(self) -> &'static str {
+        match self {
+            ProcessorKind::Passthrough => "passthrough",
+            ProcessorKind::Delay => "delay",
+            ProcessorKind::Analyze => "analyze",
+            ProcessorKind::Overlay => "overlay",
+            ProcessorKind::Filter => "filter",
+            ProcessorKind::Custom => "custom",
+            ProcessorKind::Remote => "remote",
+        }
+    }
+}
+
+/// What happens on a processing error, panic or timeout (`on-error`).
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum, Default)]
+#[repr(u32)]
+#[enum_type(name = "GstParallelFilterOnError")]
+pub enum OnError {
+    #[default]
+    #[enum_value(name = "Fail: post an error and stop", nick = "fail")]
+    Fail = 0,
+    #[enum_value(name = "Drop the frame and push a GAP event", nick = "drop")]
+    Drop = 1,
+    #[enum_value(name = "Pass the original unprocessed frame", nick = "pass")]
+    Pass = 2,
+}
+
+pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    gst::Element::register(
+        Some(plugin),
+        "parallelfilter",
+        gst::Rank::NONE,
+        ParallelFilter::static_type(),
+    )
+}

@@ -1,0 +1,86 @@
+// SPDX-License-Identifier: MPL-2.0
+//! Built-in processors of the core: `passthrough` and `delay`.
+
+use std::time::Duration;
+
+use futures::FutureExt;
+
+use crate::engine::{Processor, Work, WorkCtx};
+
+pub struct Passthrough;
+
+impl<T: Send + 'static> Processor<T> for Passthrough {
+    fn process(&self, frame: T, _ctx: WorkCtx) -> Work<T> {
+        Work::Ready(Ok(frame))
+    }
+}
+
+/// Waits a per-frame time drawn uniformly from [min, max] without holding a
+/// thread: stands for an enrichment server's variable latency.
+pub struct Delay {
+    pub min: Duration,
+    pub max: Duration,
+    pub seed: u64,
+}
+
+/// splitmix64: a tiny, well-mixed hash, so a frame's delay depends only on
+/// (seed, seq) and not on which worker runs first.
+fn splitmix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+impl Delay {
+    pub fn delay_for(&self, seq: u64) -> Duration {
+        let (min, max) = (self.min.as_nanos() as u64, self.max.as_nanos() as u64);
+        if max <= min {
+            return self.min;
+        }
+        let span = max - min + 1;
+        let r = splitmix64(self.seed ^ splitmix64(seq));
+        Duration::from_nanos(min + r % span)
+    }
+}
+
+impl<T: Send + 'static> Processor<T> for Delay {
+    fn process(&self, frame: T, ctx: WorkCtx) -> Work<T> {
+        let d = self.delay_for(ctx.seq);
+        if d.is_zero() {
+            return Work::Ready(Ok(frame));
+        }
+        Work::Async(tokio::time::sleep(d).map(move |_| Ok(frame)).boxed())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delay_is_deterministic_and_in_range() {
+        let d = Delay {
+            min: Duration::from_millis(5),
+            max: Duration::from_millis(15),
+            seed: 42,
+        };
+        for seq in 0..1000 {
+            let v = d.delay_for(seq);
+            assert!(v >= d.min && v <= d.max, "{v:?} out of range");
+            assert_eq!(v, d.delay_for(seq));
+        }
+        let other = Delay { seed: 43, ..d };
+        assert!((0..100).any(|s| other.delay_for(s) != d.delay_for(s)));
+    }
+
+    #[test]
+    fn fixed_delay_when_min_equals_max() {
+        let d = Delay {
+            min: Duration::from_millis(20),
+            max: Duration::from_millis(20),
+            seed: 0,
+        };
+        assert_eq!(d.delay_for(7), Duration::from_millis(20));
+    }
+}

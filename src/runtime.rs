@@ -1,0 +1,45 @@
+// SPDX-License-Identifier: MPL-2.0
+//! The tokio runtime shared by every `parallelfilter` in the process.
+//!
+//! Its async threads only orchestrate (channel, timers, awaiting I/O);
+//! CPU-bound frame work runs on its blocking pool, so it gets real
+//! parallelism and never starves async processors.
+
+use std::sync::OnceLock;
+
+use tokio::runtime::{Builder, Handle, Runtime};
+
+/// Async threads; `PARALLELFILTER_RUNTIME_THREADS` overrides.
+fn async_threads() -> usize {
+    std::env::var("PARALLELFILTER_RUNTIME_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n: &usize| n > 0)
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+                .clamp(2, 8)
+        })
+}
+
+static RUNTIME: OnceLock<Result<Runtime, String>> = OnceLock::new();
+
+/// The shared runtime's handle, built on first use.
+pub fn handle() -> Result<Handle, String> {
+    RUNTIME
+        .get_or_init(|| {
+            Builder::new_multi_thread()
+                .worker_threads(async_threads())
+                // One blocking thread per possible worker, so CPU-bound
+                // processors at workers=1024 are not queued behind the pool.
+                .max_blocking_threads(1024)
+                .thread_name("parallelfilter-rt")
+                .enable_time()
+                .build()
+                .map_err(|e| format!("cannot build the tokio runtime: {e}"))
+        })
+        .as_ref()
+        .map(|rt| rt.handle().clone())
+        .map_err(Clone::clone)
+}
