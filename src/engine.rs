@@ -118,6 +118,15 @@ pub trait Processor<T>: Send + Sync + 'static {
     fn process(&self, frame: T, ctx: WorkCtx) -> Work<T>;
 }
 
+impl<T, F> Processor<T> for F
+where
+    F: Fn(T, WorkCtx) -> Work<T> + Send + Sync + 'static,
+{
+    fn process(&self, frame: T, ctx: WorkCtx) -> Work<T> {
+        self(frame, ctx)
+    }
+}
+
 /// A frame leaving the engine, in release order.
 #[derive(Debug)]
 pub struct Processed<T, M> {

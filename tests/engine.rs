@@ -1,0 +1,497 @@
+// SPDX-License-Identifier: MPL-2.0
+//! The engine alone: admission bound, worker pool and resequencer, with
+//! test processors whose timing the test controls.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::thread;
+use std::time::Duration;
+
+use futures::FutureExt;
+use gstparallel::engine::{
+    Admission, Config, Engine, Leaky, Output, ProcessError, Processor, Work, WorkCtx,
+};
+use proptest::prelude::*;
+use tokio::runtime::Runtime;
+use tokio::sync::Semaphore;
+
+static RT: LazyLock<Runtime> = LazyLock::new(|| {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap()
+});
+
+/// Frames are numbers, tags are unit, items are numbers too.
+type TestEngine = Engine<u64, (), u64>;
+
+fn engine(config: Config, processor: impl Processor<u64>) -> TestEngine {
+    Engine::new(config, Arc::new(processor), RT.handle().clone())
+}
+
+fn config(workers: usize, max_frames: usize) -> Config {
+    Config {
+        workers,
+        max_frames,
+        ..Config::default()
+    }
+}
+
+/// Async processor that holds each frame until the test adds a permit.
+fn gated(gate: Arc<Semaphore>) -> impl Processor<u64> {
+    move |frame: u64, _ctx: WorkCtx| {
+        let gate = gate.clone();
+        Work::Async(
+            async move {
+                gate.acquire().await.unwrap().forget();
+                Ok(frame)
+            }
+            .boxed(),
+        )
+    }
+}
+
+/// Async processor waiting `delay(frame)` ms.
+fn delayed(delay: impl Fn(u64) -> u64 + Send + Sync + 'static) -> impl Processor<u64> {
+    move |frame: u64, _ctx: WorkCtx| {
+        let d = Duration::from_millis(delay(frame));
+        Work::Async(tokio::time::sleep(d).map(move |_| Ok(frame)).boxed())
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Out {
+    Frame(u64),
+    Failed(ProcessError),
+    Item(u64),
+}
+
+fn pop(e: &TestEngine) -> Out {
+    match e.pop().expect("engine halted") {
+        Output::Frame(p) => match p.result {
+            Ok(v) => Out::Frame(v),
+            Err(err) => Out::Failed(err),
+        },
+        Output::Item { item, .. } => Out::Item(item),
+    }
+}
+
+#[test]
+fn frames_leave_in_input_order_despite_inverse_delays() {
+    common::init();
+    let _wd = common::watchdog("inverse_delays", 60);
+    // Later frames finish first.
+    let e = engine(config(8, 0), delayed(|f| 16 - f));
+    for f in 0..16 {
+        assert_eq!(e.submit_frame(f, (), 1), Ok(Admission::Queued { seq: f }));
+    }
+    let out: Vec<Out> = (0..16).map(|_| pop(&e)).collect();
+    assert_eq!(out, (0..16).map(Out::Frame).collect::<Vec<_>>());
+    let stats = e.stats();
+    assert_eq!(stats.frames_in, 16);
+    assert!(stats.max_reorder_depth > 0, "later frames had to wait");
+    assert_eq!(stats.per_worker.iter().sum::<u64>(), 16);
+}
+
+#[test]
+fn items_wait_for_every_frame_before_them() {
+    common::init();
+    let _wd = common::watchdog("items_wait", 60);
+    let gate = Arc::new(Semaphore::new(0));
+    let e = engine(config(4, 0), gated(gate.clone()));
+    e.submit_frame(0, (), 1).unwrap();
+    e.submit_item(100).unwrap();
+    e.submit_frame(1, (), 1).unwrap();
+    assert!(
+        e.try_pop().unwrap().is_none(),
+        "item must not overtake frame 0"
+    );
+    gate.add_permits(2);
+    assert_eq!(pop(&e), Out::Frame(0));
+    assert_eq!(pop(&e), Out::Item(100));
+    assert_eq!(pop(&e), Out::Frame(1));
+}
+
+#[test]
+fn admission_bound_counts_frames_waiting_for_reorder() {
+    common::init();
+    let _wd = common::watchdog("admission_bound", 60);
+    let gate = Arc::new(Semaphore::new(0));
+    let e = Arc::new(engine(config(2, 3), gated(gate.clone())));
+    for f in 0..3 {
+        e.submit_frame(f, (), 1).unwrap();
+    }
+    // A fourth frame blocks until one leaves.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let producer = {
+        let e = e.clone();
+        thread::spawn(move || {
+            let r = e.submit_frame(3, (), 1);
+            tx.send(()).unwrap();
+            r
+        })
+    };
+    // Let frames 0 and 1 finish; they are released only when popped, so the
+    // producer must still be blocked: everything popped-not-yet counts.
+    gate.add_permits(2);
+    assert!(rx.try_recv().is_err());
+    assert_eq!(e.frames_inside(), 3);
+    assert_eq!(pop(&e), Out::Frame(0));
+    rx.recv().unwrap();
+    assert_eq!(producer.join().unwrap(), Ok(Admission::Queued { seq: 3 }));
+    gate.add_permits(2);
+    assert_eq!(pop(&e), Out::Frame(1));
+    assert_eq!(pop(&e), Out::Frame(2));
+    assert_eq!(pop(&e), Out::Frame(3));
+    assert_eq!(e.stats().max_in_flight, 3);
+}
+
+#[test]
+fn bytes_bound_blocks_but_always_admits_one_frame() {
+    common::init();
+    let _wd = common::watchdog("bytes_bound", 60);
+    let gate = Arc::new(Semaphore::new(0));
+    let e = engine(
+        Config {
+            workers: 4,
+            max_frames: 100,
+            max_bytes: 10,
+            leaky: Leaky::Upstream,
+            ..Config::default()
+        },
+        gated(gate.clone()),
+    );
+    // Oversized frame still enters an empty engine.
+    assert_eq!(e.submit_frame(0, (), 50), Ok(Admission::Queued { seq: 0 }));
+    assert_eq!(e.submit_frame(1, (), 1), Ok(Admission::Dropped));
+    gate.add_permits(1);
+    assert_eq!(pop(&e), Out::Frame(0));
+    assert_eq!(e.submit_frame(2, (), 6), Ok(Admission::Queued { seq: 1 }));
+    assert_eq!(e.submit_frame(3, (), 4), Ok(Admission::Queued { seq: 2 }));
+    assert_eq!(e.submit_frame(4, (), 1), Ok(Admission::Dropped));
+    assert_eq!(e.stats().dropped, 2);
+}
+
+#[test]
+fn flush_unblocks_producer_and_discards_late_results() {
+    common::init();
+    let _wd = common::watchdog("flush", 60);
+    let gate = Arc::new(Semaphore::new(0));
+    let e = Arc::new(engine(config(1, 2), gated(gate.clone())));
+    e.submit_frame(0, (), 1).unwrap();
+    e.submit_frame(1, (), 1).unwrap();
+    let producer = {
+        let e = e.clone();
+        thread::spawn(move || e.submit_frame(2, (), 1))
+    };
+    let consumer = {
+        let e = e.clone();
+        thread::spawn(move || e.pop().map(|_| ()))
+    };
+    e.flush_start();
+    assert_eq!(producer.join().unwrap(), Err(gst::FlowError::Flushing));
+    assert_eq!(consumer.join().unwrap(), Err(gst::FlowError::Flushing));
+    e.flush_stop();
+    // Frame 0's processing (aborted async work) must not come back.
+    gate.add_permits(10);
+    assert_eq!(e.submit_frame(10, (), 1), Ok(Admission::Queued { seq: 0 }));
+    e.submit_item(7).unwrap();
+    assert_eq!(pop(&e), Out::Frame(10));
+    assert_eq!(pop(&e), Out::Item(7));
+    assert_eq!(e.frames_inside(), 0);
+}
+
+#[test]
+fn flush_discards_blocking_work_that_finishes_later() {
+    common::init();
+    let _wd = common::watchdog("flush_blocking", 60);
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let release_rx = Arc::new(std::sync::Mutex::new(release_rx));
+    let started = Arc::new(AtomicUsize::new(0));
+    let e = {
+        let started = started.clone();
+        engine(config(1, 4), move |frame: u64, _ctx: WorkCtx| {
+            let release_rx = release_rx.clone();
+            let started = started.clone();
+            Work::Blocking(Box::new(move || {
+                started.fetch_add(1, Ordering::SeqCst);
+                if frame < 100 {
+                    release_rx.lock().unwrap().recv().unwrap();
+                }
+                Ok(frame)
+            }))
+        })
+    };
+    e.submit_frame(1, (), 1).unwrap();
+    e.flush_start();
+    e.flush_stop();
+    e.submit_frame(100, (), 1).unwrap();
+    release_tx.send(()).unwrap();
+    assert_eq!(pop(&e), Out::Frame(100));
+}
+
+#[test]
+fn panics_and_errors_become_results_and_the_pool_survives() {
+    common::init();
+    let _wd = common::watchdog("panics", 60);
+    let e = engine(config(3, 8), |frame: u64, _ctx: WorkCtx| match frame % 4 {
+        0 => panic!("sync panic {frame}"),
+        1 => Work::Blocking(Box::new(move || panic!("blocking panic {frame}"))),
+        2 => Work::Async(async move { panic!("async panic {frame}") }.boxed()),
+        _ => Work::Ready(Err(format!("bad frame {frame}"))),
+    });
+    for f in 0..8 {
+        e.submit_frame(f, (), 1).unwrap();
+    }
+    for f in 0..8 {
+        match pop(&e) {
+            Out::Failed(ProcessError::Panicked(msg)) => {
+                assert!(f % 4 != 3 && msg.contains(&f.to_string()), "{f}: {msg}")
+            }
+            Out::Failed(ProcessError::Failed(msg)) => assert_eq!(msg, format!("bad frame {f}")),
+            other => panic!("frame {f}: unexpected {other:?}"),
+        }
+    }
+    assert_eq!(e.stats().errors, 8);
+}
+
+#[test]
+fn timeout_abandons_slow_frames() {
+    common::init();
+    let _wd = common::watchdog("timeout", 60);
+    let e = engine(
+        Config {
+            workers: 2,
+            timeout: Some(Duration::from_millis(5)),
+            ..Config::default()
+        },
+        delayed(|f| if f == 1 { 60_000 } else { 0 }),
+    );
+    for f in 0..3 {
+        e.submit_frame(f, (), 1).unwrap();
+    }
+    assert_eq!(pop(&e), Out::Frame(0));
+    assert_eq!(
+        pop(&e),
+        Out::Failed(ProcessError::TimedOut(Duration::from_millis(5)))
+    );
+    assert_eq!(pop(&e), Out::Frame(2));
+    let s = e.stats();
+    assert_eq!((s.errors, s.timeouts), (1, 1));
+}
+
+#[test]
+fn leaky_downstream_drops_the_oldest_not_started() {
+    common::init();
+    let _wd = common::watchdog("leaky_downstream", 60);
+    let gate = Arc::new(Semaphore::new(0));
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let e = engine(
+        Config {
+            workers: 1,
+            max_frames: 3,
+            leaky: Leaky::Downstream,
+            ..Config::default()
+        },
+        move |frame: u64, _ctx: WorkCtx| {
+            started_tx.send(frame).unwrap();
+            let gate = gate.clone();
+            Work::Async(
+                async move {
+                    gate.acquire().await.unwrap().forget();
+                    Ok(frame)
+                }
+                .boxed(),
+            )
+        },
+    );
+    for f in 0..3 {
+        e.submit_frame(f, (), 1).unwrap();
+    }
+    // The single worker holds frame 0; 1 and 2 are queued.
+    assert_eq!(started_rx.recv().unwrap(), 0);
+    for f in 3..10 {
+        assert!(matches!(
+            e.submit_frame(f, (), 1),
+            Ok(Admission::Queued { .. }) | Ok(Admission::Dropped)
+        ));
+    }
+    // Queued frames 1..=7 were dropped one by one, oldest first.
+    assert_eq!(e.frames_inside(), 3);
+    assert_eq!(e.stats().dropped, 7);
+    drop(e);
+}
+
+#[test]
+fn leaky_upstream_drops_the_new_frame() {
+    common::init();
+    let _wd = common::watchdog("leaky_upstream", 60);
+    let gate = Arc::new(Semaphore::new(0));
+    let e = engine(
+        Config {
+            workers: 1,
+            max_frames: 2,
+            leaky: Leaky::Upstream,
+            ..Config::default()
+        },
+        gated(gate.clone()),
+    );
+    assert!(matches!(
+        e.submit_frame(0, (), 1),
+        Ok(Admission::Queued { .. })
+    ));
+    assert!(matches!(
+        e.submit_frame(1, (), 1),
+        Ok(Admission::Queued { .. })
+    ));
+    assert_eq!(e.submit_frame(2, (), 1), Ok(Admission::Dropped));
+    gate.add_permits(2);
+    assert_eq!(pop(&e), Out::Frame(0));
+    assert_eq!(pop(&e), Out::Frame(1));
+}
+
+#[test]
+fn unordered_releases_early_but_not_across_items() {
+    common::init();
+    let _wd = common::watchdog("unordered", 60);
+    let gate = Arc::new(Semaphore::new(0));
+    let e = engine(
+        Config {
+            workers: 4,
+            ordered: false,
+            ..Config::default()
+        },
+        move |frame: u64, _ctx: WorkCtx| {
+            let gate = gate.clone();
+            Work::Async(
+                async move {
+                    if frame == 0 {
+                        gate.acquire().await.unwrap().forget();
+                    }
+                    Ok(frame)
+                }
+                .boxed(),
+            )
+        },
+    );
+    e.submit_frame(0, (), 1).unwrap();
+    e.submit_frame(1, (), 1).unwrap();
+    e.submit_item(50).unwrap();
+    e.submit_frame(2, (), 1).unwrap();
+    // Frame 1 overtakes the stuck frame 0, the item and frame 2 wait.
+    assert_eq!(pop(&e), Out::Frame(1));
+    assert!(e.try_pop().unwrap().is_none());
+    drop(e);
+}
+
+#[test]
+fn worker_count_changes_keep_everything_in_order() {
+    common::init();
+    let _wd = common::watchdog("resize", 60);
+    let e = Arc::new(engine(config(8, 16), delayed(|f| f % 3)));
+    let producer = {
+        let e = e.clone();
+        thread::spawn(move || {
+            for f in 0..300 {
+                if f % 50 == 0 {
+                    let workers = [8, 1, 16, 2, 4, 32][(f / 50) as usize];
+                    e.configure(config(workers, 16));
+                }
+                e.submit_frame(f, (), 1).unwrap();
+            }
+        })
+    };
+    for f in 0..300 {
+        assert_eq!(pop(&e), Out::Frame(f));
+    }
+    producer.join().unwrap();
+    let s = e.stats();
+    assert_eq!(s.workers, 32);
+    assert_eq!(s.per_worker.iter().sum::<u64>(), 300);
+}
+
+#[test]
+fn halt_reaches_blocked_producer() {
+    common::init();
+    let _wd = common::watchdog("halt", 60);
+    let gate = Arc::new(Semaphore::new(0));
+    let e = Arc::new(engine(config(1, 1), gated(gate)));
+    e.submit_frame(0, (), 1).unwrap();
+    let producer = {
+        let e = e.clone();
+        thread::spawn(move || e.submit_frame(1, (), 1))
+    };
+    e.halt(gst::FlowError::NotLinked);
+    assert_eq!(producer.join().unwrap(), Err(gst::FlowError::NotLinked));
+    assert_eq!(e.submit_item(1), Err(gst::FlowError::NotLinked));
+}
+
+#[derive(Debug, Clone)]
+enum Input {
+    Frame { delay_us: u64 },
+    Item,
+}
+
+fn inputs() -> impl Strategy<Value = Vec<Input>> {
+    prop::collection::vec(
+        prop_oneof![
+            4 => (0u64..3000).prop_map(|delay_us| Input::Frame { delay_us }),
+            1 => Just(Input::Item),
+        ],
+        1..120,
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// Random processing delays, random event interleavings, random pool
+    /// shapes and both work kinds: the output is exactly the input.
+    #[test]
+    fn output_is_input(
+        inputs in inputs(),
+        workers in 1usize..12,
+        max_frames in 0usize..10,
+        blocking in any::<bool>(),
+    ) {
+        common::init();
+        let _wd = common::watchdog("proptest output_is_input", 120);
+        let delays: Arc<Vec<u64>> = Arc::new(
+            inputs.iter().map(|i| match i { Input::Frame { delay_us } => *delay_us, Input::Item => 0 }).collect(),
+        );
+        let e = Arc::new(engine(config(workers, max_frames), move |frame: u64, _ctx: WorkCtx| {
+            let d = Duration::from_micros(delays[frame as usize]);
+            if blocking {
+                Work::Blocking(Box::new(move || { thread::sleep(d); Ok(frame) }))
+            } else {
+                Work::Async(tokio::time::sleep(d).map(move |_| Ok(frame)).boxed())
+            }
+        }));
+        let expected: Vec<Out> = inputs.iter().enumerate().map(|(i, input)| match input {
+            Input::Frame { .. } => Out::Frame(i as u64),
+            Input::Item => Out::Item(i as u64),
+        }).collect();
+        let producer = {
+            let e = e.clone();
+            let inputs = inputs.clone();
+            thread::spawn(move || {
+                for (i, input) in inputs.iter().enumerate() {
+                    match input {
+                        Input::Frame { .. } => { e.submit_frame(i as u64, (), 1).unwrap(); }
+                        Input::Item => { e.submit_item(i as u64).unwrap(); }
+                    }
+                }
+            })
+        };
+        let got: Vec<Out> = (0..expected.len()).map(|_| pop(&e)).collect();
+        producer.join().unwrap();
+        prop_assert_eq!(got, expected);
+        let s = e.stats();
+        let limit = if max_frames == 0 { 2 * workers } else { max_frames };
+        prop_assert!(s.max_in_flight as usize <= limit);
+        prop_assert_eq!(s.in_flight, 0);
+    }
+}
