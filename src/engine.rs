@@ -2,8 +2,9 @@
 //! The engine behind `parallelfilter`: admission bound, worker pool and
 //! resequencer. It knows nothing about pads, so it can be tested alone.
 //!
-//! Every frame and every serialized item gets a sequence number on entry and
-//! a slot in an ordered table. Frames wait in their slot; the bounded tokio
+//! Every frame and every serialized item gets a position on entry and a slot
+//! in a table ordered by position; frames also get a frame sequence number
+//! (0 for the first frame after start or flush). Frames wait in their slot; the bounded tokio
 //! channel carries one ticket per queued frame to the worker pool, and a
 //! worker takes the oldest queued frame when it receives a ticket. Keeping
 //! the payload in the slot (not in the channel) lets a flush or a leaky
@@ -142,7 +143,7 @@ pub struct Processed<T, M> {
 #[derive(Debug)]
 pub enum Output<T, M, E> {
     Frame(Processed<T, M>),
-    Item { seq: u64, item: E },
+    Item { pos: u64, item: E },
 }
 
 /// Snapshot of the counters; see DESIGN.md "Stats".
@@ -190,6 +191,7 @@ enum FrameState<T> {
 
 enum Slot<T, M, E> {
     Frame {
+        seq: u64,
         tag: M,
         bytes: u64,
         admitted: Instant,
@@ -219,9 +221,12 @@ struct Counters {
 struct Shared<T, M, E> {
     halted: Option<Halt>,
     generation: u64,
+    /// Position of the next frame or item.
+    next_pos: u64,
+    /// Sequence number of the next frame.
     next_seq: u64,
     slots: BTreeMap<u64, Slot<T, M, E>>,
-    /// Seqs of frames no worker has started, oldest first.
+    /// Positions of frames no worker has started, oldest first.
     queued: VecDeque<u64>,
     frames: usize,
     bytes: u64,
@@ -246,18 +251,20 @@ impl<T, M, E> Shared<T, M, E> {
     }
 
     fn insert_frame(&mut self, frame: T, tag: M, bytes: u64) -> u64 {
-        let seq = self.next_seq;
+        let (pos, seq) = (self.next_pos, self.next_seq);
+        self.next_pos += 1;
         self.next_seq += 1;
         self.slots.insert(
-            seq,
+            pos,
             Slot::Frame {
+                seq,
                 tag,
                 bytes,
                 admitted: Instant::now(),
                 state: FrameState::Queued(frame),
             },
         );
-        self.queued.push_back(seq);
+        self.queued.push_back(pos);
         self.frames += 1;
         self.bytes += bytes;
         self.counters.frames_in += 1;
@@ -267,10 +274,10 @@ impl<T, M, E> Shared<T, M, E> {
 
     /// Drops the oldest frame not yet started; false if there is none.
     fn drop_oldest_queued(&mut self) -> bool {
-        let Some(seq) = self.queued.pop_front() else {
+        let Some(pos) = self.queued.pop_front() else {
             return false;
         };
-        if let Some(Slot::Frame { bytes, .. }) = self.slots.remove(&seq) {
+        if let Some(Slot::Frame { bytes, .. }) = self.slots.remove(&pos) {
             self.frames -= 1;
             self.bytes -= bytes;
         }
@@ -289,7 +296,7 @@ impl<T, M, E> Shared<T, M, E> {
         )
     }
 
-    /// Next releasable seq: the head in order, or with `ordered=false` the
+    /// Next releasable position: the head in order, or with `ordered=false` the
     /// first processed frame before any item.
     fn next_release(&self) -> Option<u64> {
         let (&head, slot) = self.slots.first_key_value()?;
@@ -299,26 +306,27 @@ impl<T, M, E> Shared<T, M, E> {
         if self.config.ordered {
             return None;
         }
-        for (&seq, slot) in &self.slots {
+        for (&pos, slot) in &self.slots {
             match slot {
                 Slot::Item(_) => return None,
                 Slot::Frame {
                     state: FrameState::Done { .. },
                     ..
-                } => return Some(seq),
+                } => return Some(pos),
                 Slot::Frame { .. } => {}
             }
         }
         None
     }
 
-    fn release(&mut self, seq: u64) -> Option<Output<T, M, E>> {
-        match self.slots.remove(&seq)? {
+    fn release(&mut self, pos: u64) -> Option<Output<T, M, E>> {
+        match self.slots.remove(&pos)? {
             Slot::Item(item) => {
                 self.items -= 1;
-                Some(Output::Item { seq, item })
+                Some(Output::Item { pos, item })
             }
             Slot::Frame {
+                seq,
                 tag,
                 bytes,
                 admitted,
@@ -389,6 +397,7 @@ struct Ticket {
 }
 
 struct Job<T> {
+    pos: u64,
     seq: u64,
     generation: u64,
     frame: T,
@@ -452,6 +461,7 @@ where
             shared: Mutex::new(Shared {
                 halted: None,
                 generation: 0,
+                next_pos: 0,
                 next_seq: 0,
                 slots: BTreeMap::new(),
                 queued: VecDeque::new(),
@@ -561,7 +571,7 @@ where
     }
 
     /// Queues an item (event, query, barrier) that is released after every
-    /// frame submitted before it.
+    /// frame submitted before it; returns its position.
     pub fn submit_item(&self, item: E) -> Result<u64, Halt> {
         let mut s = lock(&self.inner.shared);
         loop {
@@ -577,16 +587,16 @@ where
                 .wait(s)
                 .unwrap_or_else(PoisonError::into_inner);
         }
-        let seq = s.next_seq;
-        s.next_seq += 1;
-        s.slots.insert(seq, Slot::Item(item));
+        let pos = s.next_pos;
+        s.next_pos += 1;
+        s.slots.insert(pos, Slot::Item(item));
         s.items += 1;
-        let head = s.slots.first_key_value().map(|(k, _)| *k) == Some(seq);
+        let head = s.slots.first_key_value().map(|(k, _)| *k) == Some(pos);
         drop(s);
         if head || !self.config_ordered() {
             self.inner.ready.notify_one();
         }
-        Ok(seq)
+        Ok(pos)
     }
 
     fn config_ordered(&self) -> bool {
@@ -600,8 +610,8 @@ where
             if let Some(halt) = s.halted {
                 return Err(halt);
             }
-            if let Some(seq) = s.next_release()
-                && let Some(out) = s.release(seq)
+            if let Some(pos) = s.next_release()
+                && let Some(out) = s.release(pos)
             {
                 drop(s);
                 self.inner.room.notify_all();
@@ -621,7 +631,7 @@ where
         if let Some(halt) = s.halted {
             return Err(halt);
         }
-        let out = s.next_release().and_then(|seq| s.release(seq));
+        let out = s.next_release().and_then(|pos| s.release(pos));
         drop(s);
         if out.is_some() {
             self.inner.room.notify_all();
@@ -656,10 +666,11 @@ where
         drop(old);
     }
 
-    /// Accepts work again; sequence numbers restart at 0.
+    /// Accepts work again; positions and frame numbers restart at 0.
     pub fn flush_stop(&self) {
         let mut s = lock(&self.inner.shared);
         s.halted = None;
+        s.next_pos = 0;
         s.next_seq = 0;
     }
 
@@ -756,13 +767,14 @@ impl<T, M, E> Inner<T, M, E> {
         if ticket.generation != s.generation {
             return None;
         }
-        let seq = s.queued.pop_front()?;
+        let pos = s.queued.pop_front()?;
         let generation = s.generation;
-        match s.slots.get_mut(&seq) {
-            Some(Slot::Frame { state, .. }) => {
+        match s.slots.get_mut(&pos) {
+            Some(Slot::Frame { state, seq, .. }) => {
                 match std::mem::replace(state, FrameState::Processing) {
                     FrameState::Queued(frame) => Some(Job {
-                        seq,
+                        pos,
+                        seq: *seq,
                         generation,
                         frame,
                     }),
@@ -778,7 +790,7 @@ impl<T, M, E> Inner<T, M, E> {
 
     fn complete(
         &self,
-        job_seq: u64,
+        pos: u64,
         generation: u64,
         worker: usize,
         result: Result<T, ProcessError>,
@@ -791,7 +803,7 @@ impl<T, M, E> Inner<T, M, E> {
             drop(result);
             return;
         }
-        let Some(Slot::Frame { state, .. }) = s.slots.get_mut(&job_seq) else {
+        let Some(Slot::Frame { state, .. }) = s.slots.get_mut(&pos) else {
             return;
         };
         *state = FrameState::Done {
@@ -809,7 +821,7 @@ impl<T, M, E> Inner<T, M, E> {
         if let Some(n) = c.per_worker.get_mut(worker) {
             *n += 1;
         }
-        let wake = !s.config.ordered || s.slots.first_key_value().map(|(k, _)| *k) == Some(job_seq);
+        let wake = !s.config.ordered || s.slots.first_key_value().map(|(k, _)| *k) == Some(pos);
         drop(s);
         if wake {
             self.ready.notify_one();
@@ -904,7 +916,7 @@ where
             Err(payload) => Some(Err(ProcessError::Panicked(panic_message(payload)))),
         };
         if let Some(result) = outcome {
-            inner.complete(job.seq, job_generation, id, result, started.elapsed());
+            inner.complete(job.pos, job_generation, id, result, started.elapsed());
         }
     }
 }

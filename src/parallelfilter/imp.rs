@@ -241,12 +241,12 @@ impl ParallelFilter {
                 gst::debug!(CAT, imp = self, "Pausing task: {halt:?}");
                 let _ = self.srcpad.pause_task();
             }
-            Ok(Output::Item { seq, item }) => match item {
+            Ok(Output::Item { pos, item }) => match item {
                 Serialized::Event(event) => {
-                    gst::log!(CAT, imp = self, "Releasing #{seq} {event:?}");
+                    gst::log!(CAT, imp = self, "Releasing {event:?} (position {pos})");
                     let is_eos = event.type_() == gst::EventType::Eos;
                     if !self.srcpad.push_event(event) {
-                        gst::debug!(CAT, imp = self, "Downstream refused event #{seq}");
+                        gst::debug!(CAT, imp = self, "Downstream refused event at {pos}");
                     }
                     if is_eos {
                         engine.halt(gst::FlowError::Eos);
@@ -254,7 +254,7 @@ impl ParallelFilter {
                     }
                 }
                 Serialized::Barrier(done) => {
-                    gst::log!(CAT, imp = self, "Releasing barrier #{seq}");
+                    gst::log!(CAT, imp = self, "Releasing barrier at {pos}");
                     let _ = done.send(());
                 }
             },
@@ -512,8 +512,8 @@ impl ParallelFilter {
         }
         let is_eos = event.type_() == gst::EventType::Eos;
         match engine.submit_item(Serialized::Event(event)) {
-            Ok(seq) => {
-                gst::trace!(CAT, obj = pad, "Queued event as #{seq}");
+            Ok(pos) => {
+                gst::trace!(CAT, obj = pad, "Queued event at position {pos}");
                 true
             }
             Err(err) => {
