@@ -430,6 +430,31 @@ where
     inner: Arc<Inner<T, M, E>>,
 }
 
+/// Engines whose workers have not all exited yet.
+static LIVE_ENGINES: Mutex<usize> = Mutex::new(0);
+static ENGINES_GONE: Condvar = Condvar::new();
+
+/// Blocks until the workers of every dropped engine have exited (frames in
+/// async work are freed by then), or `timeout` passes; true if none is
+/// left. For leak checks and orderly shutdown before `gst::deinit`.
+pub fn wait_all_stopped(timeout: Duration) -> bool {
+    let live = lock(&LIVE_ENGINES);
+    let (live, _) = ENGINES_GONE
+        .wait_timeout_while(live, timeout, |n| *n > 0)
+        .unwrap_or_else(PoisonError::into_inner);
+    *live == 0
+}
+
+impl<T, M, E> Drop for Inner<T, M, E> {
+    fn drop(&mut self) {
+        let mut live = lock(&LIVE_ENGINES);
+        *live -= 1;
+        if *live == 0 {
+            ENGINES_GONE.notify_all();
+        }
+    }
+}
+
 fn lock<S>(m: &Mutex<S>) -> MutexGuard<'_, S> {
     // Nothing panics while holding the lock; if something ever did, the
     // state is still consistent enough to tear down.
@@ -457,6 +482,7 @@ where
     pub fn new(config: Config, processor: Arc<dyn Processor<T>>, handle: Handle) -> Self {
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         let workers = config.workers.max(1);
+        *lock(&LIVE_ENGINES) += 1;
         let inner = Arc::new(Inner {
             shared: Mutex::new(Shared {
                 halted: None,
