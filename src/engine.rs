@@ -146,7 +146,9 @@ pub enum Output<T, M, E> {
     Item { pos: u64, item: E },
 }
 
-/// Snapshot of the counters; see DESIGN.md "Stats".
+/// Snapshot of the counters; see DESIGN.md "Stats". `dropped` counts every
+/// frame that entered and will not leave: leaky drops, on-error=drop, and
+/// frames discarded by a flush.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
     pub frames_in: u64,
@@ -382,6 +384,9 @@ impl<T, M, E> Shared<T, M, E> {
 
     /// Empties the table; returns it so the caller drops frames unlocked.
     fn clear(&mut self) -> BTreeMap<u64, Slot<T, M, E>> {
+        // Flushed frames count as dropped, so frames-in always equals
+        // frames-out + dropped + in-flight.
+        self.counters.dropped += self.frames as u64;
         self.generation += 1;
         self.queued.clear();
         self.frames = 0;
