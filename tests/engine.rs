@@ -495,3 +495,40 @@ proptest! {
         prop_assert_eq!(s.in_flight, 0);
     }
 }
+
+#[test]
+fn blocking_work_does_not_starve_async_work() {
+    common::init();
+    let _wd = common::watchdog("no_starvation", 60);
+    // More stuck CPU-bound frames than the runtime has async threads (2).
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let release_rx = Arc::new(std::sync::Mutex::new(release_rx));
+    let (started_tx, started_rx) = std::sync::mpsc::channel::<u64>();
+    let cpu = engine(config(4, 4), move |frame: u64, _ctx: WorkCtx| {
+        let release_rx = release_rx.clone();
+        let started_tx = started_tx.clone();
+        Work::Blocking(Box::new(move || {
+            started_tx.send(frame).unwrap();
+            release_rx.lock().unwrap().recv().unwrap();
+            Ok(frame)
+        }))
+    });
+    for f in 0..4 {
+        cpu.submit_frame(f, (), 1).unwrap();
+    }
+    let mut started: Vec<u64> = (0..4).map(|_| started_rx.recv().unwrap()).collect();
+    started.sort();
+    assert_eq!(started, vec![0, 1, 2, 3], "all four run at once");
+    // Async frames flow while every CPU-bound frame is stuck.
+    let io = engine(config(4, 0), delayed(|_| 1));
+    for f in 0..20 {
+        io.submit_frame(f, (), 1).unwrap();
+        assert_eq!(pop(&io), Out::Frame(f));
+    }
+    for _ in 0..4 {
+        release_tx.send(()).unwrap();
+    }
+    for f in 0..4 {
+        assert_eq!(pop(&cpu), Out::Frame(f));
+    }
+}
