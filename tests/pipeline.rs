@@ -35,6 +35,8 @@ struct Pipeline {
     buffers: mpsc::Receiver<gst::ClockTime>,
     /// The filter's element messages, recorded as they are posted.
     messages: Arc<Mutex<Vec<gst::Structure>>>,
+    /// Sources of every error message, as posted.
+    error_sources: Arc<Mutex<Vec<String>>>,
 }
 
 /// `desc` must name the filter `pf` and the last element `sink`.
@@ -82,7 +84,13 @@ fn pipeline(desc: &str) -> Pipeline {
     );
     let messages = Arc::new(Mutex::new(Vec::new()));
     let m = messages.clone();
+    let error_sources = Arc::new(Mutex::new(Vec::new()));
+    let e = error_sources.clone();
     pipeline.bus().unwrap().set_sync_handler(move |_, msg| {
+        if let gst::MessageView::Error(err) = msg.view() {
+            let src = err.src().map(|s| s.name().to_string()).unwrap_or_default();
+            e.lock().unwrap().push(src);
+        }
         if let Some(s) = msg.structure()
             && s.name() == "parallelfilter-analysis"
         {
@@ -97,6 +105,7 @@ fn pipeline(desc: &str) -> Pipeline {
         rec,
         buffers,
         messages,
+        error_sources,
     }
 }
 
@@ -526,4 +535,12 @@ fn unavailable_processor_fails_negotiation_with_a_clear_error() {
     p.stop();
     assert_eq!(err.src.as_deref(), Some("pf"));
     assert!(err.text.contains("analyze"), "{}", err.text);
+    let from_pf = p
+        .error_sources
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| *s == "pf")
+        .count();
+    assert_eq!(from_pf, 1, "one clear error, not one per retry");
 }

@@ -163,6 +163,9 @@ struct State {
     eos: bool,
     /// Stats of the last run, kept after the engine is gone.
     last_stats: Option<engine::Stats>,
+    /// The 'processor not available' error went out already: sticky caps
+    /// are retried on every push, one error is enough.
+    unavailable_posted: bool,
 }
 
 pub struct ParallelFilter {
@@ -422,6 +425,9 @@ impl ParallelFilter {
     }
 
     fn post_unavailable(&self, processor: ProcessorKind) {
+        if std::mem::replace(&mut lock(&self.state).unavailable_posted, true) {
+            return;
+        }
         gst::element_imp_error!(
             self,
             gst::CoreError::NotImplemented,
@@ -640,7 +646,10 @@ impl ParallelFilter {
             let state = lock(&self.state);
             match &state.engine {
                 Some(engine) => engine.stats(),
-                None => state.last_stats.clone().unwrap_or_default(),
+                None => state.last_stats.clone().unwrap_or_else(|| engine::Stats {
+                    workers: lock(&self.settings).workers,
+                    ..engine::Stats::default()
+                }),
             }
         };
         let ns = |d: Duration| d.as_nanos() as u64;
