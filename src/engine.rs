@@ -705,7 +705,7 @@ where
         s.next_seq = 0;
     }
 
-    /// Clears a halt that was not a flush (after EOS, a new stream starts),
+    /// Clears a halt that was not a flush (downstream was linked again),
     /// keeping the sequence going.
     pub fn resume(&self) {
         let mut s = lock(&self.inner.shared);

@@ -2,9 +2,9 @@
 //! GObject and pad glue of `parallelfilter`; the data path lives in
 //! [`crate::engine`].
 //!
-//! Lock order: a pad's stream lock, then `state`, then `settings`, then the
-//! engine's own lock. Nothing is pushed, posted or waited on with `state`
-//! or `settings` held.
+//! Lock order: a pad's stream lock, then `task_lock`, then `state`, then
+//! `settings`, then the engine's own lock. Nothing is pushed, posted or
+//! waited on with `state` or `settings` held.
 
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -173,6 +173,8 @@ pub struct ParallelFilter {
     srcpad: gst::Pad,
     settings: Mutex<Settings>,
     state: Mutex<State>,
+    /// Serializes the task pausing itself with a restart on RECONFIGURE.
+    task_lock: Mutex<()>,
 }
 
 /// A flow error that stops the stream for good (not a flush, not EOS).
@@ -241,19 +243,17 @@ impl ParallelFilter {
         };
         match engine.pop() {
             Err(halt) => {
-                gst::debug!(CAT, imp = self, "Pausing task: {halt:?}");
-                let _ = self.srcpad.pause_task();
+                gst::debug!(CAT, imp = self, "Halted: {halt:?}");
+                self.pause_if_halted(&engine);
             }
             Ok(Output::Item { pos, item }) => match item {
                 Serialized::Event(event) => {
                     gst::log!(CAT, imp = self, "Releasing {event:?} (position {pos})");
-                    let is_eos = event.type_() == gst::EventType::Eos;
+                    // After EOS the task keeps waiting: a STREAM_START may
+                    // already be queued behind it, and the sink pad itself
+                    // refuses data until then.
                     if !self.srcpad.push_event(event) {
                         gst::debug!(CAT, imp = self, "Downstream refused event at {pos}");
-                    }
-                    if is_eos {
-                        engine.halt(gst::FlowError::Eos);
-                        let _ = self.srcpad.pause_task();
                     }
                 }
                 Serialized::Barrier(done) => {
@@ -289,7 +289,7 @@ impl ParallelFilter {
                         ["worker {worker}: {err}"]
                     );
                     engine.halt(gst::FlowError::Error);
-                    let _ = self.srcpad.pause_task();
+                    self.pause_if_halted(engine);
                     return;
                 }
                 OnError::Drop => {
@@ -340,13 +340,23 @@ impl ParallelFilter {
     fn handle_push_error(&self, engine: &FrameEngine, err: gst::FlowError) {
         gst::debug!(CAT, imp = self, "Push failed: {err:?}, pausing");
         engine.halt(err);
-        let _ = self.srcpad.pause_task();
+        self.pause_if_halted(engine);
         // Upstream learns about the error from its next chain call, unless
         // EOS already went in: then nobody would report it.
         let eos = lock(&self.state).eos;
         if eos && is_fatal(err) {
             self.post_flow_error(err);
             let _ = self.srcpad.push_event(gst::event::Eos::new());
+        }
+    }
+
+    /// Pauses the task from inside it, unless a RECONFIGURE resumed the
+    /// engine since it halted: checking and pausing under `task_lock`, like
+    /// resuming and restarting, means the restart can never be lost.
+    fn pause_if_halted(&self, engine: &FrameEngine) {
+        let _guard = lock(&self.task_lock);
+        if engine.halted().is_some() {
+            let _ = self.srcpad.pause_task();
         }
     }
 
@@ -505,14 +515,7 @@ impl ParallelFilter {
                 gst::debug!(CAT, obj = pad, "Caps {:?}", e.caps());
             }
             // A new stream after EOS.
-            EventView::StreamStart(_) if engine.halted() == Some(gst::FlowError::Eos) => {
-                engine.resume();
-                lock(&self.state).eos = false;
-                if let Err(err) = self.start_task() {
-                    gst::error!(CAT, obj = pad, "Cannot restart task: {err}");
-                    return false;
-                }
-            }
+            EventView::StreamStart(_) => lock(&self.state).eos = false,
             EventView::Eos(_) => lock(&self.state).eos = true,
             _ => {}
         }
@@ -585,12 +588,14 @@ impl ParallelFilter {
         gst::log!(CAT, obj = pad, "Handling {event:?}");
         if event.type_() == gst::EventType::Reconfigure
             && let Some(engine) = self.engine()
-            && engine.halted() == Some(gst::FlowError::NotLinked)
         {
-            // Linked again: resume pushing what is waiting.
-            engine.resume();
-            if let Err(err) = self.start_task() {
-                gst::error!(CAT, obj = pad, "Cannot restart task: {err}");
+            let _guard = lock(&self.task_lock);
+            if engine.halted() == Some(gst::FlowError::NotLinked) {
+                // Linked again: resume pushing what is waiting.
+                engine.resume();
+                if let Err(err) = self.start_task() {
+                    gst::error!(CAT, obj = pad, "Cannot restart task: {err}");
+                }
             }
         }
         gst::Pad::event_default(pad, Some(&*self.obj()), event)
@@ -744,6 +749,7 @@ impl ObjectSubclass for ParallelFilter {
             srcpad,
             settings: Mutex::new(Settings::default()),
             state: Mutex::new(State::default()),
+            task_lock: Mutex::new(()),
         }
     }
 }
