@@ -158,6 +158,8 @@ type FrameEngine = Engine<gst::Buffer, Tag, Serialized>;
 #[derive(Default)]
 struct State {
     engine: Option<Arc<FrameEngine>>,
+    /// The processor the engine runs: the setting at start.
+    processor: ProcessorKind,
     segment: gst::FormattedSegment<gst::ClockTime>,
     /// EOS entered the element: nobody upstream will see a flow return.
     eos: bool,
@@ -212,6 +214,7 @@ impl ParallelFilter {
         let mut state = lock(&self.state);
         *state = State {
             engine: Some(Arc::new(engine)),
+            processor: settings.processor,
             ..State::default()
         };
         Ok(())
@@ -398,15 +401,12 @@ impl ParallelFilter {
         buffer: gst::Buffer,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         gst::log!(CAT, obj = pad, "Handling {buffer:?}");
-        let (engine, segment) = {
+        let (engine, segment, processor) = {
             let state = lock(&self.state);
             let engine = state.engine.clone().ok_or(gst::FlowError::Flushing)?;
-            (engine, state.segment.clone())
+            (engine, state.segment.clone(), state.processor)
         };
-        let (processor, on_error) = {
-            let s = lock(&self.settings);
-            (s.processor, s.on_error)
-        };
+        let on_error = lock(&self.settings).on_error;
         if !processor.is_available() {
             self.post_unavailable(processor);
             return Err(gst::FlowError::NotNegotiated);
@@ -507,7 +507,7 @@ impl ParallelFilter {
                 lock(&self.state).segment = segment;
             }
             EventView::Caps(e) => {
-                let processor = lock(&self.settings).processor;
+                let processor = lock(&self.state).processor;
                 if !processor.is_available() {
                     self.post_unavailable(processor);
                     return false;
@@ -892,6 +892,16 @@ impl ObjectImpl for ParallelFilter {
         drop(settings);
         if let Some(engine) = self.engine() {
             engine.configure(config);
+            if matches!(
+                name,
+                PROP_PROCESSOR | PROP_DELAY_MIN | PROP_DELAY_MAX | PROP_SEED
+            ) {
+                gst::warning!(
+                    CAT,
+                    imp = self,
+                    "{name} takes effect at the next start (READY to PAUSED)"
+                );
+            }
         }
         if latency_changed {
             let _ = self
