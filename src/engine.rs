@@ -136,8 +136,9 @@ pub struct Processed<T, M> {
     pub result: Result<T, ProcessError>,
     pub worker: usize,
     pub processing_time: Duration,
-    /// Admission to release.
-    pub latency: Duration,
+    /// When the frame entered; the consumer reports the latency once the
+    /// frame has left (see [`Engine::frame_left`]).
+    pub admitted: Instant,
 }
 
 #[derive(Debug)]
@@ -166,6 +167,13 @@ pub struct Stats {
     pub avg_latency: Duration,
     pub max_latency: Duration,
     pub per_worker: Vec<u64>,
+}
+
+/// An item's place, from [`Engine::submit_item`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ItemId {
+    pub pos: u64,
+    generation: u64,
 }
 
 /// Result of [`Engine::submit_frame`].
@@ -342,11 +350,7 @@ impl<T, M, E> Shared<T, M, E> {
                 self.frames -= 1;
                 self.bytes -= bytes;
                 self.done -= 1;
-                let latency = admitted.elapsed();
                 let c = &mut self.counters;
-                c.released += 1;
-                c.total_latency += latency;
-                c.max_latency = c.max_latency.max(latency);
                 match &result {
                     Ok(_) => {}
                     Err(ProcessError::TimedOut(_)) => {
@@ -361,7 +365,7 @@ impl<T, M, E> Shared<T, M, E> {
                     result,
                     worker,
                     processing_time,
-                    latency,
+                    admitted,
                 }))
             }
             Slot::Frame { .. } => None,
@@ -587,23 +591,31 @@ where
                     while !s.has_room(bytes) && s.drop_oldest_queued() {
                         freed = true;
                     }
-                    if freed && s.has_room(bytes) {
-                        let seq = s.insert_frame(frame, tag, bytes);
-                        return Ok(Admission::Queued { seq });
+                    let admission = if freed && s.has_room(bytes) {
+                        Admission::Queued {
+                            seq: s.insert_frame(frame, tag, bytes),
+                        }
+                    } else {
+                        // Every frame inside has started (or the bytes limit
+                        // still refuses it): the new frame goes.
+                        s.counters.frames_in += 1;
+                        s.counters.dropped += 1;
+                        Admission::Dropped
+                    };
+                    drop(s);
+                    if freed {
+                        // A dropped head may uncover a releasable item.
+                        self.inner.ready.notify_one();
                     }
-                    // Every frame inside has started (or the bytes limit still
-                    // refuses it): the new frame goes.
-                    s.counters.frames_in += 1;
-                    s.counters.dropped += 1;
-                    return Ok(Admission::Dropped);
+                    return Ok(admission);
                 }
             }
         }
     }
 
     /// Queues an item (event, query, barrier) that is released after every
-    /// frame submitted before it; returns its position.
-    pub fn submit_item(&self, item: E) -> Result<u64, Halt> {
+    /// frame submitted before it.
+    pub fn submit_item(&self, item: E) -> Result<ItemId, Halt> {
         let mut s = lock(&self.inner.shared);
         loop {
             if let Some(halt) = s.halted {
@@ -623,15 +635,34 @@ where
         s.slots.insert(pos, Slot::Item(item));
         s.items += 1;
         let head = s.slots.first_key_value().map(|(k, _)| *k) == Some(pos);
+        let generation = s.generation;
         drop(s);
-        if head || !self.config_ordered() {
+        if head {
             self.inner.ready.notify_one();
         }
-        Ok(pos)
+        Ok(ItemId { pos, generation })
     }
 
-    fn config_ordered(&self) -> bool {
-        lock(&self.inner.shared).config.ordered
+    /// Blocks until the consumer has popped the item, so everything before
+    /// it is out; `Err` if a flush discarded it or the engine halted first.
+    pub fn wait_released(&self, id: ItemId) -> Result<(), Halt> {
+        let mut s = lock(&self.inner.shared);
+        loop {
+            if s.generation != id.generation {
+                return Err(gst::FlowError::Flushing);
+            }
+            if !s.slots.contains_key(&id.pos) {
+                return Ok(());
+            }
+            if let Some(halt) = s.halted {
+                return Err(halt);
+            }
+            s = self
+                .inner
+                .room
+                .wait(s)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
     }
 
     /// Blocks until the next output is releasable or the engine halts.
@@ -697,34 +728,50 @@ where
         drop(old);
     }
 
-    /// Accepts work again; positions and frame numbers restart at 0.
+    /// Accepts work again; positions and frame numbers restart at 0. Also
+    /// discards everything, for a FLUSH_STOP that came without FLUSH_START.
     pub fn flush_stop(&self) {
         let mut s = lock(&self.inner.shared);
+        let old = s.clear();
+        let generation = s.generation;
         s.halted = None;
         s.next_pos = 0;
         s.next_seq = 0;
+        drop(s);
+        self.inner.generation.send_replace(generation);
+        self.inner.room.notify_all();
+        drop(old);
     }
 
-    /// Clears a halt that was not a flush (downstream was linked again),
-    /// keeping the sequence going.
-    pub fn resume(&self) {
+    /// Clears the halt if it is `halt` (not a flush: downstream was linked
+    /// again, or a new stream follows EOS), keeping the sequence going.
+    /// True if it did, so the caller restarts the consumer.
+    pub fn resume_from(&self, halt: Halt) -> bool {
         let mut s = lock(&self.inner.shared);
-        if s.halted != Some(gst::FlowError::Flushing) {
+        if s.halted == Some(halt) && halt != gst::FlowError::Flushing {
             s.halted = None;
+            return true;
         }
+        false
     }
 
     pub fn halted(&self) -> Option<Halt> {
         lock(&self.inner.shared).halted
     }
 
-    /// The consumer reports a frame it pushed, or dropped on error.
-    pub fn count_out(&self, pushed: bool) {
+    /// The consumer reports a popped frame: pushed downstream (its latency,
+    /// entry to exit, counts then) or not (dropped, failed, refused).
+    pub fn frame_left(&self, pushed: bool, admitted: Instant) {
+        let latency = admitted.elapsed();
         let mut s = lock(&self.inner.shared);
+        let c = &mut s.counters;
         if pushed {
-            s.counters.frames_out += 1;
+            c.frames_out += 1;
+            c.released += 1;
+            c.total_latency += latency;
+            c.max_latency = c.max_latency.max(latency);
         } else {
-            s.counters.dropped += 1;
+            c.dropped += 1;
         }
     }
 
@@ -860,33 +907,38 @@ impl<T, M, E> Inner<T, M, E> {
     }
 }
 
-/// Runs one frame's work with the timeout, catching panics. `None` means a
-/// flush overtook it.
+type Blocked<T> = tokio::task::JoinHandle<std::thread::Result<Result<T, String>>>;
+
+/// Runs one frame's work with the timeout, catching panics. The result is
+/// `None` if a flush overtook it. A blocking closure that timed out cannot
+/// be stopped: its handle comes back so the worker waits for it before
+/// taking another frame, which keeps threads and memory bounded.
 async fn run_work<T: Send + 'static>(
     work: Work<T>,
     timeout: Option<Duration>,
     mut generation: watch::Receiver<u64>,
     job_generation: u64,
-) -> Option<Result<T, ProcessError>> {
+) -> (Option<Result<T, ProcessError>>, Option<Blocked<T>>) {
     let timed = |d: Duration| ProcessError::TimedOut(d);
+    let joined = |j: Result<std::thread::Result<Result<T, String>>, tokio::task::JoinError>| match j
+    {
+        Ok(Ok(r)) => r.map_err(ProcessError::Failed),
+        Ok(Err(payload)) => Err(ProcessError::Panicked(panic_message(payload))),
+        Err(e) => Err(ProcessError::Panicked(e.to_string())),
+    };
     match work {
-        Work::Ready(r) => Some(r.map_err(ProcessError::Failed)),
+        Work::Ready(r) => (Some(r.map_err(ProcessError::Failed)), None),
         Work::Blocking(f) => {
-            // Not aborted on flush: a blocking closure cannot be stopped, so
-            // the worker waits for it and its result is discarded.
-            let handle = tokio::task::spawn_blocking(move || catch_unwind(AssertUnwindSafe(f)));
-            let joined = match timeout {
-                Some(d) => match tokio::time::timeout(d, handle).await {
-                    Ok(j) => j,
-                    Err(_) => return Some(Err(timed(d))),
+            // Not aborted on flush either: the worker waits for it and the
+            // result is discarded.
+            let mut handle = tokio::task::spawn_blocking(move || catch_unwind(AssertUnwindSafe(f)));
+            match timeout {
+                Some(d) => match tokio::time::timeout(d, &mut handle).await {
+                    Ok(j) => (Some(joined(j)), None),
+                    Err(_) => (Some(Err(timed(d))), Some(handle)),
                 },
-                None => handle.await,
-            };
-            Some(match joined {
-                Ok(Ok(r)) => r.map_err(ProcessError::Failed),
-                Ok(Err(payload)) => Err(ProcessError::Panicked(panic_message(payload))),
-                Err(e) => Err(ProcessError::Panicked(e.to_string())),
-            })
+                None => (Some(joined(handle.await)), None),
+            }
         }
         Work::Async(fut) => {
             let fut = AssertUnwindSafe(fut).catch_unwind();
@@ -896,14 +948,15 @@ async fn run_work<T: Send + 'static>(
                     None => Ok(fut.await),
                 }
             };
-            tokio::select! {
+            let outcome = tokio::select! {
                 r = fut => Some(match r {
                     Ok(Ok(r)) => r.map_err(ProcessError::Failed),
                     Ok(Err(payload)) => Err(ProcessError::Panicked(panic_message(payload))),
                     Err(e) => Err(e),
                 }),
                 _ = generation.wait_for(|g| *g != job_generation) => None,
-            }
+            };
+            (outcome, None)
         }
     }
 }
@@ -942,12 +995,22 @@ where
         let started = Instant::now();
         let processor = inner.processor.clone();
         let frame = job.frame;
-        let outcome = match catch_unwind(AssertUnwindSafe(move || processor.process(frame, ctx))) {
+        let (outcome, abandoned) = match catch_unwind(AssertUnwindSafe(move || {
+            processor.process(frame, ctx)
+        })) {
             Ok(work) => run_work(work, timeout, inner.generation.subscribe(), job_generation).await,
-            Err(payload) => Some(Err(ProcessError::Panicked(panic_message(payload)))),
+            Err(payload) => (
+                Some(Err(ProcessError::Panicked(panic_message(payload)))),
+                None,
+            ),
         };
         if let Some(result) = outcome {
             inner.complete(job.pos, job_generation, id, result, started.elapsed());
+        }
+        if let Some(handle) = abandoned {
+            // The frame timed out and its slot moved on; the closure still
+            // runs, so this worker stays busy until it ends.
+            let _ = handle.await;
         }
     }
 }

@@ -532,3 +532,157 @@ fn blocking_work_does_not_starve_async_work() {
         assert_eq!(pop(&cpu), Out::Frame(f));
     }
 }
+
+#[test]
+fn leaky_drop_of_the_head_wakes_the_consumer() {
+    common::init();
+    let _wd = common::watchdog("leaky_head_wake", 60);
+    // Frame 0's closure outlives its timeout and keeps the single worker
+    // busy, so the next frame stays queued at the head.
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let release_rx = Arc::new(std::sync::Mutex::new(release_rx));
+    let e = Arc::new(engine(
+        Config {
+            workers: 1,
+            max_frames: 1,
+            leaky: Leaky::Downstream,
+            timeout: Some(Duration::from_millis(5)),
+            ..Config::default()
+        },
+        move |frame: u64, _ctx: WorkCtx| {
+            if frame != 0 {
+                return Work::Ready(Ok(frame));
+            }
+            let release_rx = release_rx.clone();
+            Work::Blocking(Box::new(move || {
+                release_rx.lock().unwrap().recv().unwrap();
+                Ok(frame)
+            }))
+        },
+    ));
+    e.submit_frame(0, (), 1).unwrap();
+    assert!(matches!(pop(&e), Out::Failed(ProcessError::TimedOut(_))));
+    e.submit_frame(1, (), 1).unwrap();
+    e.submit_item(100).unwrap();
+    let consumer = {
+        let e = e.clone();
+        thread::spawn(move || pop(&e))
+    };
+    // Full: frame 1, the queued head, is dropped; the item behind it is
+    // now releasable and the waiting consumer must see it.
+    assert_eq!(e.submit_frame(2, (), 1), Ok(Admission::Queued { seq: 2 }));
+    assert_eq!(consumer.join().unwrap(), Out::Item(100));
+    release_tx.send(()).unwrap();
+    assert_eq!(pop(&e), Out::Frame(2));
+}
+
+#[test]
+fn barrier_waiter_wakes_on_halt_and_flush() {
+    common::init();
+    let _wd = common::watchdog("barrier_waiter", 60);
+    let gate = Arc::new(Semaphore::new(0));
+    let e = Arc::new(engine(config(2, 0), gated(gate.clone())));
+    e.submit_frame(0, (), 1).unwrap();
+    let id = e.submit_item(1).unwrap();
+    let waiter = {
+        let e = e.clone();
+        thread::spawn(move || e.wait_released(id))
+    };
+    // Downstream failed: nobody will pop the barrier until a flush.
+    e.halt(gst::FlowError::NotLinked);
+    assert_eq!(waiter.join().unwrap(), Err(gst::FlowError::NotLinked));
+
+    e.flush_start();
+    e.flush_stop();
+    e.submit_frame(1, (), 1).unwrap();
+    let id = e.submit_item(2).unwrap();
+    let waiter = {
+        let e = e.clone();
+        thread::spawn(move || e.wait_released(id))
+    };
+    e.flush_start();
+    assert_eq!(waiter.join().unwrap(), Err(gst::FlowError::Flushing));
+
+    e.flush_stop();
+    // Aborted work of frames 0 and 1 may still grab a permit before it
+    // sees the flush: enough for everyone.
+    gate.add_permits(3);
+    e.submit_frame(2, (), 1).unwrap();
+    let id = e.submit_item(3).unwrap();
+    let waiter = {
+        let e = e.clone();
+        thread::spawn(move || e.wait_released(id))
+    };
+    assert_eq!(pop(&e), Out::Frame(2));
+    assert_eq!(pop(&e), Out::Item(3));
+    assert_eq!(waiter.join().unwrap(), Ok(()));
+}
+
+#[test]
+fn timed_out_blocking_work_keeps_its_worker() {
+    common::init();
+    let _wd = common::watchdog("timed_out_blocking", 60);
+    // Every closure outlives the timeout until the test releases it. With
+    // one worker, closures must still run one at a time: a timeout frees
+    // the frame's slot, not the worker.
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let release_rx = Arc::new(std::sync::Mutex::new(release_rx));
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (ended_tx, ended_rx) = std::sync::mpsc::channel::<()>();
+    let e = {
+        let log = log.clone();
+        engine(
+            Config {
+                workers: 1,
+                max_frames: 4,
+                timeout: Some(Duration::from_millis(2)),
+                ..Config::default()
+            },
+            move |frame: u64, _ctx: WorkCtx| {
+                let release_rx = release_rx.clone();
+                let log = log.clone();
+                let ended_tx = ended_tx.clone();
+                Work::Blocking(Box::new(move || {
+                    log.lock().unwrap().push(format!("start {frame}"));
+                    release_rx.lock().unwrap().recv().unwrap();
+                    log.lock().unwrap().push(format!("end {frame}"));
+                    ended_tx.send(()).unwrap();
+                    Ok(frame)
+                }))
+            },
+        )
+    };
+    for f in 0..4 {
+        e.submit_frame(f, (), 1).unwrap();
+    }
+    for _ in 0..4 {
+        assert!(matches!(pop(&e), Out::Failed(ProcessError::TimedOut(_))));
+        release_tx.send(()).unwrap();
+    }
+    for _ in 0..4 {
+        ended_rx.recv().unwrap();
+    }
+    let expected: Vec<String> = (0..4)
+        .flat_map(|f| [format!("start {f}"), format!("end {f}")])
+        .collect();
+    assert_eq!(*log.lock().unwrap(), expected);
+}
+
+#[test]
+fn flush_stop_alone_discards_everything_before_it() {
+    common::init();
+    let _wd = common::watchdog("flush_stop_alone", 60);
+    let gate = Arc::new(Semaphore::new(0));
+    let e = engine(config(2, 0), gated(gate.clone()));
+    e.submit_item(1).unwrap();
+    e.submit_frame(10, (), 1).unwrap();
+    e.submit_frame(11, (), 1).unwrap();
+    e.flush_stop();
+    e.submit_item(2).unwrap();
+    assert_eq!(e.submit_frame(20, (), 1), Ok(Admission::Queued { seq: 0 }));
+    gate.add_permits(10);
+    assert_eq!(pop(&e), Out::Item(2));
+    assert_eq!(pop(&e), Out::Frame(20));
+    assert_eq!(e.frames_inside(), 0);
+    assert!(e.try_pop().unwrap().is_none());
+}

@@ -1326,3 +1326,123 @@ fn stop_with_frames_stuck_and_chain_blocked() {
         Ok(gst::StateChangeSuccess::Success)
     );
 }
+
+// Found in review ------------------------------------------------------------
+
+#[test]
+fn serialized_query_returns_after_downstream_error() {
+    common::init();
+    let _wd = common::watchdog("query_after_downstream_error", 60);
+    let Fixture { mut h, e, .. } = start(&[
+        ("processor", "delay"),
+        ("delay-min", &(20 * MS).to_string()),
+        ("delay-max", &(20 * MS).to_string()),
+    ]);
+    e.static_pad("src")
+        .unwrap()
+        .unlink(&h.sinkpad().unwrap())
+        .unwrap();
+    push_ok(&mut h, frame(0));
+    // The frame fails to go out (not linked) before or after the query
+    // enters; either way upstream must get an answer, not hang.
+    let mut q = gst::query::Allocation::new(Some(&CAPS.parse::<gst::Caps>().unwrap()), true);
+    assert!(!e.static_pad("sink").unwrap().query(&mut q));
+    assert_eq!(h.push(frame(1)), Err(gst::FlowError::NotLinked));
+}
+
+#[test]
+fn flush_keeps_sticky_events_that_were_still_queued() {
+    common::init();
+    let _wd = common::watchdog("flush_sticky", 60);
+    let Fixture { mut h, e, rec, .. } = start(&[
+        ("processor", "delay"),
+        ("delay-min", &HOUR.to_string()),
+        ("delay-max", &HOUR.to_string()),
+        ("timeout", &(10 * SECOND).to_string()),
+        ("on-error", "pass"),
+    ]);
+    push_ok(&mut h, frame(0));
+    // New caps wait behind the stuck frame, then a seek flushes them away.
+    let caps8: gst::Caps = "video/x-raw,format=GRAY8,width=8,height=8,framerate=30/1"
+        .parse()
+        .unwrap();
+    assert!(h.push_event(gst::event::Caps::new(&caps8)));
+    assert!(h.push_event(gst::event::FlushStart::new()));
+    assert!(h.push_event(gst::event::FlushStop::new(true)));
+    assert!(h.push_event(gst::event::Segment::new(&time_segment())));
+    e.set_property("timeout", MS);
+    push_ok(&mut h, frame(1));
+    let items = rec.until(|i| i.is_buffer());
+    assert!(items.contains(&Item::Caps(caps8.clone())), "{items:?}");
+    assert_eq!(e.static_pad("src").unwrap().current_caps(), Some(caps8));
+}
+
+#[test]
+fn huge_latencies_saturate() {
+    common::init();
+    let _wd = common::watchdog("huge_latencies", 60);
+    let max = (i64::MAX as u64).to_string();
+    let Fixture { mut h, .. } = fixture(&[
+        ("processor", "delay"),
+        ("delay-min", "0"),
+        ("delay-max", &max),
+    ]);
+    h.set_upstream_latency(gst::ClockTime::MAX);
+    let mut q = gst::query::Latency::new();
+    assert!(h.sinkpad().unwrap().peer_query(&mut q));
+    let (_, min, max_latency) = q.result();
+    assert_eq!(min, gst::ClockTime::MAX);
+    assert_eq!(max_latency, None);
+}
+
+#[test]
+fn new_stream_after_downstream_eos() {
+    common::init();
+    let _wd = common::watchdog("new_stream_after_downstream_eos", 60);
+    let Fixture { mut h, e, .. } = start(&[("processor", "passthrough")]);
+    let src = e.static_pad("src").unwrap();
+    let real_sink = h.sinkpad().unwrap().clone();
+    src.unlink(&real_sink).unwrap();
+    let eos_sink = gst::Pad::builder(gst::PadDirection::Sink)
+        .chain_function(|_, _, _| Err(gst::FlowError::Eos))
+        .event_function(|_, _, _| true)
+        .build();
+    eos_sink.set_active(true).unwrap();
+    src.link(&eos_sink).unwrap();
+    let mut result = Ok(gst::FlowSuccess::Ok);
+    for i in 0..100 {
+        result = h.push(frame(i));
+        if result.is_err() {
+            break;
+        }
+    }
+    assert_eq!(result, Err(gst::FlowError::Eos));
+    // Downstream wants data again: a new stream must flow.
+    src.unlink(&eos_sink).unwrap();
+    src.link(&real_sink).unwrap();
+    assert!(h.push_event(gst::event::StreamStart::new("second")));
+    assert!(h.push_event(gst::event::Segment::new(&time_segment())));
+    push_ok(&mut h, frame(1000));
+    // Frames still queued when downstream said EOS go first (as in queue).
+    let mut last = None;
+    while last != Some(FRAME * 1000) {
+        let pts = h.pull().unwrap().pts();
+        assert!(pts > last, "out of order");
+        last = pts;
+    }
+}
+
+#[test]
+fn on_error_fail_keeps_stats_balanced() {
+    common::init();
+    let _wd = common::watchdog("fail_stats", 60);
+    let Fixture { mut h, e, bus, .. } = timing_out("fail");
+    push_ok(&mut h, frame(0));
+    let _ = error_message(&bus);
+    let s = stats(&e);
+    assert_eq!(stat(&s, "frames-in"), 1);
+    assert_eq!(
+        stat(&s, "frames-out") + stat(&s, "dropped") + stat(&s, "in-flight"),
+        1
+    );
+}

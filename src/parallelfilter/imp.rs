@@ -47,6 +47,9 @@ const DEFAULT_DELAY: u64 = 0;
 const DEFAULT_SEED: u64 = 0;
 const DEFAULT_ORDERED: bool = true;
 const MAX_WORKERS: u32 = 1024;
+/// Upper bound of the time properties (about 292 years), so latency sums
+/// never overflow.
+const MAX_TIME: u64 = i64::MAX as u64;
 
 fn default_workers() -> u32 {
     std::thread::available_parallelism()
@@ -106,22 +109,29 @@ impl Settings {
         }
     }
 
-    /// Latency the element adds: the longest a frame can take to process.
-    /// `delay`: delay-max; a timeout caps it. `passthrough`: nothing.
-    fn latency(&self) -> gst::ClockTime {
-        let bound = match self.processor {
-            ProcessorKind::Passthrough => return gst::ClockTime::ZERO,
-            ProcessorKind::Delay => self.delay_max.max(self.delay_min),
-            _ => self.timeout,
-        };
-        let ns = if self.timeout > 0 {
-            bound.min(self.timeout)
-        } else {
-            bound
-        };
-        gst::ClockTime::from_nseconds(ns)
+    fn delay_bound(&self) -> u64 {
+        self.delay_max.max(self.delay_min)
     }
+}
 
+/// Latency the element adds: the longest a frame can take to process.
+/// `delay`: its longest delay; a timeout caps it. `passthrough`: nothing.
+/// Other processors: the timeout.
+fn latency_of(processor: ProcessorKind, delay_bound: u64, timeout: u64) -> gst::ClockTime {
+    let bound = match processor {
+        ProcessorKind::Passthrough => return gst::ClockTime::ZERO,
+        ProcessorKind::Delay => delay_bound,
+        _ => timeout,
+    };
+    let ns = if timeout > 0 {
+        bound.min(timeout)
+    } else {
+        bound
+    };
+    gst::ClockTime::from_nseconds(ns.min(MAX_TIME))
+}
+
+impl Settings {
     fn processor(&self) -> Option<Arc<dyn Processor<gst::Buffer>>> {
         match self.processor {
             ProcessorKind::Passthrough => Some(Arc::new(Passthrough)),
@@ -150,7 +160,7 @@ struct Tag {
 enum Serialized {
     Event(gst::Event),
     /// Released once everything before it has been pushed.
-    Barrier(std::sync::mpsc::SyncSender<()>),
+    Barrier,
 }
 
 type FrameEngine = Engine<gst::Buffer, Tag, Serialized>;
@@ -158,8 +168,10 @@ type FrameEngine = Engine<gst::Buffer, Tag, Serialized>;
 #[derive(Default)]
 struct State {
     engine: Option<Arc<FrameEngine>>,
-    /// The processor the engine runs: the setting at start.
+    /// The processor the engine runs, and its longest delay: the settings
+    /// at start.
     processor: ProcessorKind,
+    delay_bound: u64,
     segment: gst::FormattedSegment<gst::ClockTime>,
     /// EOS entered the element: nobody upstream will see a flow return.
     eos: bool,
@@ -189,6 +201,21 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl ParallelFilter {
+    /// Latency added now: the running processor's, or the configured one's
+    /// before start; the timeout can change at any time.
+    fn latency(&self) -> gst::ClockTime {
+        let running = {
+            let state = lock(&self.state);
+            state
+                .engine
+                .is_some()
+                .then_some((state.processor, state.delay_bound))
+        };
+        let s = lock(&self.settings);
+        let (processor, delay_bound) = running.unwrap_or((s.processor, s.delay_bound()));
+        latency_of(processor, delay_bound, s.timeout)
+    }
+
     fn engine(&self) -> Option<Arc<FrameEngine>> {
         lock(&self.state).engine.clone()
     }
@@ -215,6 +242,7 @@ impl ParallelFilter {
         *state = State {
             engine: Some(Arc::new(engine)),
             processor: settings.processor,
+            delay_bound: settings.delay_bound(),
             ..State::default()
         };
         Ok(())
@@ -259,10 +287,8 @@ impl ParallelFilter {
                         gst::debug!(CAT, imp = self, "Downstream refused event at {pos}");
                     }
                 }
-                Serialized::Barrier(done) => {
-                    gst::log!(CAT, imp = self, "Releasing barrier at {pos}");
-                    let _ = done.send(());
-                }
+                // Popping it is the release: the waiter sees it gone.
+                Serialized::Barrier => gst::log!(CAT, imp = self, "Releasing barrier at {pos}"),
             },
             Ok(Output::Frame(processed)) => self.push_frame(&engine, processed),
         }
@@ -275,7 +301,7 @@ impl ParallelFilter {
             result,
             worker,
             processing_time,
-            ..
+            admitted,
         } = processed;
         let (on_error, post_messages) = {
             let s = lock(&self.settings);
@@ -285,6 +311,9 @@ impl ParallelFilter {
             Ok(buffer) => buffer,
             Err(err) => match on_error {
                 OnError::Fail => {
+                    // Counted before the error is posted, so the stats are
+                    // complete for whoever reacts to the error.
+                    engine.frame_left(false, admitted);
                     gst::element_imp_error!(
                         self,
                         gst::StreamError::Failed,
@@ -302,7 +331,7 @@ impl ParallelFilter {
                         "Dropping frame #{seq} (pts {}): {err}",
                         tag.pts.display()
                     );
-                    engine.count_out(false);
+                    engine.frame_left(false, admitted);
                     if let Some(pts) = tag.pts {
                         let gap = gst::event::Gap::builder(pts).duration(tag.duration).build();
                         let _ = self.srcpad.push_event(gap);
@@ -320,7 +349,7 @@ impl ParallelFilter {
                         Some(original) => original,
                         // on-error changed to pass after this frame entered.
                         None => {
-                            engine.count_out(false);
+                            engine.frame_left(false, admitted);
                             return;
                         }
                     }
@@ -332,9 +361,9 @@ impl ParallelFilter {
         }
         gst::log!(CAT, imp = self, "Pushing #{seq} {buffer:?}");
         match self.srcpad.push(buffer) {
-            Ok(_) => engine.count_out(true),
+            Ok(_) => engine.frame_left(true, admitted),
             Err(err) => {
-                engine.count_out(false);
+                engine.frame_left(false, admitted);
                 self.handle_push_error(engine, err);
             }
         }
@@ -474,6 +503,15 @@ impl ParallelFilter {
                     state.segment = gst::FormattedSegment::new();
                 }
                 let ret = self.srcpad.push_event(event);
+                // Sticky events still queued were discarded and upstream will
+                // not resend them: carry the current ones (but the segment
+                // and EOS) over, as queue does.
+                self.sinkpad.sticky_events_foreach(|ev| {
+                    if !matches!(ev.type_(), gst::EventType::Segment | gst::EventType::Eos) {
+                        let _ = self.srcpad.store_sticky_event(ev);
+                    }
+                    std::ops::ControlFlow::Continue(gst::EventForeachAction::Keep)
+                });
                 if self.srcpad.mode() == gst::PadMode::Push
                     && let Err(err) = self.start_task()
                 {
@@ -505,6 +543,8 @@ impl ParallelFilter {
                     return false;
                 };
                 lock(&self.state).segment = segment;
+                // A new segment after downstream returned EOS: data flows again.
+                self.resume_task(&engine, gst::FlowError::Eos);
             }
             EventView::Caps(e) => {
                 let processor = lock(&self.state).processor;
@@ -515,14 +555,17 @@ impl ParallelFilter {
                 gst::debug!(CAT, obj = pad, "Caps {:?}", e.caps());
             }
             // A new stream after EOS.
-            EventView::StreamStart(_) => lock(&self.state).eos = false,
+            EventView::StreamStart(_) => {
+                lock(&self.state).eos = false;
+                self.resume_task(&engine, gst::FlowError::Eos);
+            }
             EventView::Eos(_) => lock(&self.state).eos = true,
             _ => {}
         }
         let is_eos = event.type_() == gst::EventType::Eos;
         match engine.submit_item(Serialized::Event(event)) {
-            Ok(pos) => {
-                gst::trace!(CAT, obj = pad, "Queued event at position {pos}");
+            Ok(id) => {
+                gst::trace!(CAT, obj = pad, "Queued event at position {}", id.pos);
                 true
             }
             Err(err) => {
@@ -541,12 +584,12 @@ impl ParallelFilter {
         let Some(engine) = self.engine() else {
             return false;
         };
-        let (done_tx, done_rx) = std::sync::mpsc::sync_channel(1);
-        if engine.submit_item(Serialized::Barrier(done_tx)).is_err() {
-            return false;
-        }
-        // A flush or teardown drops the barrier, which wakes us with Err.
-        done_rx.recv().is_ok()
+        // A flush, teardown or downstream error wakes us with Err, so the
+        // upstream thread never hangs here.
+        engine
+            .submit_item(Serialized::Barrier)
+            .and_then(|id| engine.wait_released(id))
+            .is_ok()
     }
 
     fn sink_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {
@@ -571,14 +614,19 @@ impl ParallelFilter {
                 return false;
             }
             let (live, min, max) = upstream.result();
-            let own = lock(&self.settings).latency();
+            let own = self.latency();
             gst::debug!(
                 CAT,
                 obj = pad,
                 "Upstream latency live {live} min {min} max {}, adding {own}",
                 max.display()
             );
-            q.set(live, min + own, max.opt_add(own));
+            // Saturate: an overflowing max means unbounded.
+            q.set(
+                live,
+                min.saturating_add(own),
+                max.and_then(|max| max.checked_add(own)),
+            );
             return true;
         }
         gst::Pad::query_default(pad, Some(&*self.obj()), query)
@@ -589,16 +637,23 @@ impl ParallelFilter {
         if event.type_() == gst::EventType::Reconfigure
             && let Some(engine) = self.engine()
         {
-            let _guard = lock(&self.task_lock);
-            if engine.halted() == Some(gst::FlowError::NotLinked) {
-                // Linked again: resume pushing what is waiting.
-                engine.resume();
-                if let Err(err) = self.start_task() {
-                    gst::error!(CAT, obj = pad, "Cannot restart task: {err}");
-                }
-            }
+            // Linked again: resume pushing what is waiting.
+            self.resume_task(&engine, gst::FlowError::NotLinked);
         }
         gst::Pad::event_default(pad, Some(&*self.obj()), event)
+    }
+
+    /// Restarts the task if the engine was halted by `halt`. Under
+    /// `task_lock`, so the task cannot pause itself in between; a
+    /// deactivation in between halts with Flushing and nothing restarts.
+    fn resume_task(&self, engine: &FrameEngine, halt: gst::FlowError) {
+        let _guard = lock(&self.task_lock);
+        if engine.resume_from(halt) {
+            gst::debug!(CAT, imp = self, "Resuming after {halt:?}");
+            if let Err(err) = self.start_task() {
+                gst::error!(CAT, imp = self, "Cannot restart task: {err}");
+            }
+        }
     }
 
     fn src_activatemode(
@@ -801,6 +856,7 @@ impl ObjectImpl for ParallelFilter {
                         "Abandon a frame whose processing takes longer, in ns, and \
                          handle it per on-error (0 = none)",
                     )
+                    .maximum(MAX_TIME)
                     .default_value(DEFAULT_TIMEOUT)
                     .mutable_playing()
                     .build(),
@@ -818,12 +874,14 @@ impl ObjectImpl for ParallelFilter {
                 glib::ParamSpecUInt64::builder(PROP_DELAY_MIN)
                     .nick("Delay min")
                     .blurb("delay processor: minimum per-frame wait in ns")
+                    .maximum(MAX_TIME)
                     .default_value(DEFAULT_DELAY)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt64::builder(PROP_DELAY_MAX)
                     .nick("Delay max")
                     .blurb("delay processor: maximum per-frame wait in ns")
+                    .maximum(MAX_TIME)
                     .default_value(DEFAULT_DELAY)
                     .mutable_ready()
                     .build(),
@@ -853,8 +911,8 @@ impl ObjectImpl for ParallelFilter {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let latency_before = self.latency();
         let mut settings = lock(&self.settings);
-        let latency_before = settings.latency();
         let name = pspec.name();
         // Types are checked by GObject before we get here.
         match name {
@@ -880,7 +938,7 @@ impl ObjectImpl for ParallelFilter {
         }
         gst::info!(CAT, imp = self, "Set {name} to {value:?}");
         let config = settings.engine_config();
-        let latency_changed = settings.latency() != latency_before;
+
         if name == PROP_PROCESSOR && !settings.processor.is_available() {
             gst::warning!(
                 CAT,
@@ -890,6 +948,7 @@ impl ObjectImpl for ParallelFilter {
             );
         }
         drop(settings);
+        let latency_changed = self.latency() != latency_before;
         if let Some(engine) = self.engine() {
             engine.configure(config);
             if matches!(

@@ -38,9 +38,10 @@ impl Delay {
         if max <= min {
             return self.min;
         }
-        let span = max - min + 1;
-        let r = splitmix64(self.seed ^ splitmix64(seq));
-        Duration::from_nanos(min + r % span)
+        // u128: the span of [0, u64::MAX] does not fit in u64.
+        let span = u128::from(max - min) + 1;
+        let r = u128::from(splitmix64(self.seed ^ splitmix64(seq)));
+        Duration::from_nanos(min + (r % span) as u64)
     }
 }
 
@@ -72,6 +73,18 @@ mod tests {
         }
         let other = Delay { seed: 43, ..d };
         assert!((0..100).any(|s| other.delay_for(s) != d.delay_for(s)));
+    }
+
+    #[test]
+    fn full_range_does_not_overflow() {
+        let d = Delay {
+            min: Duration::ZERO,
+            max: Duration::from_nanos(u64::MAX),
+            seed: 1,
+        };
+        for seq in 0..100 {
+            d.delay_for(seq);
+        }
     }
 
     #[test]
