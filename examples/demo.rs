@@ -288,11 +288,14 @@ fn print_summary(opts: &Options, par: &Run, base: &Run) {
         let d = |r: &Run| ms(Duration::from_nanos(r.stat_u64(stat)));
         row(name, d(par), d(base));
     }
+    // With every worker busy, throughput is workers / average delay.
+    let ideal_fps = par.workers as f64 * 1000.0 / avg_delay;
     println!(
-        "  speed-up: {:.1}x (ideal about {:.0}x: {} workers / {avg_delay:.1} ms average delay, \
-         bounded by the source's own rate)",
+        "  speed-up: {:.1}x; throughput {:.0} fps is {:.2}x the ideal {ideal_fps:.0} fps \
+         ({} workers / {avg_delay:.1} ms average delay)",
         par.fps() / base.fps(),
-        par.workers as f64,
+        par.fps(),
+        par.fps() / ideal_fps,
         par.workers
     );
     let per_worker = par.per_worker();

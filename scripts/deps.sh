@@ -22,6 +22,8 @@ DEPS_APT_PACKAGES=(
 
 # The crate's rust-version (Cargo.toml).
 DEPS_MIN_RUST=1.92
+# The GStreamer the crate's v1_22 feature needs.
+DEPS_MIN_GSTREAMER=1.22
 
 deps_say() { printf '==> %s\n' "$*" >&2; }
 
@@ -131,7 +133,17 @@ ensure_rust() {
 }
 
 # ensure_deps: the GStreamer packages and Rust.
+# The crate builds against GStreamer >= 1.22 (Debian 12, Ubuntu 23.04 and
+# newer): say so clearly instead of failing deep in a -sys crate.
+ensure_gstreamer_version() {
+    if ! pkg-config --atleast-version="$DEPS_MIN_GSTREAMER" gstreamer-1.0; then
+        deps_say "GStreamer $(pkg-config --modversion gstreamer-1.0 2>/dev/null || echo '(none)') found; parallelfilter needs >= $DEPS_MIN_GSTREAMER (Debian 12, Ubuntu 23.04 or newer)"
+        return 1
+    fi
+}
+
 ensure_deps() {
     ensure_apt_packages "${DEPS_APT_PACKAGES[@]}"
+    ensure_gstreamer_version
     ensure_rust
 }

@@ -136,8 +136,8 @@ pub struct Processed<T, M> {
     pub result: Result<T, ProcessError>,
     pub worker: usize,
     pub processing_time: Duration,
-    /// When the frame entered; the consumer reports the latency once the
-    /// frame has left (see [`Engine::frame_left`]).
+    /// When the frame entered; the consumer reports the latency when the
+    /// frame leaves (see [`Engine::frame_left`]).
     pub admitted: Instant,
 }
 
@@ -162,6 +162,9 @@ pub struct Stats {
     pub reorder_depth: u32,
     pub max_reorder_depth: u32,
     pub workers: u32,
+    /// Upstream threads blocked inside: waiting for room, or for a
+    /// serialized item to be released.
+    pub blocked_upstream: u32,
     pub avg_processing_time: Duration,
     pub max_processing_time: Duration,
     pub avg_latency: Duration,
@@ -243,6 +246,8 @@ struct Shared<T, M, E> {
     items: usize,
     /// Processed frames waiting for release.
     done: usize,
+    /// Producers blocked in submit or wait_released.
+    blocked: usize,
     config: Config,
     /// Worker ids with a running task.
     alive: Vec<bool>,
@@ -504,6 +509,7 @@ where
                 bytes: 0,
                 items: 0,
                 done: 0,
+                blocked: 0,
                 config,
                 alive: Vec::new(),
                 counters: Counters::default(),
@@ -572,13 +578,7 @@ where
                 return Ok(Admission::Queued { seq });
             }
             match s.config.leaky {
-                Leaky::No => {
-                    s = self
-                        .inner
-                        .room
-                        .wait(s)
-                        .unwrap_or_else(PoisonError::into_inner);
-                }
+                Leaky::No => s = self.wait_for_room(s),
                 Leaky::Upstream => {
                     s.counters.frames_in += 1;
                     s.counters.dropped += 1;
@@ -624,11 +624,7 @@ where
             if s.items < MAX_PENDING_ITEMS {
                 break;
             }
-            s = self
-                .inner
-                .room
-                .wait(s)
-                .unwrap_or_else(PoisonError::into_inner);
+            s = self.wait_for_room(s);
         }
         let pos = s.next_pos;
         s.next_pos += 1;
@@ -657,12 +653,23 @@ where
             if let Some(halt) = s.halted {
                 return Err(halt);
             }
-            s = self
-                .inner
-                .room
-                .wait(s)
-                .unwrap_or_else(PoisonError::into_inner);
+            s = self.wait_for_room(s);
         }
+    }
+
+    /// Waits for a pop, halt or flush, counting the producer as blocked.
+    fn wait_for_room<'a>(
+        &'a self,
+        mut s: MutexGuard<'a, Shared<T, M, E>>,
+    ) -> MutexGuard<'a, Shared<T, M, E>> {
+        s.blocked += 1;
+        let mut s = self
+            .inner
+            .room
+            .wait(s)
+            .unwrap_or_else(PoisonError::into_inner);
+        s.blocked -= 1;
+        s
     }
 
     /// Blocks until the next output is releasable or the engine halts.
@@ -759,10 +766,9 @@ where
         lock(&self.inner.shared).halted
     }
 
-    /// The consumer reports a popped frame: pushed downstream (its latency,
-    /// entry to exit, counts then) or not (dropped, failed, refused).
-    pub fn frame_left(&self, pushed: bool, admitted: Instant) {
-        let latency = admitted.elapsed();
+    /// The consumer reports a popped frame: pushed downstream, with its
+    /// latency from entry to exit, or not (dropped, failed, refused).
+    pub fn frame_left(&self, pushed: bool, latency: Duration) {
         let mut s = lock(&self.inner.shared);
         let c = &mut s.counters;
         if pushed {
@@ -779,11 +785,8 @@ where
         let s = lock(&self.inner.shared);
         let c = &s.counters;
         let avg = |total: Duration, n: u64| {
-            if n == 0 {
-                Duration::ZERO
-            } else {
-                total / u32::try_from(n).unwrap_or(u32::MAX).max(1)
-            }
+            let ns = total.as_nanos().checked_div(u128::from(n)).unwrap_or(0);
+            Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
         };
         let to_u32 = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
         Stats {
@@ -797,6 +800,7 @@ where
             reorder_depth: to_u32(s.reorder_depth()),
             max_reorder_depth: to_u32(c.max_reorder_depth),
             workers: to_u32(s.config.workers),
+            blocked_upstream: to_u32(s.blocked),
             avg_processing_time: avg(c.total_processing, c.processed),
             max_processing_time: c.max_processing,
             avg_latency: avg(c.total_latency, c.released),

@@ -1,5 +1,4 @@
 // SPDX-License-Identifier: MPL-2.0
-#![allow(clippy::non_send_fields_in_send_ty)]
 //! `parallelfilter`: process video frames concurrently in a bounded worker
 //! pool and push them out in input order.
 

@@ -191,6 +191,10 @@ fn flush_unblocks_producer_and_discards_late_results() {
         let e = e.clone();
         thread::spawn(move || e.pop().map(|_| ()))
     };
+    // The producer is blocked for sure before the flush.
+    while e.stats().blocked_upstream == 0 {
+        thread::yield_now();
+    }
     e.flush_start();
     assert_eq!(producer.join().unwrap(), Err(gst::FlowError::Flushing));
     assert_eq!(consumer.join().unwrap(), Err(gst::FlowError::Flushing));

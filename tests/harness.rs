@@ -252,6 +252,14 @@ fn custom(index: u64) -> gst::Event {
     )
 }
 
+/// Spins until an upstream thread is blocked inside the element (stats
+/// `blocked-upstream`), so a test exercises the blocked case for sure.
+fn wait_blocked_upstream(e: &gst::Element) {
+    while stat(&stats(e), "blocked-upstream") == 0 {
+        std::thread::yield_now();
+    }
+}
+
 fn push_ok(h: &mut Harness, buffer: gst::Buffer) {
     assert_eq!(h.push(buffer), Ok(gst::FlowSuccess::Ok));
 }
@@ -569,7 +577,7 @@ fn drain_query_released_by_flush() {
     common::init();
     let _wd = common::watchdog("drain_query_released_by_flush", 60);
     let hour = HOUR.to_string();
-    let Fixture { mut h, rec, .. } = start(&[
+    let Fixture { mut h, e, rec, .. } = start(&[
         ("processor", "delay"),
         ("delay-min", &hour),
         ("delay-max", &hour),
@@ -584,8 +592,10 @@ fn drain_query_released_by_flush() {
         upstream.peer_query(&mut drain)
     });
     rx.recv().unwrap();
-    // The drain waits behind a frame stuck for an hour (or has not entered
-    // yet): either way the flush makes it fail instead of hanging.
+    drop(rx);
+    // The drain waits behind a frame stuck for an hour; the flush makes it
+    // fail instead of hanging.
+    wait_blocked_upstream(&e);
     assert!(h.push_event(gst::event::FlushStart::new()));
     assert!(!querier.join().unwrap(), "drain answered during a flush");
     assert!(h.push_event(gst::event::FlushStop::new(true)));
@@ -627,7 +637,7 @@ fn flush_unblocks_chain_and_discards_everything() {
         upstream.push(fifth)
     });
     rx.recv().unwrap();
-    // Blocked already or about to enter chain: FLUSHING either way.
+    wait_blocked_upstream(&e);
     assert!(h.push_event(gst::event::FlushStart::new()));
     assert_eq!(pusher.join().unwrap(), Err(gst::FlowError::Flushing));
     let s = stats(&e);
@@ -1315,6 +1325,7 @@ fn stop_with_frames_stuck_and_chain_blocked() {
         upstream.push(frame(3))
     });
     rx.recv().unwrap();
+    wait_blocked_upstream(&e);
     assert_eq!(
         e.set_state(gst::State::Null),
         Ok(gst::StateChangeSuccess::Success)
@@ -1445,4 +1456,26 @@ fn on_error_fail_keeps_stats_balanced() {
         stat(&s, "frames-out") + stat(&s, "dropped") + stat(&s, "in-flight"),
         1
     );
+}
+
+#[test]
+fn max_size_bytes_bounds_the_element() {
+    common::init();
+    let _wd = common::watchdog("max_size_bytes", 60);
+    let hour = HOUR.to_string();
+    // Each frame carries 8 bytes: 24 bytes hold three frames.
+    let Fixture { mut h, e, .. } = start(&[
+        ("processor", "delay"),
+        ("delay-min", &hour),
+        ("delay-max", &hour),
+        ("workers", "8"),
+        ("max-size-bytes", "24"),
+        ("leaky", "upstream"),
+    ]);
+    for i in 0..10 {
+        push_ok(&mut h, frame(i));
+    }
+    let s = stats(&e);
+    assert_eq!(stat(&s, "in-flight"), 3, "{s}");
+    assert_eq!(stat(&s, "dropped"), 7, "{s}");
 }

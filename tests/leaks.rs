@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use gst::prelude::*;
@@ -52,11 +52,25 @@ fn cycle_with_stuck_frames() {
         "videotestsrc ! video/x-raw,width=32,height=24 ! parallelfilter name=pf \
          processor=delay delay-min=10000000000 delay-max=10000000000 workers=2 ! fakesink",
     )
+    .unwrap()
+    .downcast::<gst::Pipeline>()
     .unwrap();
+    let (tx, entered) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    let pf = pipeline.by_name("pf").unwrap();
+    pf.static_pad("sink")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            let _ = tx.lock().unwrap().send(());
+            gst::PadProbeReturn::Ok
+        });
     for _ in 0..20 {
         pipeline.set_state(gst::State::Playing).unwrap();
-        pipeline.state(gst::ClockTime::from_mseconds(5)).0.ok();
+        // The second frame at the pad means the first is inside, stuck.
+        entered.recv().unwrap();
+        entered.recv().unwrap();
         pipeline.set_state(gst::State::Null).unwrap();
+        while entered.try_recv().is_ok() {}
     }
 }
 

@@ -474,10 +474,13 @@ fn hundreds_of_state_cycles_with_frames_stuck_in_processing() {
 #[test]
 fn live_pipeline_reports_latency_and_nothing_is_late() {
     let _wd = common::watchdog("live_latency", 60);
+    // 120 ms per frame at 30 fps: several frame durations, more than the
+    // sink's own slack, so frames would be dropped as late if the element
+    // did not add its latency. 8 workers keep up (30 fps x 120 ms = 3.6).
     let p = pipeline(
         "videotestsrc is-live=true num-buffers=30 ! video/x-raw,width=64,height=48,framerate=30/1 ! \
-         parallelfilter name=pf processor=delay delay-min=20000000 delay-max=20000000 workers=4 ! \
-         fakesink name=sink sync=true qos=true max-lateness=0",
+         parallelfilter name=pf processor=delay delay-min=120000000 delay-max=120000000 workers=8 ! \
+         fakesink name=sink sync=true qos=true",
     );
     p.run_to_eos();
     let mut q = gst::query::Latency::new();
@@ -485,7 +488,7 @@ fn live_pipeline_reports_latency_and_nothing_is_late() {
     let (live, min, _) = q.result();
     assert!(live);
     assert!(
-        min >= gst::ClockTime::from_nseconds(20 * MS),
+        min >= gst::ClockTime::from_nseconds(120 * MS),
         "min latency {min}"
     );
     let stats = p.sink.property::<gst::Structure>("stats");

@@ -191,6 +191,19 @@ pub struct ParallelFilter {
     task_lock: Mutex<()>,
 }
 
+/// GStreamer's name of a flow return, as in its own error messages.
+fn flow_name(err: gst::FlowError) -> &'static str {
+    match err {
+        gst::FlowError::NotLinked => "not-linked",
+        gst::FlowError::Flushing => "flushing",
+        gst::FlowError::Eos => "eos",
+        gst::FlowError::NotNegotiated => "not-negotiated",
+        gst::FlowError::Error => "error",
+        gst::FlowError::NotSupported => "not-supported",
+        _ => "custom-error",
+    }
+}
+
 /// A flow error that stops the stream for good (not a flush, not EOS).
 fn is_fatal(err: gst::FlowError) -> bool {
     !matches!(err, gst::FlowError::Flushing | gst::FlowError::Eos)
@@ -313,7 +326,7 @@ impl ParallelFilter {
                 OnError::Fail => {
                     // Counted before the error is posted, so the stats are
                     // complete for whoever reacts to the error.
-                    engine.frame_left(false, admitted);
+                    engine.frame_left(false, admitted.elapsed());
                     gst::element_imp_error!(
                         self,
                         gst::StreamError::Failed,
@@ -324,21 +337,7 @@ impl ParallelFilter {
                     self.pause_if_halted(engine);
                     return;
                 }
-                OnError::Drop => {
-                    gst::warning!(
-                        CAT,
-                        imp = self,
-                        "Dropping frame #{seq} (pts {}): {err}",
-                        tag.pts.display()
-                    );
-                    engine.frame_left(false, admitted);
-                    if let Some(pts) = tag.pts {
-                        let gap = gst::event::Gap::builder(pts).duration(tag.duration).build();
-                        let _ = self.srcpad.push_event(gap);
-                    }
-                    return;
-                }
-                OnError::Pass => {
+                OnError::Pass if tag.original.is_some() => {
                     gst::warning!(
                         CAT,
                         imp = self,
@@ -347,12 +346,24 @@ impl ParallelFilter {
                     );
                     match tag.original.clone() {
                         Some(original) => original,
-                        // on-error changed to pass after this frame entered.
-                        None => {
-                            engine.frame_left(false, admitted);
-                            return;
-                        }
+                        None => return,
                     }
+                }
+                // Also on-error=pass for a frame that entered before it was
+                // set, so no original was kept.
+                OnError::Drop | OnError::Pass => {
+                    gst::warning!(
+                        CAT,
+                        imp = self,
+                        "Dropping frame #{seq} (pts {}): {err}",
+                        tag.pts.display()
+                    );
+                    engine.frame_left(false, admitted.elapsed());
+                    if let Some(pts) = tag.pts {
+                        let gap = gst::event::Gap::builder(pts).duration(tag.duration).build();
+                        let _ = self.srcpad.push_event(gap);
+                    }
+                    return;
                 }
             },
         };
@@ -360,12 +371,12 @@ impl ParallelFilter {
             self.post_frame_message(&tag, seq, worker, processing_time);
         }
         gst::log!(CAT, imp = self, "Pushing #{seq} {buffer:?}");
-        match self.srcpad.push(buffer) {
-            Ok(_) => engine.frame_left(true, admitted),
-            Err(err) => {
-                engine.frame_left(false, admitted);
-                self.handle_push_error(engine, err);
-            }
+        // Latency ends at the src pad, not after a syncing sink's wait.
+        let latency = admitted.elapsed();
+        let result = self.srcpad.push(buffer);
+        engine.frame_left(result.is_ok(), latency);
+        if let Err(err) = result {
+            self.handle_push_error(engine, err);
         }
     }
 
@@ -397,7 +408,7 @@ impl ParallelFilter {
             self,
             gst::StreamError::Failed,
             ("Internal data stream error."),
-            ["streaming stopped, reason {err:?}"]
+            ["streaming stopped, reason {}", flow_name(err)]
         );
     }
 
@@ -495,6 +506,12 @@ impl ParallelFilter {
             }
             EventView::FlushStop(_) => {
                 if let Some(engine) = self.engine() {
+                    if engine.halted() != Some(gst::FlowError::Flushing) {
+                        // FLUSH_STOP without FLUSH_START: stop the task first,
+                        // so nothing it holds goes out after this event.
+                        engine.flush_start();
+                        let _ = self.srcpad.pause_task();
+                    }
                     engine.flush_stop();
                 }
                 {
@@ -674,6 +691,8 @@ impl ParallelFilter {
                 .map_err(|e| gst::loggable_error!(CAT, "Cannot start task: {e}"))
         } else {
             if let Some(engine) = self.engine() {
+                // Under task_lock: a RECONFIGURE cannot restart the task now.
+                let _guard = lock(&self.task_lock);
                 engine.flush_start();
             }
             // The engine is halted, so the task's pop returns and it can join.
@@ -724,6 +743,7 @@ impl ParallelFilter {
             .field("reorder-depth", stats.reorder_depth)
             .field("max-reorder-depth", stats.max_reorder_depth)
             .field("workers", stats.workers)
+            .field("blocked-upstream", stats.blocked_upstream)
             .field("avg-processing-time", ns(stats.avg_processing_time))
             .field("max-processing-time", ns(stats.max_processing_time))
             .field("avg-latency", ns(stats.avg_latency))
@@ -910,8 +930,9 @@ impl ObjectImpl for ParallelFilter {
         PROPERTIES.as_ref()
     }
 
-    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+    fn set_property(&self, id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         let latency_before = self.latency();
+        let old = self.property(id, pspec);
         let mut settings = lock(&self.settings);
         let name = pspec.name();
         // Types are checked by GObject before we get here.
@@ -936,7 +957,7 @@ impl ObjectImpl for ParallelFilter {
             PROP_ORDERED => settings.ordered = value.get().unwrap_or(settings.ordered),
             _ => unimplemented!(),
         }
-        gst::info!(CAT, imp = self, "Set {name} to {value:?}");
+        gst::info!(CAT, imp = self, "Changing {name} from {old:?} to {value:?}");
         let config = settings.engine_config();
 
         if name == PROP_PROCESSOR && !settings.processor.is_available() {
