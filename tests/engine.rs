@@ -81,8 +81,7 @@ fn pop(e: &TestEngine) -> Out {
 
 #[test]
 fn frames_leave_in_input_order_despite_inverse_delays() {
-    common::init();
-    let _wd = common::watchdog("inverse_delays", 60);
+    let _wd = common::begin("inverse_delays", 60);
     // Later frames finish first.
     let e = engine(config(8, 0), delayed(|f| 16 - f));
     for f in 0..16 {
@@ -98,8 +97,7 @@ fn frames_leave_in_input_order_despite_inverse_delays() {
 
 #[test]
 fn items_wait_for_every_frame_before_them() {
-    common::init();
-    let _wd = common::watchdog("items_wait", 60);
+    let _wd = common::begin("items_wait", 60);
     let gate = Arc::new(Semaphore::new(0));
     let e = engine(config(4, 0), gated(gate.clone()));
     e.submit_frame(0, (), 1).unwrap();
@@ -117,8 +115,7 @@ fn items_wait_for_every_frame_before_them() {
 
 #[test]
 fn admission_bound_counts_frames_waiting_for_reorder() {
-    common::init();
-    let _wd = common::watchdog("admission_bound", 60);
+    let _wd = common::begin("admission_bound", 60);
     let gate = Arc::new(Semaphore::new(0));
     let e = Arc::new(engine(config(2, 3), gated(gate.clone())));
     for f in 0..3 {
@@ -151,8 +148,7 @@ fn admission_bound_counts_frames_waiting_for_reorder() {
 
 #[test]
 fn bytes_bound_blocks_but_always_admits_one_frame() {
-    common::init();
-    let _wd = common::watchdog("bytes_bound", 60);
+    let _wd = common::begin("bytes_bound", 60);
     let gate = Arc::new(Semaphore::new(0));
     let e = engine(
         Config {
@@ -177,8 +173,7 @@ fn bytes_bound_blocks_but_always_admits_one_frame() {
 
 #[test]
 fn flush_unblocks_producer_and_discards_late_results() {
-    common::init();
-    let _wd = common::watchdog("flush", 60);
+    let _wd = common::begin("flush", 60);
     let gate = Arc::new(Semaphore::new(0));
     let e = Arc::new(engine(config(1, 2), gated(gate.clone())));
     e.submit_frame(0, (), 1).unwrap();
@@ -210,8 +205,7 @@ fn flush_unblocks_producer_and_discards_late_results() {
 
 #[test]
 fn flush_discards_blocking_work_that_finishes_later() {
-    common::init();
-    let _wd = common::watchdog("flush_blocking", 60);
+    let _wd = common::begin("flush_blocking", 60);
     let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
     let release_rx = Arc::new(std::sync::Mutex::new(release_rx));
     let started = Arc::new(AtomicUsize::new(0));
@@ -239,8 +233,7 @@ fn flush_discards_blocking_work_that_finishes_later() {
 
 #[test]
 fn panics_and_errors_become_results_and_the_pool_survives() {
-    common::init();
-    let _wd = common::watchdog("panics", 60);
+    let _wd = common::begin("panics", 60);
     let e = engine(config(3, 8), |frame: u64, _ctx: WorkCtx| match frame % 4 {
         0 => panic!("sync panic {frame}"),
         1 => Work::Blocking(Box::new(move || panic!("blocking panic {frame}"))),
@@ -264,8 +257,7 @@ fn panics_and_errors_become_results_and_the_pool_survives() {
 
 #[test]
 fn timeout_abandons_slow_frames() {
-    common::init();
-    let _wd = common::watchdog("timeout", 60);
+    let _wd = common::begin("timeout", 60);
     let e = engine(
         Config {
             workers: 2,
@@ -289,8 +281,7 @@ fn timeout_abandons_slow_frames() {
 
 #[test]
 fn leaky_downstream_drops_the_oldest_not_started() {
-    common::init();
-    let _wd = common::watchdog("leaky_downstream", 60);
+    let _wd = common::begin("leaky_downstream", 60);
     let gate = Arc::new(Semaphore::new(0));
     let (started_tx, started_rx) = std::sync::mpsc::channel();
     let e = engine(
@@ -331,8 +322,7 @@ fn leaky_downstream_drops_the_oldest_not_started() {
 
 #[test]
 fn leaky_upstream_drops_the_new_frame() {
-    common::init();
-    let _wd = common::watchdog("leaky_upstream", 60);
+    let _wd = common::begin("leaky_upstream", 60);
     let gate = Arc::new(Semaphore::new(0));
     let e = engine(
         Config {
@@ -359,8 +349,7 @@ fn leaky_upstream_drops_the_new_frame() {
 
 #[test]
 fn unordered_releases_early_but_not_across_items() {
-    common::init();
-    let _wd = common::watchdog("unordered", 60);
+    let _wd = common::begin("unordered", 60);
     let gate = Arc::new(Semaphore::new(0));
     let e = engine(
         Config {
@@ -393,8 +382,7 @@ fn unordered_releases_early_but_not_across_items() {
 
 #[test]
 fn worker_count_changes_keep_everything_in_order() {
-    common::init();
-    let _wd = common::watchdog("resize", 60);
+    let _wd = common::begin("resize", 60);
     let e = Arc::new(engine(config(8, 16), delayed(|f| f % 3)));
     let producer = {
         let e = e.clone();
@@ -419,8 +407,7 @@ fn worker_count_changes_keep_everything_in_order() {
 
 #[test]
 fn halt_reaches_blocked_producer() {
-    common::init();
-    let _wd = common::watchdog("halt", 60);
+    let _wd = common::begin("halt", 60);
     let gate = Arc::new(Semaphore::new(0));
     let e = Arc::new(engine(config(1, 1), gated(gate)));
     e.submit_frame(0, (), 1).unwrap();
@@ -461,8 +448,7 @@ proptest! {
         max_frames in 0usize..10,
         blocking in any::<bool>(),
     ) {
-        common::init();
-        let _wd = common::watchdog("proptest output_is_input", 120);
+        let _wd = common::begin("proptest output_is_input", 120);
         let delays: Arc<Vec<u64>> = Arc::new(
             inputs.iter().map(|i| match i { Input::Frame { delay_us } => *delay_us, Input::Item => 0 }).collect(),
         );
@@ -502,8 +488,7 @@ proptest! {
 
 #[test]
 fn blocking_work_does_not_starve_async_work() {
-    common::init();
-    let _wd = common::watchdog("no_starvation", 60);
+    let _wd = common::begin("no_starvation", 60);
     // More stuck CPU-bound frames than the runtime has async threads (2).
     let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
     let release_rx = Arc::new(std::sync::Mutex::new(release_rx));
@@ -539,8 +524,7 @@ fn blocking_work_does_not_starve_async_work() {
 
 #[test]
 fn leaky_drop_of_the_head_wakes_the_consumer() {
-    common::init();
-    let _wd = common::watchdog("leaky_head_wake", 60);
+    let _wd = common::begin("leaky_head_wake", 60);
     // Frame 0's closure outlives its timeout and keeps the single worker
     // busy, so the next frame stays queued at the head.
     let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
@@ -582,8 +566,7 @@ fn leaky_drop_of_the_head_wakes_the_consumer() {
 
 #[test]
 fn barrier_waiter_wakes_on_halt_and_flush() {
-    common::init();
-    let _wd = common::watchdog("barrier_waiter", 60);
+    let _wd = common::begin("barrier_waiter", 60);
     let gate = Arc::new(Semaphore::new(0));
     let e = Arc::new(engine(config(2, 0), gated(gate.clone())));
     e.submit_frame(0, (), 1).unwrap();
@@ -624,8 +607,7 @@ fn barrier_waiter_wakes_on_halt_and_flush() {
 
 #[test]
 fn timed_out_blocking_work_keeps_its_worker() {
-    common::init();
-    let _wd = common::watchdog("timed_out_blocking", 60);
+    let _wd = common::begin("timed_out_blocking", 60);
     // Every closure outlives the timeout until the test releases it. With
     // one worker, closures must still run one at a time: a timeout frees
     // the frame's slot, not the worker.
@@ -674,8 +656,7 @@ fn timed_out_blocking_work_keeps_its_worker() {
 
 #[test]
 fn flush_stop_alone_discards_everything_before_it() {
-    common::init();
-    let _wd = common::watchdog("flush_stop_alone", 60);
+    let _wd = common::begin("flush_stop_alone", 60);
     let gate = Arc::new(Semaphore::new(0));
     let e = engine(config(2, 0), gated(gate.clone()));
     e.submit_item(1).unwrap();

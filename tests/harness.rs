@@ -349,8 +349,7 @@ fn check_order(props: &[(&str, &str)]) {
 
 #[test]
 fn order_random_delays_8_workers() {
-    common::init();
-    let _wd = common::watchdog("order_random_delays_8_workers", 60);
+    let _wd = common::begin("order_random_delays_8_workers", 60);
     check_order(&[
         ("processor", "delay"),
         ("delay-min", "0"),
@@ -362,8 +361,7 @@ fn order_random_delays_8_workers() {
 
 #[test]
 fn order_random_delays_1_worker() {
-    common::init();
-    let _wd = common::watchdog("order_random_delays_1_worker", 60);
+    let _wd = common::begin("order_random_delays_1_worker", 60);
     check_order(&[
         ("processor", "delay"),
         ("delay-min", "0"),
@@ -375,8 +373,7 @@ fn order_random_delays_1_worker() {
 
 #[test]
 fn order_passthrough() {
-    common::init();
-    let _wd = common::watchdog("order_passthrough", 60);
+    let _wd = common::begin("order_passthrough", 60);
     check_order(&[("processor", "passthrough"), ("workers", "8")]);
 }
 
@@ -440,8 +437,7 @@ fn push_mixed_stream(h: &mut Harness, seed: u64) -> Vec<Item> {
 
 #[test]
 fn serialized_events_keep_their_place() {
-    common::init();
-    let _wd = common::watchdog("serialized_events_keep_their_place", 60);
+    let _wd = common::begin("serialized_events_keep_their_place", 60);
     let Fixture { mut h, rec, .. } = start(&[
         ("processor", "delay"),
         ("delay-min", "0"),
@@ -461,8 +457,7 @@ fn serialized_events_keep_their_place() {
 
 #[test]
 fn unordered_mode_keeps_events_as_barriers() {
-    common::init();
-    let _wd = common::watchdog("unordered_mode_keeps_events_as_barriers", 60);
+    let _wd = common::begin("unordered_mode_keeps_events_as_barriers", 60);
     let Fixture { mut h, rec, .. } = start(&[
         ("processor", "delay"),
         ("delay-min", "0"),
@@ -503,8 +498,7 @@ fn unordered_mode_keeps_events_as_barriers() {
 
 #[test]
 fn eos_waits_for_frames_in_processing() {
-    common::init();
-    let _wd = common::watchdog("eos_waits_for_frames_in_processing", 60);
+    let _wd = common::begin("eos_waits_for_frames_in_processing", 60);
     // Room for every frame, so EOS enters while frames are still being
     // processed (20-60 ms each); the order must not depend on that.
     let Fixture { mut h, e, rec, .. } = start(&[
@@ -530,8 +524,7 @@ fn eos_waits_for_frames_in_processing() {
 
 #[test]
 fn serialized_queries_wait_for_earlier_frames() {
-    common::init();
-    let _wd = common::watchdog("serialized_queries_wait_for_earlier_frames", 60);
+    let _wd = common::begin("serialized_queries_wait_for_earlier_frames", 60);
     let Fixture { mut h, rec, .. } = start(&[
         ("processor", "delay"),
         ("delay-min", &MS.to_string()),
@@ -574,8 +567,7 @@ fn serialized_queries_wait_for_earlier_frames() {
 
 #[test]
 fn drain_query_released_by_flush() {
-    common::init();
-    let _wd = common::watchdog("drain_query_released_by_flush", 60);
+    let _wd = common::begin("drain_query_released_by_flush", 60);
     let hour = HOUR.to_string();
     let Fixture { mut h, e, rec, .. } = start(&[
         ("processor", "delay"),
@@ -606,8 +598,7 @@ fn drain_query_released_by_flush() {
 
 #[test]
 fn flush_unblocks_chain_and_discards_everything() {
-    common::init();
-    let _wd = common::watchdog("flush_unblocks_chain_and_discards_everything", 60);
+    let _wd = common::begin("flush_unblocks_chain_and_discards_everything", 60);
     let hour = HOUR.to_string();
     let Fixture {
         mut h, e, rec, bus, ..
@@ -673,8 +664,7 @@ fn flush_unblocks_chain_and_discards_everything() {
 
 #[test]
 fn flush_mid_stream_never_leaks_old_frames() {
-    common::init();
-    let _wd = common::watchdog("flush_mid_stream_never_leaks_old_frames", 60);
+    let _wd = common::begin("flush_mid_stream_never_leaks_old_frames", 60);
     let Fixture { mut h, rec, .. } = start(&[
         ("processor", "delay"),
         ("delay-min", "0"),
@@ -732,8 +722,7 @@ fn flush_mid_stream_never_leaks_old_frames() {
 
 #[test]
 fn frame_message_seq_restarts_at_zero() {
-    common::init();
-    let _wd = common::watchdog("frame_message_seq_restarts_at_zero", 60);
+    let _wd = common::begin("frame_message_seq_restarts_at_zero", 60);
     let Fixture {
         mut h, rec, bus, ..
     } = start(&[
@@ -778,8 +767,7 @@ fn frame_message_seq_restarts_at_zero() {
 
 #[test]
 fn frame_messages_in_output_order() {
-    common::init();
-    let _wd = common::watchdog("frame_messages_in_output_order", 60);
+    let _wd = common::begin("frame_messages_in_output_order", 60);
     let Fixture {
         mut h, rec, bus, ..
     } = start(&[
@@ -851,36 +839,31 @@ fn check_flow_returned(flow: gst::FlowError) {
 
 #[test]
 fn downstream_not_linked_returned_upstream() {
-    common::init();
-    let _wd = common::watchdog("downstream_not_linked_returned_upstream", 60);
+    let _wd = common::begin("downstream_not_linked_returned_upstream", 60);
     check_flow_returned(gst::FlowError::NotLinked);
 }
 
 #[test]
 fn downstream_error_returned_upstream() {
-    common::init();
-    let _wd = common::watchdog("downstream_error_returned_upstream", 60);
+    let _wd = common::begin("downstream_error_returned_upstream", 60);
     check_flow_returned(gst::FlowError::Error);
 }
 
 #[test]
 fn downstream_eos_returned_upstream() {
-    common::init();
-    let _wd = common::watchdog("downstream_eos_returned_upstream", 60);
+    let _wd = common::begin("downstream_eos_returned_upstream", 60);
     check_flow_returned(gst::FlowError::Eos);
 }
 
 #[test]
 fn downstream_flushing_returned_upstream() {
-    common::init();
-    let _wd = common::watchdog("downstream_flushing_returned_upstream", 60);
+    let _wd = common::begin("downstream_flushing_returned_upstream", 60);
     check_flow_returned(gst::FlowError::Flushing);
 }
 
 #[test]
 fn not_linked_after_eos_posts_error() {
-    common::init();
-    let _wd = common::watchdog("not_linked_after_eos_posts_error", 60);
+    let _wd = common::begin("not_linked_after_eos_posts_error", 60);
     let Fixture { mut h, e, bus, .. } = start(&[
         ("processor", "delay"),
         ("delay-min", &(5 * MS).to_string()),
@@ -901,8 +884,7 @@ fn not_linked_after_eos_posts_error() {
 
 #[test]
 fn not_linked_recovers_after_relink() {
-    common::init();
-    let _wd = common::watchdog("not_linked_recovers_after_relink", 60);
+    let _wd = common::begin("not_linked_recovers_after_relink", 60);
     let Fixture { mut h, e, rec, .. } = start(&[("processor", "passthrough"), ("workers", "2")]);
     let src = e.static_pad("src").unwrap();
     let sink = h.sinkpad().unwrap();
@@ -939,8 +921,7 @@ fn not_linked_recovers_after_relink() {
 
 #[test]
 fn new_stream_after_eos() {
-    common::init();
-    let _wd = common::watchdog("new_stream_after_eos", 60);
+    let _wd = common::begin("new_stream_after_eos", 60);
     let Fixture { mut h, rec, .. } = start(&[
         ("processor", "delay"),
         ("delay-min", "0"),
@@ -987,8 +968,7 @@ fn latency(props: &[(&str, &str)]) -> (bool, gst::ClockTime, Option<gst::ClockTi
 
 #[test]
 fn latency_adds_processing_bound() {
-    common::init();
-    let _wd = common::watchdog("latency_adds_processing_bound", 60);
+    let _wd = common::begin("latency_adds_processing_bound", 60);
     let ms = gst::ClockTime::from_mseconds;
     let delay = [
         ("processor", "delay"),
@@ -1015,8 +995,7 @@ fn latency_adds_processing_bound() {
 
 #[test]
 fn latency_follows_timeout_changes() {
-    common::init();
-    let _wd = common::watchdog("latency_follows_timeout_changes", 60);
+    let _wd = common::begin("latency_follows_timeout_changes", 60);
     let Fixture { mut h, e, bus, .. } = fixture(&[
         ("processor", "delay"),
         ("delay-max", &(30 * MS).to_string()),
@@ -1049,8 +1028,7 @@ fn timing_out(on_error: &str) -> Fixture {
 
 #[test]
 fn timeout_drop_pushes_gaps() {
-    common::init();
-    let _wd = common::watchdog("timeout_drop_pushes_gaps", 60);
+    let _wd = common::begin("timeout_drop_pushes_gaps", 60);
     let Fixture { mut h, e, rec, .. } = timing_out("drop");
     for i in 0..8 {
         push_ok(&mut h, frame(i));
@@ -1074,8 +1052,7 @@ fn timeout_drop_pushes_gaps() {
 
 #[test]
 fn timeout_pass_pushes_originals() {
-    common::init();
-    let _wd = common::watchdog("timeout_pass_pushes_originals", 60);
+    let _wd = common::begin("timeout_pass_pushes_originals", 60);
     let Fixture { mut h, e, rec, .. } = timing_out("pass");
     for i in 0..8 {
         push_ok(&mut h, frame(i));
@@ -1094,8 +1071,7 @@ fn timeout_pass_pushes_originals() {
 
 #[test]
 fn timeout_fail_posts_error_and_stops() {
-    common::init();
-    let _wd = common::watchdog("timeout_fail_posts_error_and_stops", 60);
+    let _wd = common::begin("timeout_fail_posts_error_and_stops", 60);
     let Fixture {
         mut h, e, rec, bus, ..
     } = timing_out("fail");
@@ -1133,8 +1109,7 @@ fn timeout_fail_posts_error_and_stops() {
 
 #[test]
 fn stats_after_eos() {
-    common::init();
-    let _wd = common::watchdog("stats_after_eos", 60);
+    let _wd = common::begin("stats_after_eos", 60);
     let Fixture { mut h, e, rec, .. } = start(&[
         ("processor", "delay"),
         ("delay-min", "0"),
@@ -1231,8 +1206,7 @@ fn leaky_run(leaky: &str) -> Vec<u64> {
 
 #[test]
 fn leaky_upstream_drops_new_frames() {
-    common::init();
-    let _wd = common::watchdog("leaky_upstream_drops_new_frames", 60);
+    let _wd = common::begin("leaky_upstream_drops_new_frames", 60);
     let out = leaky_run("upstream");
     // The element kept the first 4 frames.
     let mut sorted = out.clone();
@@ -1244,8 +1218,7 @@ fn leaky_upstream_drops_new_frames() {
 
 #[test]
 fn leaky_downstream_drops_oldest_queued() {
-    common::init();
-    let _wd = common::watchdog("leaky_downstream_drops_oldest_queued", 60);
+    let _wd = common::begin("leaky_downstream_drops_oldest_queued", 60);
     let out = leaky_run("downstream");
     // The element kept the newest frames not started (plus the started
     // ones, stuck for an hour).
@@ -1260,8 +1233,7 @@ fn leaky_downstream_drops_oldest_queued() {
 
 #[test]
 fn workers_change_while_flowing() {
-    common::init();
-    let _wd = common::watchdog("workers_change_while_flowing", 60);
+    let _wd = common::begin("workers_change_while_flowing", 60);
     let Fixture { mut h, e, rec, .. } = start(&[
         ("processor", "delay"),
         ("delay-min", "0"),
@@ -1289,8 +1261,7 @@ fn workers_change_while_flowing() {
 
 #[test]
 fn non_time_segment_refused() {
-    common::init();
-    let _wd = common::watchdog("non_time_segment_refused", 60);
+    let _wd = common::begin("non_time_segment_refused", 60);
     let Fixture { h, bus, .. } = start(&[("processor", "passthrough")]);
     let segment = gst::FormattedSegment::<gst::format::Bytes>::new();
     let sink = h.srcpad().unwrap().peer().unwrap();
@@ -1305,8 +1276,7 @@ fn non_time_segment_refused() {
 
 #[test]
 fn stop_with_frames_stuck_and_chain_blocked() {
-    common::init();
-    let _wd = common::watchdog("stop_with_frames_stuck_and_chain_blocked", 60);
+    let _wd = common::begin("stop_with_frames_stuck_and_chain_blocked", 60);
     let hour = HOUR.to_string();
     let Fixture { mut h, e, .. } = start(&[
         ("processor", "delay"),
@@ -1342,8 +1312,7 @@ fn stop_with_frames_stuck_and_chain_blocked() {
 
 #[test]
 fn serialized_query_returns_after_downstream_error() {
-    common::init();
-    let _wd = common::watchdog("query_after_downstream_error", 60);
+    let _wd = common::begin("query_after_downstream_error", 60);
     let Fixture { mut h, e, .. } = start(&[
         ("processor", "delay"),
         ("delay-min", &(20 * MS).to_string()),
@@ -1363,8 +1332,7 @@ fn serialized_query_returns_after_downstream_error() {
 
 #[test]
 fn flush_keeps_sticky_events_that_were_still_queued() {
-    common::init();
-    let _wd = common::watchdog("flush_sticky", 60);
+    let _wd = common::begin("flush_sticky", 60);
     let Fixture { mut h, e, rec, .. } = start(&[
         ("processor", "delay"),
         ("delay-min", &HOUR.to_string()),
@@ -1390,8 +1358,7 @@ fn flush_keeps_sticky_events_that_were_still_queued() {
 
 #[test]
 fn huge_latencies_saturate() {
-    common::init();
-    let _wd = common::watchdog("huge_latencies", 60);
+    let _wd = common::begin("huge_latencies", 60);
     let max = (i64::MAX as u64).to_string();
     let Fixture { mut h, .. } = fixture(&[
         ("processor", "delay"),
@@ -1408,8 +1375,7 @@ fn huge_latencies_saturate() {
 
 #[test]
 fn new_stream_after_downstream_eos() {
-    common::init();
-    let _wd = common::watchdog("new_stream_after_downstream_eos", 60);
+    let _wd = common::begin("new_stream_after_downstream_eos", 60);
     let Fixture { mut h, e, .. } = start(&[("processor", "passthrough")]);
     let src = e.static_pad("src").unwrap();
     let real_sink = h.sinkpad().unwrap().clone();
@@ -1445,8 +1411,7 @@ fn new_stream_after_downstream_eos() {
 
 #[test]
 fn on_error_fail_keeps_stats_balanced() {
-    common::init();
-    let _wd = common::watchdog("fail_stats", 60);
+    let _wd = common::begin("fail_stats", 60);
     let Fixture { mut h, e, bus, .. } = timing_out("fail");
     push_ok(&mut h, frame(0));
     let _ = error_message(&bus);
@@ -1460,8 +1425,7 @@ fn on_error_fail_keeps_stats_balanced() {
 
 #[test]
 fn max_size_bytes_bounds_the_element() {
-    common::init();
-    let _wd = common::watchdog("max_size_bytes", 60);
+    let _wd = common::begin("max_size_bytes", 60);
     let hour = HOUR.to_string();
     // Each frame carries 8 bytes: 24 bytes hold three frames.
     let Fixture { mut h, e, .. } = start(&[

@@ -181,7 +181,7 @@ fn assert_increasing(pts: &[gst::ClockTime]) {
 
 #[test]
 fn eos_drains_every_frame_in_order() {
-    let _wd = common::watchdog("eos_drain", 60);
+    let _wd = common::begin("eos_drain", 60);
     let p = pipeline(
         "videotestsrc num-buffers=60 ! video/x-raw,width=64,height=48 ! \
          parallelfilter name=pf processor=delay delay-max=20000000 seed=7 workers=8 \
@@ -246,7 +246,7 @@ fn assert_clean_after_seek(recs: &[Rec], target: gst::ClockTime) {
 
 #[test]
 fn flushing_seek_in_playing_with_frames_in_flight() {
-    let _wd = common::watchdog("seek_playing", 60);
+    let _wd = common::begin("seek_playing", 60);
     let p = pipeline(
         "videotestsrc ! video/x-raw,width=64,height=48,framerate=30/1 ! \
          parallelfilter name=pf processor=delay delay-min=5000000 delay-max=60000000 \
@@ -275,7 +275,7 @@ fn flushing_seek_in_playing_with_frames_in_flight() {
 
 #[test]
 fn flushing_seek_in_paused() {
-    let _wd = common::watchdog("seek_paused", 60);
+    let _wd = common::begin("seek_paused", 60);
     let p = pipeline(
         "videotestsrc ! video/x-raw,width=64,height=48,framerate=30/1 ! \
          parallelfilter name=pf processor=delay delay-min=20000000 delay-max=40000000 \
@@ -303,7 +303,7 @@ fn flushing_seek_in_paused() {
 
 #[test]
 fn caps_renegotiation_mid_stream_keeps_every_frame() {
-    let _wd = common::watchdog("renegotiation", 60);
+    let _wd = common::begin("renegotiation", 60);
     let p = pipeline(
         "videotestsrc num-buffers=40 ! capsfilter name=cf caps=video/x-raw,width=64,height=48 ! \
          parallelfilter name=pf processor=delay delay-max=15000000 workers=6 ! fakesink name=sink",
@@ -370,13 +370,13 @@ fn leaky_run(leaky: &str) {
 
 #[test]
 fn leaky_upstream_drops_and_never_blocks() {
-    let _wd = common::watchdog("leaky_upstream", 60);
+    let _wd = common::begin("leaky_upstream", 60);
     leaky_run("upstream");
 }
 
 #[test]
 fn leaky_downstream_drops_and_never_blocks() {
-    let _wd = common::watchdog("leaky_downstream", 60);
+    let _wd = common::begin("leaky_downstream", 60);
     leaky_run("downstream");
 }
 
@@ -390,7 +390,7 @@ fn timeout_pipeline(on_error: &str) -> Pipeline {
 
 #[test]
 fn timeout_with_on_error_drop_pushes_gaps() {
-    let _wd = common::watchdog("timeout_drop", 60);
+    let _wd = common::begin("timeout_drop", 60);
     let p = timeout_pipeline("drop");
     p.run_to_eos();
     p.stop();
@@ -412,7 +412,7 @@ fn timeout_with_on_error_drop_pushes_gaps() {
 
 #[test]
 fn timeout_with_on_error_pass_pushes_originals() {
-    let _wd = common::watchdog("timeout_pass", 60);
+    let _wd = common::begin("timeout_pass", 60);
     let p = timeout_pipeline("pass");
     p.run_to_eos();
     p.stop();
@@ -425,7 +425,7 @@ fn timeout_with_on_error_pass_pushes_originals() {
 
 #[test]
 fn timeout_with_on_error_fail_posts_an_error_naming_the_frame() {
-    let _wd = common::watchdog("timeout_fail", 60);
+    let _wd = common::begin("timeout_fail", 60);
     let p = timeout_pipeline("fail");
     p.play();
     let err = p.wait_end().expect("an error");
@@ -438,7 +438,7 @@ fn timeout_with_on_error_fail_posts_an_error_naming_the_frame() {
 
 #[test]
 fn hundreds_of_state_cycles_with_frames_stuck_in_processing() {
-    let _wd = common::watchdog("state_cycles", 120);
+    let _wd = common::begin("state_cycles", 120);
     let p = pipeline(
         "videotestsrc ! video/x-raw,width=32,height=24 ! \
          parallelfilter name=pf processor=delay delay-min=10000000000 delay-max=10000000000 \
@@ -473,7 +473,7 @@ fn hundreds_of_state_cycles_with_frames_stuck_in_processing() {
 
 #[test]
 fn live_pipeline_reports_latency_and_nothing_is_late() {
-    let _wd = common::watchdog("live_latency", 60);
+    let _wd = common::begin("live_latency", 60);
     // 120 ms per frame at 30 fps: several frame durations, more than the
     // sink's own slack, so frames would be dropped as late if the element
     // did not add its latency. 8 workers keep up (30 fps x 120 ms = 3.6).
@@ -499,8 +499,7 @@ fn live_pipeline_reports_latency_and_nothing_is_late() {
 
 #[test]
 fn not_linked_downstream_reaches_upstream_as_an_error() {
-    let _wd = common::watchdog("not_linked", 60);
-    common::init();
+    let _wd = common::begin("not_linked", 60);
     let pipeline = gst::parse::launch(
         "videotestsrc ! parallelfilter name=pf processor=passthrough ! fakesink name=sink",
     )
@@ -531,7 +530,7 @@ fn not_linked_downstream_reaches_upstream_as_an_error() {
 
 #[test]
 fn unavailable_processor_fails_negotiation_with_a_clear_error() {
-    let _wd = common::watchdog("unavailable", 60);
+    let _wd = common::begin("unavailable", 60);
     let p = pipeline("videotestsrc num-buffers=3 ! parallelfilter name=pf ! fakesink name=sink");
     p.play();
     let err = p.wait_end().expect("an error");

@@ -30,6 +30,13 @@ pub fn watchdog(name: &'static str, secs: u64) -> Watchdog {
     Watchdog(Some(tx))
 }
 
+/// What every test starts with: GStreamer and the plugin ready, and a
+/// watchdog that fails the test binary if the test hangs.
+pub fn begin(name: &'static str, secs: u64) -> Watchdog {
+    init();
+    watchdog(name, secs)
+}
+
 impl Drop for Watchdog {
     fn drop(&mut self) {
         // Dropping the sender wakes the watchdog thread with Disconnected.
