@@ -452,11 +452,12 @@ fn hundreds_of_state_cycles_with_frames_stuck_in_processing() {
             let _ = tx.lock().unwrap().send(());
             gst::PadProbeReturn::Ok
         });
-    for i in 0..200 {
-        let target = if i % 2 == 0 {
-            gst::State::Playing
-        } else {
+    // 200 NULL <-> PLAYING cycles, and 100 NULL <-> PAUSED among them.
+    for i in 0..300 {
+        let target = if i % 3 == 2 {
             gst::State::Paused
+        } else {
+            gst::State::Playing
         };
         p.pipeline.set_state(target).unwrap();
         // When the second frame reaches the sink pad, the first chain call
