@@ -52,18 +52,30 @@ pub enum ProcessorKind {
     #[enum_value(name = "Delay: asynchronous wait per frame", nick = "delay")]
     Delay = 1,
     #[default]
-    #[enum_value(name = "Analyze: analysis results as metadata", nick = "analyze")]
+    #[enum_value(
+        name = "Analyze: analysis results as metadata (not available yet)",
+        nick = "analyze"
+    )]
     Analyze = 2,
-    #[enum_value(name = "Overlay: analysis drawn onto the frame", nick = "overlay")]
+    #[enum_value(
+        name = "Overlay: analysis drawn onto the frame (not available yet)",
+        nick = "overlay"
+    )]
     Overlay = 3,
     #[enum_value(
-        name = "Filter: N instances of the filter description",
+        name = "Filter: N instances of the filter description (not available yet)",
         nick = "filter"
     )]
     Filter = 4,
-    #[enum_value(name = "Custom: set by the application", nick = "custom")]
+    #[enum_value(
+        name = "Custom: set by the application (not available yet)",
+        nick = "custom"
+    )]
     Custom = 5,
-    #[enum_value(name = "Remote: Open Inference Protocol servers", nick = "remote")]
+    #[enum_value(
+        name = "Remote: Open Inference Protocol servers (not available yet)",
+        nick = "remote"
+    )]
     Remote = 6,
 }
 
