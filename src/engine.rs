@@ -248,6 +248,9 @@ struct Shared<T, M, E> {
     done: usize,
     /// Producers blocked in submit or wait_released.
     blocked: usize,
+    /// Frames popped but not yet reported by [`Engine::frame_left`]: the
+    /// consumer is pushing them, so they still count as inside.
+    leaving: usize,
     config: Config,
     /// Worker ids with a running task.
     alive: Vec<bool>,
@@ -256,11 +259,13 @@ struct Shared<T, M, E> {
 
 impl<T, M, E> Shared<T, M, E> {
     fn has_room(&self, bytes: u64) -> bool {
-        if self.frames == 0 {
+        // The frame being pushed is still inside, so it counts.
+        let inside = self.frames + self.leaving;
+        if inside == 0 {
             // A single frame always fits, or an oversized one would block forever.
             return true;
         }
-        self.frames < self.config.frame_limit()
+        inside < self.config.frame_limit()
             && (self.config.max_bytes == 0
                 || self.bytes.saturating_add(bytes) <= self.config.max_bytes)
     }
@@ -283,7 +288,7 @@ impl<T, M, E> Shared<T, M, E> {
         self.frames += 1;
         self.bytes += bytes;
         self.counters.frames_in += 1;
-        self.counters.max_in_flight = self.counters.max_in_flight.max(self.frames);
+        self.counters.max_in_flight = self.counters.max_in_flight.max(self.frames + self.leaving);
         seq
     }
 
@@ -355,6 +360,7 @@ impl<T, M, E> Shared<T, M, E> {
                 self.frames -= 1;
                 self.bytes -= bytes;
                 self.done -= 1;
+                self.leaving += 1;
                 let c = &mut self.counters;
                 match &result {
                     Ok(_) => {}
@@ -510,6 +516,7 @@ where
                 items: 0,
                 done: 0,
                 blocked: 0,
+                leaving: 0,
                 config,
                 alive: Vec::new(),
                 counters: Counters::default(),
@@ -770,6 +777,7 @@ where
     /// latency from entry to exit, or not (dropped, failed, refused).
     pub fn frame_left(&self, pushed: bool, latency: Duration) {
         let mut s = lock(&self.inner.shared);
+        s.leaving = s.leaving.saturating_sub(1);
         let c = &mut s.counters;
         if pushed {
             c.frames_out += 1;
@@ -779,6 +787,9 @@ where
         } else {
             c.dropped += 1;
         }
+        drop(s);
+        // Its place is free now.
+        self.inner.room.notify_all();
     }
 
     pub fn stats(&self) -> Stats {
@@ -795,7 +806,7 @@ where
             dropped: c.dropped,
             errors: c.errors,
             timeouts: c.timeouts,
-            in_flight: to_u32(s.frames),
+            in_flight: to_u32(s.frames + s.leaving),
             max_in_flight: to_u32(c.max_in_flight),
             reorder_depth: to_u32(s.reorder_depth()),
             max_reorder_depth: to_u32(c.max_reorder_depth),

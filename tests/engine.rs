@@ -69,12 +69,16 @@ enum Out {
     Item(u64),
 }
 
+/// Pops like the element's src task: a frame is reported as gone at once.
 fn pop(e: &TestEngine) -> Out {
     match e.pop().expect("engine halted") {
-        Output::Frame(p) => match p.result {
-            Ok(v) => Out::Frame(v),
-            Err(err) => Out::Failed(err),
-        },
+        Output::Frame(p) => {
+            e.frame_left(p.result.is_ok(), p.admitted.elapsed());
+            match p.result {
+                Ok(v) => Out::Frame(v),
+                Err(err) => Out::Failed(err),
+            }
+        }
         Output::Item { item, .. } => Out::Item(item),
     }
 }

@@ -547,3 +547,25 @@ fn unavailable_processor_fails_negotiation_with_a_clear_error() {
         .count();
     assert_eq!(from_pf, 1, "one clear error, not one per retry");
 }
+
+#[test]
+fn downstream_eos_still_lets_eos_through() {
+    let _wd = common::begin("downstream_eos", 60);
+    // identity returns EOS at the 10th buffer; upstream then sends EOS, which
+    // must reach the sink although the element has frames queued.
+    let p = pipeline(
+        "videotestsrc num-buffers=100 ! video/x-raw,width=64,height=48 ! \
+         parallelfilter name=pf processor=delay delay-max=5000000 workers=4 ! \
+         identity eos-after=10 ! fakesink name=sink",
+    );
+    p.run_to_eos();
+    p.stop();
+    // identity forwards 9 and returns EOS for the 10th (as without us).
+    assert_eq!(p.buffer_pts().len(), 9);
+    assert_eq!(p.records().last(), Some(&Rec::Eos));
+    let s = p.stats();
+    assert_eq!(
+        stat(&s, "frames-in"),
+        stat(&s, "frames-out") + stat(&s, "dropped") + stat(&s, "in-flight")
+    );
+}

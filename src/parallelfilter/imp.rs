@@ -151,6 +151,8 @@ struct Tag {
     pts: Option<gst::ClockTime>,
     duration: Option<gst::ClockTime>,
     segment: gst::FormattedSegment<gst::ClockTime>,
+    /// `State::epoch` when the frame entered.
+    epoch: u64,
     /// The input frame, kept only with on-error=pass.
     original: Option<gst::Buffer>,
 }
@@ -175,6 +177,11 @@ struct State {
     segment: gst::FormattedSegment<gst::ClockTime>,
     /// EOS entered the element: nobody upstream will see a flow return.
     eos: bool,
+    /// Counts SEGMENT, STREAM_START and FLUSH_STOP at the sink pad: a
+    /// downstream EOS holds until the next one.
+    epoch: u64,
+    /// Downstream returned EOS for a frame of this epoch.
+    eos_epoch: Option<u64>,
     /// Stats of the last run, kept after the engine is gone.
     last_stats: Option<engine::Stats>,
     /// The 'processor not available' error went out already: sticky caps
@@ -187,7 +194,8 @@ pub struct ParallelFilter {
     srcpad: gst::Pad,
     settings: Mutex<Settings>,
     state: Mutex<State>,
-    /// Serializes the task pausing itself with a restart on RECONFIGURE.
+    /// Serializes the task pausing itself with restarts (RECONFIGURE,
+    /// FLUSH_STOP) and with the src pad's deactivation.
     task_lock: Mutex<()>,
 }
 
@@ -303,6 +311,18 @@ impl ParallelFilter {
                 // Popping it is the release: the waiter sees it gone.
                 Serialized::Barrier => gst::log!(CAT, imp = self, "Releasing barrier at {pos}"),
             },
+            Ok(Output::Frame(processed))
+                if lock(&self.state).eos_epoch == Some(processed.tag.epoch) =>
+            {
+                // Downstream said EOS for this segment: drop the rest of it.
+                gst::log!(
+                    CAT,
+                    imp = self,
+                    "Downstream is EOS, dropping #{}",
+                    processed.seq
+                );
+                engine.frame_left(false, processed.admitted.elapsed());
+            }
             Ok(Output::Frame(processed)) => self.push_frame(&engine, processed),
         }
     }
@@ -376,11 +396,19 @@ impl ParallelFilter {
         let result = self.srcpad.push(buffer);
         engine.frame_left(result.is_ok(), latency);
         if let Err(err) = result {
-            self.handle_push_error(engine, err);
+            self.handle_push_error(engine, err, tag.epoch);
         }
     }
 
-    fn handle_push_error(&self, engine: &FrameEngine, err: gst::FlowError) {
+    fn handle_push_error(&self, engine: &FrameEngine, err: gst::FlowError, epoch: u64) {
+        if err == gst::FlowError::Eos {
+            // As queue does: refuse and drop the rest of this segment but
+            // keep going, so upstream's EOS or a new segment reaches
+            // downstream.
+            gst::debug!(CAT, imp = self, "Downstream is EOS");
+            lock(&self.state).eos_epoch = Some(epoch);
+            return;
+        }
         gst::debug!(CAT, imp = self, "Push failed: {err:?}, pausing");
         engine.halt(err);
         self.pause_if_halted(engine);
@@ -441,10 +469,13 @@ impl ParallelFilter {
         buffer: gst::Buffer,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         gst::log!(CAT, obj = pad, "Handling {buffer:?}");
-        let (engine, segment, processor) = {
+        let (engine, segment, processor, epoch) = {
             let state = lock(&self.state);
             let engine = state.engine.clone().ok_or(gst::FlowError::Flushing)?;
-            (engine, state.segment.clone(), state.processor)
+            if state.eos_epoch == Some(state.epoch) {
+                return Err(gst::FlowError::Eos);
+            }
+            (engine, state.segment.clone(), state.processor, state.epoch)
         };
         let on_error = lock(&self.settings).on_error;
         if !processor.is_available() {
@@ -455,6 +486,7 @@ impl ParallelFilter {
             pts: buffer.pts(),
             duration: buffer.duration(),
             segment,
+            epoch,
             original: (on_error == OnError::Pass).then(|| buffer.clone()),
         };
         let bytes = buffer.size() as u64;
@@ -505,18 +537,20 @@ impl ParallelFilter {
                 return ret;
             }
             EventView::FlushStop(_) => {
-                if let Some(engine) = self.engine() {
-                    if engine.halted() != Some(gst::FlowError::Flushing) {
-                        // FLUSH_STOP without FLUSH_START: stop the task first,
-                        // so nothing it holds goes out after this event.
-                        engine.flush_start();
-                        let _ = self.srcpad.pause_task();
-                    }
-                    engine.flush_stop();
+                let engine = self.engine();
+                if let Some(engine) = &engine
+                    && engine.halted() != Some(gst::FlowError::Flushing)
+                {
+                    // FLUSH_STOP without FLUSH_START: stop the task first,
+                    // so nothing it holds goes out after this event.
+                    engine.flush_start();
+                    let _ = self.srcpad.pause_task();
                 }
                 {
                     let mut state = lock(&self.state);
                     state.eos = false;
+                    state.epoch += 1;
+                    state.eos_epoch = None;
                     state.segment = gst::FormattedSegment::new();
                 }
                 let ret = self.srcpad.push_event(event);
@@ -529,11 +563,18 @@ impl ParallelFilter {
                     }
                     std::ops::ControlFlow::Continue(gst::EventForeachAction::Keep)
                 });
-                if self.srcpad.mode() == gst::PadMode::Push
-                    && let Err(err) = self.start_task()
+                // Under task_lock, as the src pad's deactivation: either it
+                // already halted the engine and nothing restarts, or it comes
+                // after and stops what this starts.
+                let _guard = lock(&self.task_lock);
+                if let Some(engine) = &engine
+                    && self.srcpad.mode() == gst::PadMode::Push
                 {
-                    gst::error!(CAT, obj = pad, "Cannot restart task: {err}");
-                    return false;
+                    engine.flush_stop();
+                    if let Err(err) = self.start_task() {
+                        gst::error!(CAT, obj = pad, "Cannot restart task: {err}");
+                        return false;
+                    }
                 }
                 gst::debug!(CAT, obj = pad, "Flush stopped, sequence restarts at 0");
                 return ret;
@@ -559,9 +600,9 @@ impl ParallelFilter {
                     );
                     return false;
                 };
-                lock(&self.state).segment = segment;
-                // A new segment after downstream returned EOS: data flows again.
-                self.resume_task(&engine, gst::FlowError::Eos);
+                let mut state = lock(&self.state);
+                state.segment = segment;
+                state.epoch += 1;
             }
             EventView::Caps(e) => {
                 let processor = lock(&self.state).processor;
@@ -573,8 +614,9 @@ impl ParallelFilter {
             }
             // A new stream after EOS.
             EventView::StreamStart(_) => {
-                lock(&self.state).eos = false;
-                self.resume_task(&engine, gst::FlowError::Eos);
+                let mut state = lock(&self.state);
+                state.eos = false;
+                state.epoch += 1;
             }
             EventView::Eos(_) => lock(&self.state).eos = true,
             _ => {}
