@@ -139,6 +139,8 @@ pub struct Processed<T, M> {
     /// When the frame entered; the consumer reports the latency when the
     /// frame leaves (see [`Engine::frame_left`]).
     pub admitted: Instant,
+    /// Its size as submitted, for [`Engine::frame_left`].
+    pub bytes: u64,
 }
 
 #[derive(Debug)]
@@ -251,6 +253,7 @@ struct Shared<T, M, E> {
     /// Frames popped but not yet reported by [`Engine::frame_left`]: the
     /// consumer is pushing them, so they still count as inside.
     leaving: usize,
+    leaving_bytes: u64,
     config: Config,
     /// Worker ids with a running task.
     alive: Vec<bool>,
@@ -259,15 +262,16 @@ struct Shared<T, M, E> {
 
 impl<T, M, E> Shared<T, M, E> {
     fn has_room(&self, bytes: u64) -> bool {
-        // The frame being pushed is still inside, so it counts.
+        // A frame being pushed is still inside, so it counts.
         let inside = self.frames + self.leaving;
         if inside == 0 {
             // A single frame always fits, or an oversized one would block forever.
             return true;
         }
+        let bytes_inside = self.bytes + self.leaving_bytes;
         inside < self.config.frame_limit()
             && (self.config.max_bytes == 0
-                || self.bytes.saturating_add(bytes) <= self.config.max_bytes)
+                || bytes_inside.saturating_add(bytes) <= self.config.max_bytes)
     }
 
     fn insert_frame(&mut self, frame: T, tag: M, bytes: u64) -> u64 {
@@ -361,6 +365,7 @@ impl<T, M, E> Shared<T, M, E> {
                 self.bytes -= bytes;
                 self.done -= 1;
                 self.leaving += 1;
+                self.leaving_bytes += bytes;
                 let c = &mut self.counters;
                 match &result {
                     Ok(_) => {}
@@ -377,6 +382,7 @@ impl<T, M, E> Shared<T, M, E> {
                     worker,
                     processing_time,
                     admitted,
+                    bytes,
                 }))
             }
             Slot::Frame { .. } => None,
@@ -517,6 +523,7 @@ where
                 done: 0,
                 blocked: 0,
                 leaving: 0,
+                leaving_bytes: 0,
                 config,
                 alive: Vec::new(),
                 counters: Counters::default(),
@@ -680,6 +687,10 @@ where
     }
 
     /// Blocks until the next output is releasable or the engine halts.
+    ///
+    /// A popped frame still counts as inside (stats and limits) until the
+    /// consumer reports it with [`Engine::frame_left`]; a consumer that
+    /// never does fills the engine up.
     pub fn pop(&self) -> Result<Output<T, M, E>, Halt> {
         let mut s = lock(&self.inner.shared);
         loop {
@@ -701,7 +712,8 @@ where
         }
     }
 
-    /// Like [`Engine::pop`] without blocking: `Ok(None)` if nothing is releasable.
+    /// Like [`Engine::pop`] without blocking: `Ok(None)` if nothing is
+    /// releasable. Popped frames must be reported with [`Engine::frame_left`].
     pub fn try_pop(&self) -> Result<Option<Output<T, M, E>>, Halt> {
         let mut s = lock(&self.inner.shared);
         if let Some(halt) = s.halted {
@@ -775,9 +787,11 @@ where
 
     /// The consumer reports a popped frame: pushed downstream, with its
     /// latency from entry to exit, or not (dropped, failed, refused).
-    pub fn frame_left(&self, pushed: bool, latency: Duration) {
+    /// `bytes` is [`Processed::bytes`].
+    pub fn frame_left(&self, pushed: bool, latency: Duration, bytes: u64) {
         let mut s = lock(&self.inner.shared);
         s.leaving = s.leaving.saturating_sub(1);
+        s.leaving_bytes = s.leaving_bytes.saturating_sub(bytes);
         let c = &mut s.counters;
         if pushed {
             c.frames_out += 1;

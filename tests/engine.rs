@@ -73,7 +73,7 @@ enum Out {
 fn pop(e: &TestEngine) -> Out {
     match e.pop().expect("engine halted") {
         Output::Frame(p) => {
-            e.frame_left(p.result.is_ok(), p.admitted.elapsed());
+            e.frame_left(p.result.is_ok(), p.admitted.elapsed(), p.bytes);
             match p.result {
                 Ok(v) => Out::Frame(v),
                 Err(err) => Out::Failed(err),

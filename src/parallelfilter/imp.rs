@@ -321,7 +321,7 @@ impl ParallelFilter {
                     "Downstream is EOS, dropping #{}",
                     processed.seq
                 );
-                engine.frame_left(false, processed.admitted.elapsed());
+                engine.frame_left(false, processed.admitted.elapsed(), processed.bytes);
             }
             Ok(Output::Frame(processed)) => self.push_frame(&engine, processed),
         }
@@ -335,6 +335,7 @@ impl ParallelFilter {
             worker,
             processing_time,
             admitted,
+            bytes,
         } = processed;
         let (on_error, post_messages) = {
             let s = lock(&self.settings);
@@ -346,7 +347,7 @@ impl ParallelFilter {
                 OnError::Fail => {
                     // Counted before the error is posted, so the stats are
                     // complete for whoever reacts to the error.
-                    engine.frame_left(false, admitted.elapsed());
+                    engine.frame_left(false, admitted.elapsed(), bytes);
                     gst::element_imp_error!(
                         self,
                         gst::StreamError::Failed,
@@ -378,7 +379,7 @@ impl ParallelFilter {
                         "Dropping frame #{seq} (pts {}): {err}",
                         tag.pts.display()
                     );
-                    engine.frame_left(false, admitted.elapsed());
+                    engine.frame_left(false, admitted.elapsed(), bytes);
                     if let Some(pts) = tag.pts {
                         let gap = gst::event::Gap::builder(pts).duration(tag.duration).build();
                         let _ = self.srcpad.push_event(gap);
@@ -394,7 +395,7 @@ impl ParallelFilter {
         // Latency ends at the src pad, not after a syncing sink's wait.
         let latency = admitted.elapsed();
         let result = self.srcpad.push(buffer);
-        engine.frame_left(result.is_ok(), latency);
+        engine.frame_left(result.is_ok(), latency, bytes);
         if let Err(err) = result {
             self.handle_push_error(engine, err, tag.epoch);
         }
