@@ -558,10 +558,6 @@ where
         }
     }
 
-    pub fn config(&self) -> Config {
-        lock(&self.inner.shared).config.clone()
-    }
-
     /// Applies new limits; a changed worker count takes effect at once,
     /// without dropping or reordering anything.
     pub fn configure(&self, config: Config) {
