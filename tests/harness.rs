@@ -699,8 +699,11 @@ fn flush_mid_stream_never_leaks_old_frames() {
     let mut seen_flush_start = false;
     for item in &got {
         match item {
+            // A push that passed the src pad's flushing check just before
+            // FLUSH_START went out can reach the recording probe after it
+            // (two threads); the flushing peer refuses it. It must still be
+            // the current round's next frame.
             Item::Buffer { pts, value } => {
-                assert!(!seen_flush_start, "{value} pushed while flushing");
                 assert_eq!(*value, round * 1000 + next, "in round {round}: {got:?}");
                 assert_eq!(*pts, Some(FRAME * next));
                 next += 1;
