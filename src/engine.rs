@@ -427,6 +427,7 @@ struct Job<T> {
     seq: u64,
     generation: u64,
     frame: T,
+    timeout: Option<Duration>,
 }
 
 struct Inner<T, M, E> {
@@ -739,29 +740,30 @@ where
     /// [`Engine::flush_stop`]. Async work in progress is abandoned; results of
     /// blocking work are discarded when they arrive.
     pub fn flush_start(&self) {
-        let mut s = lock(&self.inner.shared);
-        s.halted = Some(gst::FlowError::Flushing);
-        let old = s.clear();
-        let generation = s.generation;
-        drop(s);
-        self.inner.generation.send_replace(generation);
-        self.inner.room.notify_all();
-        self.inner.ready.notify_all();
-        drop(old);
+        self.discard(|s| s.halted = Some(gst::FlowError::Flushing));
     }
 
     /// Accepts work again; positions and frame numbers restart at 0. Also
     /// discards everything, for a FLUSH_STOP that came without FLUSH_START.
     pub fn flush_stop(&self) {
+        self.discard(|s| {
+            s.halted = None;
+            s.next_pos = 0;
+            s.next_seq = 0;
+        });
+    }
+
+    /// Empties the table, then `update`s the state; wakes everyone, tells
+    /// workers to abandon async work, and drops the frames unlocked.
+    fn discard(&self, update: impl FnOnce(&mut Shared<T, M, E>)) {
         let mut s = lock(&self.inner.shared);
         let old = s.clear();
+        update(&mut s);
         let generation = s.generation;
-        s.halted = None;
-        s.next_pos = 0;
-        s.next_seq = 0;
         drop(s);
         self.inner.generation.send_replace(generation);
         self.inner.room.notify_all();
+        self.inner.ready.notify_all();
         drop(old);
     }
 
@@ -837,9 +839,8 @@ where
 
     fn shutdown(&self) {
         self.flush_start();
-        let mut s = lock(&self.inner.shared);
+        // Every worker retires.
         self.inner.target.send_replace(0);
-        s.halted = Some(gst::FlowError::Flushing);
     }
 }
 
@@ -871,7 +872,7 @@ impl<T, M, E> Inner<T, M, E> {
             return None;
         }
         let pos = s.queued.pop_front()?;
-        let generation = s.generation;
+        let (generation, timeout) = (s.generation, s.config.timeout);
         match s.slots.get_mut(&pos) {
             Some(Slot::Frame { state, seq, .. }) => {
                 match std::mem::replace(state, FrameState::Processing) {
@@ -880,6 +881,7 @@ impl<T, M, E> Inner<T, M, E> {
                         seq: *seq,
                         generation,
                         frame,
+                        timeout,
                     }),
                     other => {
                         *state = other;
@@ -1012,7 +1014,7 @@ where
             inner.room.notify_all();
             continue;
         };
-        let (timeout, job_generation) = (lock(&inner.shared).config.timeout, job.generation);
+        let (timeout, job_generation) = (job.timeout, job.generation);
         let ctx = WorkCtx {
             seq: job.seq,
             worker: id,
