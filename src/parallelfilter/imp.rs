@@ -13,9 +13,10 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
+use super::frame::{Frame, SharedProcessor, StreamInfo};
 use super::processors::{Delay, Passthrough};
-use super::{Leaky, MESSAGE_NAME, OnError, ProcessorKind, STATS_NAME};
-use crate::engine::{self, Admission, Engine, Output, Processed, Processor};
+use super::{Leaky, MESSAGE_NAME, OnError, Payload, ProcessorKind, STATS_NAME};
+use crate::engine::{self, Admission, Engine, Output, Processed};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -38,6 +39,13 @@ const PROP_DELAY_MAX: &str = "delay-max";
 const PROP_SEED: &str = "seed";
 const PROP_ORDERED: &str = "ordered";
 const PROP_STATS: &str = "stats";
+const PROP_FILTER: &str = "filter";
+const PROP_SCENE_THRESHOLD: &str = "scene-threshold";
+const PROP_SERVERS: &str = "servers";
+const PROP_MODEL: &str = "model";
+const PROP_PAYLOAD: &str = "payload";
+const PROP_RETRIES: &str = "retries";
+const PROP_MAX_REQUESTS_PER_SERVER: &str = "max-requests-per-server";
 
 const DEFAULT_MAX_SIZE_BUFFERS: u32 = 0;
 const DEFAULT_MAX_SIZE_BYTES: u64 = 0;
@@ -46,6 +54,9 @@ const DEFAULT_POST_MESSAGES: bool = false;
 const DEFAULT_DELAY: u64 = 0;
 const DEFAULT_SEED: u64 = 0;
 const DEFAULT_ORDERED: bool = true;
+const DEFAULT_SCENE_THRESHOLD: f64 = 0.3;
+const DEFAULT_RETRIES: u32 = 2;
+const DEFAULT_MAX_REQUESTS_PER_SERVER: u32 = 0;
 const MAX_WORKERS: u32 = 1024;
 /// Upper bound of the time properties (about 292 years), so latency sums
 /// never overflow.
@@ -72,6 +83,13 @@ struct Settings {
     delay_max: u64,
     seed: u64,
     ordered: bool,
+    filter: Option<String>,
+    scene_threshold: f64,
+    servers: Option<String>,
+    model: Option<String>,
+    payload: Payload,
+    retries: u32,
+    max_requests_per_server: u32,
 }
 
 impl Default for Settings {
@@ -89,6 +107,13 @@ impl Default for Settings {
             delay_max: DEFAULT_DELAY,
             seed: DEFAULT_SEED,
             ordered: DEFAULT_ORDERED,
+            filter: None,
+            scene_threshold: DEFAULT_SCENE_THRESHOLD,
+            servers: None,
+            model: None,
+            payload: Payload::default(),
+            retries: DEFAULT_RETRIES,
+            max_requests_per_server: DEFAULT_MAX_REQUESTS_PER_SERVER,
         }
     }
 }
@@ -132,8 +157,9 @@ fn latency_of(processor: ProcessorKind, delay_bound: u64, timeout: u64) -> gst::
 }
 
 impl Settings {
-    fn processor(&self) -> Option<Arc<dyn Processor<gst::Buffer>>> {
-        match self.processor {
+    /// The processor for a run; `None` for one this build lacks.
+    fn processor(&self) -> Result<Option<SharedProcessor>, gst::ErrorMessage> {
+        Ok(match self.processor {
             ProcessorKind::Passthrough => Some(Arc::new(Passthrough)),
             ProcessorKind::Delay => Some(Arc::new(Delay {
                 min: Duration::from_nanos(self.delay_min),
@@ -141,7 +167,7 @@ impl Settings {
                 seed: self.seed,
             })),
             _ => None,
-        }
+        })
     }
 }
 
@@ -165,15 +191,20 @@ enum Serialized {
     Barrier,
 }
 
-type FrameEngine = Engine<gst::Buffer, Tag, Serialized>;
+type FrameEngine = Engine<Frame, Tag, Serialized>;
 
 #[derive(Default)]
 struct State {
     engine: Option<Arc<FrameEngine>>,
-    /// The processor the engine runs, and its longest delay: the settings
-    /// at start.
+    /// The processor the engine runs (its hooks), its kind and longest
+    /// delay: the settings at start.
+    hooks: Option<SharedProcessor>,
     processor: ProcessorKind,
     delay_bound: u64,
+    /// Caps of the frames entering now.
+    stream: Option<Arc<StreamInfo>>,
+    /// The last frame in, for processors that compare with it.
+    previous: Option<gst::Buffer>,
     segment: gst::FormattedSegment<gst::ClockTime>,
     /// EOS entered the element: nobody upstream will see a flow return.
     eos: bool,
@@ -225,16 +256,25 @@ impl ParallelFilter {
     /// Latency added now: the running processor's, or the configured one's
     /// before start; the timeout can change at any time.
     fn latency(&self) -> gst::ClockTime {
-        let running = {
+        let (running, extra) = {
             let state = lock(&self.state);
-            state
+            let extra = state
+                .hooks
+                .as_ref()
+                .map_or(gst::ClockTime::ZERO, |p| p.extra_latency());
+            let running = state
                 .engine
                 .is_some()
-                .then_some((state.processor, state.delay_bound))
+                .then_some((state.processor, state.delay_bound));
+            (running, extra)
         };
         let s = lock(&self.settings);
         let (processor, delay_bound) = running.unwrap_or((s.processor, s.delay_bound()));
-        latency_of(processor, delay_bound, s.timeout)
+        latency_of(processor, delay_bound, s.timeout).saturating_add(extra)
+    }
+
+    fn hooks(&self) -> Option<SharedProcessor> {
+        lock(&self.state).hooks.clone()
     }
 
     fn engine(&self) -> Option<Arc<FrameEngine>> {
@@ -247,10 +287,10 @@ impl ParallelFilter {
             .map_err(|e| gst::error_msg!(gst::LibraryError::Init, ["{e}"]))?;
         // An unavailable processor gets its error at negotiation, so that
         // inspecting and state changes keep working.
-        let processor = settings
-            .processor()
+        let processor: SharedProcessor = settings
+            .processor()?
             .unwrap_or_else(|| Arc::new(Passthrough));
-        let engine = Engine::new(settings.engine_config(), processor, handle);
+        let engine = Engine::new(settings.engine_config(), processor.clone(), handle);
         gst::info!(
             CAT,
             imp = self,
@@ -262,6 +302,7 @@ impl ParallelFilter {
         let mut state = lock(&self.state);
         *state = State {
             engine: Some(Arc::new(engine)),
+            hooks: Some(processor),
             processor: settings.processor,
             delay_bound: settings.delay_bound(),
             ..State::default()
@@ -275,6 +316,9 @@ impl ParallelFilter {
             state.last_stats = Some(engine.stats());
             engine.flush_start();
         }
+        state.hooks = None;
+        state.stream = None;
+        state.previous = None;
         state.eos = false;
         gst::info!(CAT, imp = self, "Stopped");
     }
@@ -327,7 +371,7 @@ impl ParallelFilter {
         }
     }
 
-    fn push_frame(&self, engine: &FrameEngine, processed: Processed<gst::Buffer, Tag>) {
+    fn push_frame(&self, engine: &FrameEngine, processed: Processed<Frame, Tag>) {
         let Processed {
             seq,
             tag,
@@ -342,7 +386,7 @@ impl ParallelFilter {
             (s.on_error, s.post_messages)
         };
         let buffer = match result {
-            Ok(buffer) => buffer,
+            Ok(frame) => frame.buffer,
             Err(err) => match on_error {
                 OnError::Fail => {
                     // Counted before the error is posted, so the stats are
@@ -389,7 +433,7 @@ impl ParallelFilter {
             },
         };
         if post_messages {
-            self.post_frame_message(&tag, seq, worker, processing_time);
+            self.post_frame_message(&tag, &buffer, seq, worker, processing_time);
         }
         gst::log!(CAT, imp = self, "Pushing #{seq} {buffer:?}");
         // Latency ends at the src pad, not after a syncing sink's wait.
@@ -441,10 +485,29 @@ impl ParallelFilter {
         );
     }
 
-    fn post_frame_message(&self, tag: &Tag, seq: u64, worker: usize, processing: Duration) {
+    /// Timing fields first, from the frame's own segment, then the
+    /// processor's results (or seq, worker and processing-time).
+    fn post_frame_message(
+        &self,
+        tag: &Tag,
+        buffer: &gst::BufferRef,
+        seq: u64,
+        worker: usize,
+        processing: Duration,
+    ) {
+        let results = self
+            .hooks()
+            .and_then(|p| p.message(buffer))
+            .unwrap_or_else(|| {
+                gst::Structure::builder(MESSAGE_NAME)
+                    .field("seq", seq)
+                    .field("worker", worker as u32)
+                    .field("processing-time", processing.as_nanos() as u64)
+                    .build()
+            });
         let running_time = tag.pts.and_then(|pts| tag.segment.to_running_time(pts));
         let stream_time = tag.pts.and_then(|pts| tag.segment.to_stream_time(pts));
-        let s = gst::Structure::builder(MESSAGE_NAME)
+        let mut s = gst::Structure::builder(results.name())
             .field("timestamp", tag.pts.map_or(u64::MAX, |t| t.nseconds()))
             .field(
                 "stream-time",
@@ -455,10 +518,12 @@ impl ParallelFilter {
                 running_time.map_or(u64::MAX, |t| t.nseconds()),
             )
             .field("duration", tag.duration.map_or(u64::MAX, |t| t.nseconds()))
-            .field("seq", seq)
-            .field("worker", worker as u32)
-            .field("processing-time", processing.as_nanos() as u64)
             .build();
+        for (name, value) in results.iter() {
+            if !s.has_field(name) {
+                s.set_value(name, value.clone());
+            }
+        }
         let _ = self
             .obj()
             .post_message(gst::message::Element::builder(s).src(&*self.obj()).build());
@@ -470,13 +535,45 @@ impl ParallelFilter {
         buffer: gst::Buffer,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         gst::log!(CAT, obj = pad, "Handling {buffer:?}");
-        let (engine, segment, processor, epoch) = {
-            let state = lock(&self.state);
+        let (engine, segment, processor, epoch, stream, previous) = {
+            let mut state = lock(&self.state);
             let engine = state.engine.clone().ok_or(gst::FlowError::Flushing)?;
             if state.eos_epoch == Some(state.epoch) {
                 return Err(gst::FlowError::Eos);
             }
-            (engine, state.segment.clone(), state.processor, state.epoch)
+            let needs_caps = state.hooks.as_ref().is_some_and(|p| p.caps().is_some());
+            let stream = match state.stream.clone() {
+                Some(stream) => stream,
+                None if !needs_caps => {
+                    // passthrough and delay never look at the caps.
+                    let stream =
+                        Arc::new(StreamInfo::new(gst::Caps::new_empty_simple("video/x-raw")));
+                    state.stream = Some(stream.clone());
+                    stream
+                }
+                None => {
+                    drop(state);
+                    gst::element_imp_error!(
+                        self,
+                        gst::CoreError::Negotiation,
+                        ("Got a buffer before caps: {buffer:?}")
+                    );
+                    return Err(gst::FlowError::NotNegotiated);
+                }
+            };
+            let previous = if state.hooks.as_ref().is_some_and(|p| p.needs_previous()) {
+                state.previous.replace(buffer.clone())
+            } else {
+                None
+            };
+            (
+                engine,
+                state.segment.clone(),
+                state.processor,
+                state.epoch,
+                stream,
+                previous,
+            )
         };
         let on_error = lock(&self.settings).on_error;
         if !processor.is_available() {
@@ -491,7 +588,13 @@ impl ParallelFilter {
             original: (on_error == OnError::Pass).then(|| buffer.clone()),
         };
         let bytes = buffer.size() as u64;
-        match engine.submit_frame(buffer, tag, bytes) {
+        let frame = Frame {
+            buffer,
+            stream,
+            segment: tag.segment.clone(),
+            previous,
+        };
+        match engine.submit_frame(frame, tag, bytes) {
             Ok(Admission::Queued { seq }) => {
                 gst::trace!(CAT, obj = pad, "Queued as #{seq}");
                 Ok(gst::FlowSuccess::Ok)
@@ -547,12 +650,17 @@ impl ParallelFilter {
                     engine.flush_start();
                     let _ = self.srcpad.pause_task();
                 }
-                {
+                let hooks = {
                     let mut state = lock(&self.state);
                     state.eos = false;
                     state.epoch += 1;
                     state.eos_epoch = None;
                     state.segment = gst::FormattedSegment::new();
+                    state.previous = None;
+                    state.hooks.clone()
+                };
+                if let Some(hooks) = hooks {
+                    hooks.flush();
                 }
                 let ret = self.srcpad.push_event(event);
                 // Sticky events still queued were discarded and upstream will
@@ -588,6 +696,7 @@ impl ParallelFilter {
         let Some(engine) = self.engine() else {
             return false;
         };
+        let mut replacement = None;
         match event.view() {
             EventView::Segment(e) => {
                 let Ok(segment) = e.segment().clone().downcast::<gst::ClockTime>() else {
@@ -606,12 +715,36 @@ impl ParallelFilter {
                 state.epoch += 1;
             }
             EventView::Caps(e) => {
-                let processor = lock(&self.state).processor;
+                let (processor, hooks) = {
+                    let state = lock(&self.state);
+                    (state.processor, state.hooks.clone())
+                };
                 if !processor.is_available() {
                     self.post_unavailable(processor);
                     return false;
                 }
-                gst::debug!(CAT, obj = pad, "Caps {:?}", e.caps());
+                let caps = e.caps_owned();
+                gst::debug!(CAT, obj = pad, "Caps {caps:?}");
+                let src_caps = match hooks.map_or_else(|| Ok(caps.clone()), |h| h.set_caps(&caps)) {
+                    Ok(src_caps) => src_caps,
+                    Err(err) => {
+                        self.post_error_message(err);
+                        return false;
+                    }
+                };
+                {
+                    let mut state = lock(&self.state);
+                    state.stream = Some(Arc::new(StreamInfo::new(caps.clone())));
+                    state.previous = None;
+                }
+                if src_caps != caps {
+                    gst::debug!(CAT, obj = pad, "Src caps {src_caps:?}");
+                    replacement = Some(
+                        gst::event::Caps::builder(&src_caps)
+                            .seqnum(event.seqnum())
+                            .build(),
+                    );
+                }
             }
             // A new stream after EOS.
             EventView::StreamStart(_) => {
@@ -622,6 +755,7 @@ impl ParallelFilter {
             EventView::Eos(_) => lock(&self.state).eos = true,
             _ => {}
         }
+        let event = replacement.unwrap_or(event);
         let is_eos = event.type_() == gst::EventType::Eos;
         match engine.submit_item(Serialized::Event(event)) {
             Ok(id) => {
@@ -663,7 +797,26 @@ impl ParallelFilter {
             }
             return self.srcpad.peer_query(query);
         }
+        if let Some(answered) = self.caps_query(&self.srcpad, query) {
+            return answered;
+        }
         gst::Pad::query_default(pad, Some(&*self.obj()), query)
+    }
+
+    /// A CAPS query when the processor restricts the caps: what the peer
+    /// of `other` accepts, within the processor's caps.
+    fn caps_query(&self, other: &gst::Pad, query: &mut gst::QueryRef) -> Option<bool> {
+        let gst::QueryViewMut::Caps(q) = query.view_mut() else {
+            return None;
+        };
+        let caps = self.hooks()?.caps()?;
+        let filter = match q.filter() {
+            Some(filter) => filter.intersect_with_mode(&caps, gst::CapsIntersectMode::First),
+            None => caps.clone(),
+        };
+        let peer = other.peer_query_caps(Some(&filter));
+        q.set_result(&peer.intersect_with_mode(&caps, gst::CapsIntersectMode::First));
+        Some(true)
     }
 
     fn src_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {
@@ -688,6 +841,9 @@ impl ParallelFilter {
                 max.and_then(|max| max.checked_add(own)),
             );
             return true;
+        }
+        if let Some(answered) = self.caps_query(&self.sinkpad, query) {
+            return answered;
         }
         gst::Pad::query_default(pad, Some(&*self.obj()), query)
     }
@@ -963,6 +1119,56 @@ impl ObjectImpl for ParallelFilter {
                     .default_value(DEFAULT_ORDERED)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecString::builder(PROP_FILTER)
+                    .nick("Filter")
+                    .blurb(
+                        "filter processor: gst-launch description of a one-in one-out \
+                         element chain, one instance per worker; setting it selects \
+                         processor=filter",
+                    )
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecDouble::builder(PROP_SCENE_THRESHOLD)
+                    .nick("Scene threshold")
+                    .blurb("analyze/overlay processors: motion above it sets scene-change")
+                    .minimum(0.0)
+                    .maximum(1.0)
+                    .default_value(DEFAULT_SCENE_THRESHOLD)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecString::builder(PROP_SERVERS)
+                    .nick("Servers")
+                    .blurb(
+                        "remote processor: comma-separated base URLs of inference servers \
+                         (Open Inference Protocol / KServe v2)",
+                    )
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder(PROP_MODEL)
+                    .nick("Model")
+                    .blurb("remote processor: model name on the servers")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default(PROP_PAYLOAD, Payload::default())
+                    .nick("Payload")
+                    .blurb("remote processor: send the frame's pixels or the analysis fields")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder(PROP_RETRIES)
+                    .nick("Retries")
+                    .blurb(
+                        "remote processor: retry a failed request on another server this \
+                         many times within timeout",
+                    )
+                    .default_value(DEFAULT_RETRIES)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder(PROP_MAX_REQUESTS_PER_SERVER)
+                    .nick("Max requests per server")
+                    .blurb("remote processor: concurrent requests per server (0 = workers)")
+                    .default_value(DEFAULT_MAX_REQUESTS_PER_SERVER)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>(PROP_STATS)
                     .nick("Statistics")
                     .blurb("Counters: frames in/out, drops, errors, in-flight, reorder depth, timings, per-worker frames")
@@ -998,12 +1204,33 @@ impl ObjectImpl for ParallelFilter {
             PROP_DELAY_MAX => settings.delay_max = value.get().unwrap_or(settings.delay_max),
             PROP_SEED => settings.seed = value.get().unwrap_or(settings.seed),
             PROP_ORDERED => settings.ordered = value.get().unwrap_or(settings.ordered),
+            PROP_FILTER => {
+                settings.filter = value
+                    .get::<Option<String>>()
+                    .ok()
+                    .flatten()
+                    .filter(|f| !f.trim().is_empty());
+                if settings.filter.is_some() {
+                    settings.processor = ProcessorKind::Filter;
+                }
+            }
+            PROP_SCENE_THRESHOLD => {
+                settings.scene_threshold = value.get().unwrap_or(settings.scene_threshold)
+            }
+            PROP_SERVERS => settings.servers = value.get().unwrap_or(None),
+            PROP_MODEL => settings.model = value.get().unwrap_or(None),
+            PROP_PAYLOAD => settings.payload = value.get().unwrap_or(settings.payload),
+            PROP_RETRIES => settings.retries = value.get().unwrap_or(settings.retries),
+            PROP_MAX_REQUESTS_PER_SERVER => {
+                settings.max_requests_per_server =
+                    value.get().unwrap_or(settings.max_requests_per_server)
+            }
             _ => unimplemented!(),
         }
         gst::info!(CAT, imp = self, "Changing {name} from {old:?} to {value:?}");
         let config = settings.engine_config();
 
-        if name == PROP_PROCESSOR && !settings.processor.is_available() {
+        if matches!(name, PROP_PROCESSOR | PROP_FILTER) && !settings.processor.is_available() {
             gst::warning!(
                 CAT,
                 imp = self,
@@ -1017,7 +1244,16 @@ impl ObjectImpl for ParallelFilter {
             engine.configure(config);
             if matches!(
                 name,
-                PROP_PROCESSOR | PROP_DELAY_MIN | PROP_DELAY_MAX | PROP_SEED
+                PROP_PROCESSOR
+                    | PROP_DELAY_MIN
+                    | PROP_DELAY_MAX
+                    | PROP_SEED
+                    | PROP_FILTER
+                    | PROP_SERVERS
+                    | PROP_MODEL
+                    | PROP_PAYLOAD
+                    | PROP_RETRIES
+                    | PROP_MAX_REQUESTS_PER_SERVER
             ) {
                 gst::warning!(
                     CAT,
@@ -1048,6 +1284,13 @@ impl ObjectImpl for ParallelFilter {
             PROP_DELAY_MAX => settings.delay_max.to_value(),
             PROP_SEED => settings.seed.to_value(),
             PROP_ORDERED => settings.ordered.to_value(),
+            PROP_FILTER => settings.filter.to_value(),
+            PROP_SCENE_THRESHOLD => settings.scene_threshold.to_value(),
+            PROP_SERVERS => settings.servers.to_value(),
+            PROP_MODEL => settings.model.to_value(),
+            PROP_PAYLOAD => settings.payload.to_value(),
+            PROP_RETRIES => settings.retries.to_value(),
+            PROP_MAX_REQUESTS_PER_SERVER => settings.max_requests_per_server.to_value(),
             PROP_STATS => {
                 drop(settings);
                 self.stats_structure().to_value()

@@ -13,8 +13,11 @@
 use gst::glib;
 use gst::prelude::*;
 
+mod frame;
 mod imp;
 mod processors;
+
+pub use frame::{Frame, StreamInfo};
 
 glib::wrapper! {
     pub struct ParallelFilter(ObjectSubclass<imp::ParallelFilter>) @extends gst::Element, gst::Object;
@@ -22,6 +25,13 @@ glib::wrapper! {
 
 /// Name of the per-frame element message structure.
 pub const MESSAGE_NAME: &str = "parallelfilter-analysis";
+/// Custom meta carrying the analysis results (structure [`MESSAGE_NAME`]).
+pub const ANALYSIS_META: &str = "GstParallelFilterAnalysisMeta";
+/// Custom meta carrying remote inference results (structure
+/// [`INFERENCE_NAME`]).
+pub const INFERENCE_META: &str = "GstParallelFilterInferenceMeta";
+/// Name of the inference results structure.
+pub const INFERENCE_NAME: &str = "parallelfilter-inference";
 /// Name of the `stats` structure.
 pub const STATS_NAME: &str = "parallelfilter-stats";
 
@@ -110,6 +120,18 @@ pub enum OnError {
     Drop = 1,
     #[enum_value(name = "Pass the original unprocessed frame", nick = "pass")]
     Pass = 2,
+}
+
+/// What the `remote` processor sends as its input tensor (`payload`).
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum, Default)]
+#[repr(u32)]
+#[enum_type(name = "GstParallelFilterPayload")]
+pub enum Payload {
+    #[default]
+    #[enum_value(name = "The frame's pixels as a UINT8 tensor", nick = "frame")]
+    Frame = 0,
+    #[enum_value(name = "The analysis fields as an FP32 tensor", nick = "analysis")]
+    Analysis = 1,
 }
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {

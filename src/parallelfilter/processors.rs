@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 
+use super::frame::FrameProcessor;
 use crate::engine::{Processor, Work, WorkCtx};
 
 pub struct Passthrough;
@@ -31,6 +32,10 @@ fn splitmix64(mut x: u64) -> u64 {
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     x ^ (x >> 31)
 }
+
+impl FrameProcessor for Passthrough {}
+
+impl FrameProcessor for Delay {}
 
 impl Delay {
     pub fn delay_for(&self, seq: u64) -> Duration {

@@ -1,0 +1,80 @@
+// SPDX-License-Identifier: MPL-2.0
+//! What a worker gets for each frame, and the hooks an element-level
+//! processor implements on top of the engine's [`Processor`].
+
+use std::sync::Arc;
+
+use crate::engine::Processor;
+
+/// The caps a frame arrived with, parsed once per CAPS event.
+#[derive(Debug)]
+pub struct StreamInfo {
+    pub caps: gst::Caps,
+    /// `None` for raw-video caps that do not describe a frame layout; the
+    /// processors that read pixels refuse such caps at negotiation.
+    pub info: Option<gst_video::VideoInfo>,
+}
+
+impl StreamInfo {
+    pub fn new(caps: gst::Caps) -> Self {
+        let info = gst_video::VideoInfo::from_caps(&caps).ok();
+        StreamInfo { caps, info }
+    }
+}
+
+/// One frame on its way through a worker.
+#[derive(Debug)]
+pub struct Frame {
+    /// The buffer; make it writable with `make_mut()` (a shallow copy
+    /// only when someone else still holds it).
+    pub buffer: gst::Buffer,
+    /// The caps that were current when the frame entered.
+    pub stream: Arc<StreamInfo>,
+    /// The segment that was current when the frame entered.
+    pub segment: gst::FormattedSegment<gst::ClockTime>,
+    /// The previous input frame with the same caps, by reference, for
+    /// processors that ask for it ([`FrameProcessor::needs_previous`]);
+    /// `None` for the first frame after start, a flush or new caps.
+    pub previous: Option<gst::Buffer>,
+}
+
+/// A processor as the element runs it: the engine's work function plus
+/// negotiation, latency and result reporting.
+pub(crate) trait FrameProcessor: Processor<Frame> {
+    /// Caps accepted on the sink pad (and produced on the src pad, unless
+    /// [`FrameProcessor::set_caps`] says otherwise); `None` means any raw
+    /// video.
+    fn caps(&self) -> Option<gst::Caps> {
+        None
+    }
+
+    /// Checks caps arriving on the sink pad and returns the caps to push on
+    /// the src pad. An error is posted as is and fails negotiation.
+    fn set_caps(&self, caps: &gst::Caps) -> Result<gst::Caps, gst::ErrorMessage> {
+        Ok(caps.clone())
+    }
+
+    /// Whether workers get the previous input frame ([`Frame::previous`]).
+    fn needs_previous(&self) -> bool {
+        false
+    }
+
+    /// Latency added by the processor itself (e.g. wrapped elements), on
+    /// top of the per-frame processing bound.
+    fn extra_latency(&self) -> gst::ClockTime {
+        gst::ClockTime::ZERO
+    }
+
+    /// The per-frame element message for a frame leaving with this buffer:
+    /// its name and fields after the timing fields the element adds.
+    /// `None`: the element's default (seq, worker, processing-time).
+    fn message(&self, _buffer: &gst::BufferRef) -> Option<gst::Structure> {
+        None
+    }
+
+    /// A flush discarded everything inside; drop per-stream state.
+    fn flush(&self) {}
+}
+
+/// Shares one processor between the element (hooks) and the engine (work).
+pub(crate) type SharedProcessor = Arc<dyn FrameProcessor>;
