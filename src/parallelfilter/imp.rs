@@ -13,6 +13,7 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
+use super::custom::{self, CustomProcessor, PROCESS_FRAME_SIGNAL, SignalProcessor};
 use super::frame::{Frame, SharedProcessor, StreamInfo};
 use super::processors::{Delay, Passthrough};
 use super::{Leaky, MESSAGE_NAME, OnError, Payload, ProcessorKind, STATS_NAME};
@@ -90,6 +91,9 @@ struct Settings {
     payload: Payload,
     retries: u32,
     max_requests_per_server: u32,
+    /// The application's processor for `processor=custom`; without one,
+    /// the `process-frame` signal is the processor.
+    custom: Option<CustomProcessor>,
 }
 
 impl Default for Settings {
@@ -114,6 +118,7 @@ impl Default for Settings {
             payload: Payload::default(),
             retries: DEFAULT_RETRIES,
             max_requests_per_server: DEFAULT_MAX_REQUESTS_PER_SERVER,
+            custom: None,
         }
     }
 }
@@ -166,6 +171,8 @@ impl Settings {
                 max: Duration::from_nanos(self.delay_max),
                 seed: self.seed,
             })),
+            // Without a Rust processor the element makes the signal one.
+            ProcessorKind::Custom => self.custom.as_ref().map(CustomProcessor::shared),
             _ => None,
         })
     }
@@ -287,9 +294,11 @@ impl ParallelFilter {
             .map_err(|e| gst::error_msg!(gst::LibraryError::Init, ["{e}"]))?;
         // An unavailable processor gets its error at negotiation, so that
         // inspecting and state changes keep working.
-        let processor: SharedProcessor = settings
-            .processor()?
-            .unwrap_or_else(|| Arc::new(Passthrough));
+        let processor = match (settings.processor, &settings.custom) {
+            (ProcessorKind::Custom, None) => Some(self.signal_processor()?),
+            _ => settings.processor()?,
+        };
+        let processor: SharedProcessor = processor.unwrap_or_else(|| Arc::new(Passthrough));
         let engine = Engine::new(settings.engine_config(), processor.clone(), handle);
         gst::info!(
             CAT,
@@ -308,6 +317,35 @@ impl ParallelFilter {
             ..State::default()
         };
         Ok(())
+    }
+
+    /// `processor=custom` without a Rust processor: the `process-frame`
+    /// handlers, if any is connected.
+    fn signal_processor(&self) -> Result<SharedProcessor, gst::ErrorMessage> {
+        let obj = self.obj();
+        if !custom::has_signal_handler(&obj) {
+            return Err(gst::error_msg!(
+                gst::LibraryError::Settings,
+                ("processor=custom but no processor was set"),
+                ["set one with the Rust API (ParallelFilter::set_processor, \
+                     set_async_processor, set_custom_processor) or connect a \
+                     {PROCESS_FRAME_SIGNAL} signal handler before starting"]
+            ));
+        }
+        Ok(Arc::new(SignalProcessor::new(&obj)))
+    }
+
+    /// Stores the application's processor for the next start.
+    pub(super) fn set_custom(&self, processor: Option<CustomProcessor>) {
+        gst::info!(CAT, imp = self, "Setting custom processor {processor:?}");
+        lock(&self.settings).custom = processor;
+        if self.engine().is_some() {
+            gst::warning!(
+                CAT,
+                imp = self,
+                "The custom processor takes effect at the next start (READY to PAUSED)"
+            );
+        }
     }
 
     fn stop(&self) {
@@ -621,7 +659,7 @@ impl ParallelFilter {
                 "Processor '{}' is not available in this build",
                 processor.nick()
             ),
-            ["available processors: passthrough, delay"]
+            ["available processors: passthrough, delay, custom"]
         );
     }
 
@@ -1029,6 +1067,32 @@ impl ObjectSubclass for ParallelFilter {
 }
 
 impl ObjectImpl for ParallelFilter {
+    fn signals() -> &'static [glib::subclass::Signal] {
+        static SIGNALS: LazyLock<Vec<glib::subclass::Signal>> = LazyLock::new(|| {
+            // process-frame(buffer, seq) -> gboolean: with processor=custom
+            // and no Rust processor, processes each frame. Emitted on a
+            // worker thread, for up to `workers` frames at once, so handlers
+            // run concurrently on several threads and must be thread-safe.
+            // The buffer is writable (pixels and metas); returning FALSE is
+            // a processing error, handled by on-error. With several
+            // handlers, the first FALSE stops the emission.
+            vec![
+                glib::subclass::Signal::builder(PROCESS_FRAME_SIGNAL)
+                    .param_types([gst::Buffer::static_type(), u64::static_type()])
+                    .return_type::<bool>()
+                    .accumulator(|_hint, _acc, value| {
+                        if value.get::<bool>().unwrap_or(false) {
+                            std::ops::ControlFlow::Continue(value.clone())
+                        } else {
+                            std::ops::ControlFlow::Break(value.clone())
+                        }
+                    })
+                    .build(),
+            ]
+        });
+        SIGNALS.as_ref()
+    }
+
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
             vec![

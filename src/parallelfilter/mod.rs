@@ -13,14 +13,31 @@
 use gst::glib;
 use gst::prelude::*;
 
+mod custom;
 mod frame;
 mod imp;
 mod processors;
 
+pub use custom::{CustomProcessor, FrameContext, PROCESS_FRAME_SIGNAL};
 pub use frame::{Frame, StreamInfo};
 
 glib::wrapper! {
     pub struct ParallelFilter(ObjectSubclass<imp::ParallelFilter>) @extends gst::Element, gst::Object;
+}
+
+impl ParallelFilter {
+    /// A new `parallelfilter` with default settings, outside any factory
+    /// (the same as `gst::ElementFactory::make("parallelfilter")` once the
+    /// plugin is registered, then a downcast).
+    pub fn new() -> Self {
+        glib::Object::new()
+    }
+}
+
+impl Default for ParallelFilter {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// Name of the per-frame element message structure.
@@ -78,7 +95,7 @@ pub enum ProcessorKind {
     )]
     Filter = 4,
     #[enum_value(
-        name = "Custom: set by the application (not available yet)",
+        name = "Custom: set by the application (Rust API or the process-frame signal)",
         nick = "custom"
     )]
     Custom = 5,
@@ -92,7 +109,10 @@ pub enum ProcessorKind {
 impl ProcessorKind {
     /// Whether this build implements the processor.
     pub fn is_available(self) -> bool {
-        matches!(self, ProcessorKind::Passthrough | ProcessorKind::Delay)
+        matches!(
+            self,
+            ProcessorKind::Passthrough | ProcessorKind::Delay | ProcessorKind::Custom
+        )
     }
 
     pub fn nick(self) -> &'static str {
