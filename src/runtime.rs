@@ -35,7 +35,9 @@ pub fn handle() -> Result<Handle, String> {
                 // processors at workers=1024 are not queued behind the pool.
                 .max_blocking_threads(1024)
                 .thread_name("parallelfilter-rt")
-                .enable_time()
+                // I/O too when tokio has it (the application's async
+                // processors may call services on this runtime).
+                .enable_all()
                 .build()
                 .map_err(|e| format!("cannot build the tokio runtime: {e}"))
         })

@@ -455,6 +455,8 @@ impl ParallelFilter {
     /// PAUSED): set while running, it takes effect at the next start.
     ///
     /// ```
+    /// use gst_video::prelude::*;
+    ///
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// gst::init()?;
     /// gstparallel::plugin_register_static()?;
