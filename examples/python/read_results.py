@@ -84,8 +84,7 @@ def main():
             if msg.type == Gst.MessageType.ERROR:
                 err, debug = msg.parse_error()
                 pipeline.set_state(Gst.State.NULL)
-                pipeline.set_state(Gst.State.NULL)
-            sys.exit(f"error: {err.message} ({debug})")
+                sys.exit(f"error: {err.message} ({debug})")
             s = msg.get_structure()
             if s is not None and s.get_name() == NAME:
                 m = results(s)
