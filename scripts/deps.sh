@@ -20,6 +20,16 @@ DEPS_APT_PACKAGES=(
     build-essential
 )
 
+# What the Python examples (examples/python) need: PyGObject, the
+# GStreamer typelibs (GstApp is in plugins-base) and gst-python's overrides,
+# which make buffer maps writable from Python.
+DEPS_PYTHON_APT_PACKAGES=(
+    python3-gi
+    gir1.2-gstreamer-1.0
+    gir1.2-gst-plugins-base-1.0
+    python3-gst-1.0
+)
+
 # The crate's rust-version (Cargo.toml).
 DEPS_MIN_RUST=1.92
 # The GStreamer the crate's v1_22 feature needs.

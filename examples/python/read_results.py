@@ -119,11 +119,11 @@ def main():
 
     print(f"read_results: {FRAMES} frames of videotestsrc pattern=ball, "
           f"{META} on every buffer and {len(messages)} bus messages")
-    print("  seq  timestamp      worker  luma-avg  luma-var  min  max  sharpness  motion  scene")
+    print("  seq  timestamp      worker  luma-avg  luma-var  min  max   sharpness  motion  scene")
     for r in metas[:5] + metas[-2:]:
         print(f"  {r['seq']:3d}  {r['timestamp'] / Gst.SECOND:9.6f} s  {r['worker']:6d}  "
               f"{r['luma-average']:8.4f}  {r['luma-variance']:8.5f}  {r['luma-min']:3d}  "
-              f"{r['luma-max']:3d}  {r['sharpness']:9.2f}  {r['motion']:6.4f}  "
+              f"{r['luma-max']:3d}  {r['sharpness']:10.3e}  {r['motion']:6.4f}  "
               f"{r['scene-change']}")
     print("OK: metas and messages agree, in input order, fields as in DESIGN.md")
 
