@@ -135,6 +135,10 @@ enum Callback {
 /// drops pending futures (a synchronous closure already running cannot be
 /// stopped: its result is discarded).
 ///
+/// The closure is called from several threads at once. It is owned by the
+/// element: if it needs the element, capture a weak reference
+/// (`glib::WeakRef`), or the two keep each other alive.
+///
 /// The frame is writable: if someone else still holds it (with
 /// `on-error=pass` the element keeps the original; with
 /// [`CustomProcessor::with_previous_frame`] the next frame's worker reads
@@ -383,63 +387,66 @@ pub(crate) fn has_signal_handler(element: &ParallelFilter) -> bool {
 }
 
 /// Emits `process-frame` with `buffer` as the only reference, so handlers
-/// see it writable: glib's own emit helpers copy their arguments, which
-/// for a buffer adds a reference.
+/// see it writable (glib's own emit helpers copy their arguments, which for
+/// a buffer adds a reference). Returns the buffer and the handlers' verdict.
 fn emit_process_frame(
     element: &ParallelFilter,
     buffer: gst::Buffer,
     seq: u64,
-) -> (gst::Buffer, bool) {
+) -> Result<(gst::Buffer, bool), String> {
+    let id = glib::subclass::SignalId::lookup(PROCESS_FRAME_SIGNAL, ParallelFilter::static_type())
+        .ok_or_else(|| format!("no {PROCESS_FRAME_SIGNAL} signal"))?;
     let args = [
         element.to_value(),
         glib::Value::from(buffer),
         seq.to_value(),
     ];
     let mut ret = false.to_value();
-    let id = glib::subclass::SignalId::lookup(PROCESS_FRAME_SIGNAL, ParallelFilter::static_type());
-    if let Some(id) = id {
-        // SAFETY: `args` are initialized values of the signal's instance
-        // and parameter types, in order; `ret` has its return type. Value
-        // is a transparent wrapper of GValue.
-        unsafe {
-            use glib::translate::{IntoGlib, ToGlibPtrMut};
-            glib::gobject_ffi::g_signal_emitv(
-                args.as_ptr() as *const glib::gobject_ffi::GValue,
-                id.into_glib(),
-                0,
-                ret.to_glib_none_mut().0,
-            );
-        }
+    // SAFETY: `args` are initialized values of the signal's instance and
+    // parameter types, in order, and `ret` has its return type; Value is a
+    // transparent wrapper of GValue.
+    unsafe {
+        use glib::translate::{IntoGlib, ToGlibPtrMut};
+        glib::gobject_ffi::g_signal_emitv(
+            args.as_ptr() as *const glib::gobject_ffi::GValue,
+            id.into_glib(),
+            0,
+            ret.to_glib_none_mut().0,
+        );
     }
     let [_, buffer, _] = args;
-    // The value holds the only reference: get() adds one, dropping the
-    // value removes it again.
-    let buffer = buffer.get::<gst::Buffer>();
-    match buffer {
-        Ok(buffer) => (buffer, id.is_some() && ret.get::<bool>().unwrap_or(false)),
-        // Unreachable: the value was built from a buffer.
-        Err(_) => (gst::Buffer::new(), false),
-    }
+    // get() adds a reference and dropping the value removes the value's.
+    let buffer = buffer.get::<gst::Buffer>().map_err(|e| e.to_string())?;
+    Ok((buffer, ret.get::<bool>().unwrap_or(false)))
 }
 
 impl Processor<Frame> for SignalProcessor {
-    fn process(&self, mut frame: Frame, ctx: WorkCtx) -> Work<Frame> {
+    fn process(&self, frame: Frame, ctx: WorkCtx) -> Work<Frame> {
         let element = self.element.clone();
         Work::Blocking(Box::new(move || {
             let element = element
                 .upgrade()
                 .ok_or_else(|| "the element is gone".to_string())?;
             if !has_signal_handler(&element) {
-                return Err("no process-frame handler is connected".to_string());
+                return Err(format!("no {PROCESS_FRAME_SIGNAL} handler is connected"));
             }
-            frame.buffer.make_mut();
-            let buffer = std::mem::replace(&mut frame.buffer, gst::Buffer::new());
-            let (buffer, ok) = emit_process_frame(&element, buffer, ctx.seq);
+            let Frame {
+                mut buffer,
+                stream,
+                segment,
+                ..
+            } = frame;
+            buffer.make_mut();
+            let (buffer, ok) = emit_process_frame(&element, buffer, ctx.seq)?;
             if !ok {
-                return Err("the process-frame handler returned FALSE".to_string());
+                return Err(format!("the {PROCESS_FRAME_SIGNAL} handler returned FALSE"));
             }
-            frame.buffer = buffer;
-            Ok(frame)
+            Ok(Frame {
+                buffer,
+                stream,
+                segment,
+                previous: None,
+            })
         }))
     }
 }

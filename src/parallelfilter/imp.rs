@@ -332,6 +332,11 @@ impl ParallelFilter {
                      {PROCESS_FRAME_SIGNAL} signal handler before starting"]
             ));
         }
+        gst::debug!(
+            CAT,
+            imp = self,
+            "The {PROCESS_FRAME_SIGNAL} handlers are the processor"
+        );
         Ok(Arc::new(SignalProcessor::new(&obj)))
     }
 

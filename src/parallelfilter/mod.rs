@@ -22,6 +22,22 @@ pub use custom::{CustomProcessor, FrameContext, PROCESS_FRAME_SIGNAL};
 pub use frame::{Frame, StreamInfo};
 
 glib::wrapper! {
+    /// The `parallelfilter` element.
+    ///
+    /// With `processor=custom`, the application's processor does the
+    /// per-frame work: a Rust closure ([`ParallelFilter::set_processor`],
+    /// [`ParallelFilter::set_async_processor`],
+    /// [`ParallelFilter::set_custom_processor`]) or, without one, the
+    /// handlers of the `process-frame` signal.
+    ///
+    /// # Signals
+    ///
+    /// `process-frame(buffer: GstBuffer, seq: guint64) -> gboolean`: emitted
+    /// on a worker thread with the writable buffer and the frame's sequence
+    /// number, for up to `workers` frames at once, so handlers run
+    /// concurrently on several threads and must be thread-safe. Returning
+    /// FALSE is a processing error, handled by `on-error`; with several
+    /// handlers, the first FALSE stops the emission.
     pub struct ParallelFilter(ObjectSubclass<imp::ParallelFilter>) @extends gst::Element, gst::Object;
 }
 
