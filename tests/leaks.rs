@@ -23,8 +23,14 @@ const WATCHED: &[&str] = &[
 ];
 
 fn run(desc: &str, seek: bool) {
+    run_with(desc, seek, |_| {});
+}
+
+/// [`run`], after `setup` configured the pipeline.
+fn run_with(desc: &str, seek: bool, setup: impl FnOnce(&gst::Pipeline)) {
     let pipeline = gst::parse::launch(desc).unwrap();
     let pipeline = pipeline.downcast::<gst::Pipeline>().unwrap();
+    setup(&pipeline);
     pipeline.set_state(gst::State::Paused).unwrap();
     let (res, _, _) = pipeline.state(gst::ClockTime::from_seconds(30));
     res.unwrap();
@@ -40,10 +46,10 @@ fn run(desc: &str, seek: bool) {
         gst::ClockTime::from_seconds(30),
         &[gst::MessageType::Eos, gst::MessageType::Error],
     );
-    assert!(matches!(
-        msg.map(|m| m.type_()),
-        Some(gst::MessageType::Eos)
-    ));
+    assert!(
+        matches!(msg.as_ref().map(|m| m.type_()), Some(gst::MessageType::Eos)),
+        "{msg:?}"
+    );
     pipeline.set_state(gst::State::Null).unwrap();
 }
 
@@ -106,6 +112,38 @@ fn no_leaks_after_seeks_eos_and_state_changes() {
         "videotestsrc num-buffers=30 ! video/x-raw,width=64,height=48 ! parallelfilter \
          processor=passthrough on-error=pass ! fakesink",
         false,
+    );
+    // processor=custom: with process-frame handlers, and with a Rust
+    // closure that writes (copying frames kept for on-error=pass and as
+    // previous frames), everything is freed.
+    run_with(
+        "videotestsrc num-buffers=30 ! video/x-raw,width=64,height=48 ! parallelfilter \
+         name=pf processor=custom workers=4 ! fakesink",
+        true,
+        |p| {
+            p.by_name("pf")
+                .unwrap()
+                .connect("process-frame", false, |_| Some(true.to_value()));
+        },
+    );
+    run_with(
+        "videotestsrc num-buffers=30 ! video/x-raw,width=64,height=48 ! parallelfilter \
+         name=pf workers=4 on-error=pass ! fakesink",
+        true,
+        |p| {
+            let pf = p
+                .by_name("pf")
+                .and_downcast::<gstparallel::ParallelFilter>()
+                .unwrap();
+            pf.set_custom_processor(
+                gstparallel::parallelfilter::CustomProcessor::new(|buffer, ctx| {
+                    let mut frame = ctx.map(buffer).map_err(|e| e.to_string())?;
+                    frame.plane_data_mut(0).map_err(|e| e.to_string())?[0] = 1;
+                    Ok::<_, String>(())
+                })
+                .with_previous_frame(),
+            );
+        },
     );
     cycle_with_stuck_frames();
     assert!(

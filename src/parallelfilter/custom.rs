@@ -6,7 +6,7 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -266,12 +266,17 @@ impl CustomProcessor {
     }
 
     pub(crate) fn shared(&self) -> SharedProcessor {
-        Arc::new(Custom(self.clone()))
+        // Not a static: the leaks tracer would report it.
+        let caps = self
+            .caps
+            .clone()
+            .unwrap_or_else(|| gst::Caps::new_empty_simple("video/x-raw"));
+        Arc::new(Custom(self.clone(), caps))
     }
 }
 
-/// The engine's side of a [`CustomProcessor`].
-struct Custom(CustomProcessor);
+/// The engine's side of a [`CustomProcessor`], with the caps it accepts.
+struct Custom(CustomProcessor, gst::Caps);
 
 fn context(frame: &mut Frame, ctx: WorkCtx) -> Result<FrameContext, String> {
     let info = frame.stream.info.clone().ok_or_else(|| {
@@ -331,12 +336,9 @@ impl Processor<Frame> for Custom {
     }
 }
 
-static ANY_RAW_VIDEO: LazyLock<gst::Caps> =
-    LazyLock::new(|| gst::Caps::builder("video/x-raw").build());
-
 impl FrameProcessor for Custom {
     fn caps(&self) -> Option<gst::Caps> {
-        Some(self.0.caps.clone().unwrap_or_else(|| ANY_RAW_VIDEO.clone()))
+        Some(self.1.clone())
     }
 
     fn set_caps(&self, caps: &gst::Caps) -> Result<gst::Caps, gst::ErrorMessage> {
