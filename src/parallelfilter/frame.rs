@@ -74,6 +74,9 @@ pub(crate) trait FrameProcessor: Processor<Frame> {
 
     /// A flush discarded everything inside; drop per-stream state.
     fn flush(&self) {}
+
+    /// Adds the processor's own counters to the `stats` structure.
+    fn stats(&self, _stats: &mut gst::StructureRef) {}
 }
 
 /// Shares one processor between the element (hooks) and the engine (work).

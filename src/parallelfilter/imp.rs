@@ -16,6 +16,7 @@ use gst::subclass::prelude::*;
 use super::custom::{self, CustomProcessor, PROCESS_FRAME_SIGNAL, SignalProcessor};
 use super::frame::{Frame, SharedProcessor, StreamInfo};
 use super::processors::{Delay, Passthrough};
+use super::remote;
 use super::{Leaky, MESSAGE_NAME, OnError, Payload, ProcessorKind, STATS_NAME};
 use crate::engine::{self, Admission, Engine, Output, Processed};
 
@@ -173,6 +174,23 @@ impl Settings {
             })),
             // Without a Rust processor the element makes the signal one.
             ProcessorKind::Custom => self.custom.as_ref().map(CustomProcessor::shared),
+            ProcessorKind::Remote => {
+                let rt = crate::runtime::handle()
+                    .map_err(|e| gst::error_msg!(gst::LibraryError::Init, ["{e}"]))?;
+                let config = remote::Config {
+                    servers: self.servers.clone().unwrap_or_default(),
+                    model: self.model.clone().unwrap_or_default(),
+                    payload: self.payload,
+                    retries: self.retries,
+                    max_per_server: match self.max_requests_per_server {
+                        0 => self.workers as usize,
+                        n => n as usize,
+                    },
+                    timeout: (self.timeout > 0).then(|| Duration::from_nanos(self.timeout)),
+                    scene_threshold: self.scene_threshold,
+                };
+                Some(Arc::new(remote::Remote::new(config, rt)?))
+            }
             _ => None,
         })
     }
@@ -222,6 +240,8 @@ struct State {
     eos_epoch: Option<u64>,
     /// Stats of the last run, kept after the engine is gone.
     last_stats: Option<engine::Stats>,
+    /// The processor's own counters at the last stop.
+    last_processor_stats: Option<gst::Structure>,
     /// The 'processor not available' error went out already: sticky caps
     /// are retried on every push, one error is enough.
     unavailable_posted: bool,
@@ -357,6 +377,11 @@ impl ParallelFilter {
         let mut state = lock(&self.state);
         if let Some(engine) = state.engine.take() {
             state.last_stats = Some(engine.stats());
+            if let Some(hooks) = &state.hooks {
+                let mut s = gst::Structure::new_empty(STATS_NAME);
+                hooks.stats(&mut s);
+                state.last_processor_stats = Some(s);
+            }
             engine.flush_start();
         }
         state.hooks = None;
@@ -664,7 +689,7 @@ impl ParallelFilter {
                 "Processor '{}' is not available in this build",
                 processor.nick()
             ),
-            ["available processors: passthrough, delay, custom"]
+            ["available processors: passthrough, delay, custom, remote"]
         );
     }
 
@@ -963,18 +988,23 @@ impl ParallelFilter {
     }
 
     fn stats_structure(&self) -> gst::Structure {
-        let stats = {
+        let (stats, hooks, last_processor_stats) = {
             let state = lock(&self.state);
-            match &state.engine {
+            let stats = match &state.engine {
                 Some(engine) => engine.stats(),
                 None => state.last_stats.clone().unwrap_or_else(|| engine::Stats {
                     workers: lock(&self.settings).workers,
                     ..engine::Stats::default()
                 }),
-            }
+            };
+            (
+                stats,
+                state.hooks.clone(),
+                state.last_processor_stats.clone(),
+            )
         };
         let ns = |d: Duration| d.as_nanos() as u64;
-        gst::Structure::builder(STATS_NAME)
+        let mut s = gst::Structure::builder(STATS_NAME)
             .field("frames-in", stats.frames_in)
             .field("frames-out", stats.frames_out)
             .field("dropped", stats.dropped)
@@ -991,7 +1021,17 @@ impl ParallelFilter {
             .field("avg-latency", ns(stats.avg_latency))
             .field("max-latency", ns(stats.max_latency))
             .field("per-worker", gst::Array::new(stats.per_worker))
-            .build()
+            .build();
+        match (hooks, last_processor_stats) {
+            (Some(hooks), _) => hooks.stats(&mut s),
+            (None, Some(last)) => {
+                for (name, value) in last.iter() {
+                    s.set_value(name, value.clone());
+                }
+            }
+            (None, None) => {}
+        }
+        s
     }
 }
 

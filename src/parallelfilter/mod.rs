@@ -17,6 +17,7 @@ mod custom;
 mod frame;
 mod imp;
 mod processors;
+mod remote;
 
 pub use custom::{CustomProcessor, FrameContext, PROCESS_FRAME_SIGNAL};
 pub use frame::{Frame, StreamInfo};
@@ -115,10 +116,7 @@ pub enum ProcessorKind {
         nick = "custom"
     )]
     Custom = 5,
-    #[enum_value(
-        name = "Remote: Open Inference Protocol servers (not available yet)",
-        nick = "remote"
-    )]
+    #[enum_value(name = "Remote: Open Inference Protocol servers", nick = "remote")]
     Remote = 6,
 }
 
@@ -127,7 +125,10 @@ impl ProcessorKind {
     pub fn is_available(self) -> bool {
         matches!(
             self,
-            ProcessorKind::Passthrough | ProcessorKind::Delay | ProcessorKind::Custom
+            ProcessorKind::Passthrough
+                | ProcessorKind::Delay
+                | ProcessorKind::Custom
+                | ProcessorKind::Remote
         )
     }
 

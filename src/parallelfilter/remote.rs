@@ -1,0 +1,1051 @@
+// SPDX-License-Identifier: MPL-2.0
+//! The `remote` processor: each frame goes to one of several Open Inference
+//! Protocol (KServe v2) servers over HTTP/1.1 REST, and the response's
+//! outputs become the `GstParallelFilterInferenceMeta`.
+//!
+//! Scheduling: a request goes to the ready server with the fewest requests
+//! in flight, at most `max-requests-per-server` each. A server that fails
+//! (connection error, 5xx, deadline) is marked down and probed again in the
+//! background with a bounded backoff; the request is retried on another
+//! server. When every server is down a frame fails at once, so `on-error`
+//! applies without waiting.
+
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::FutureExt;
+use gst::glib;
+use gst_video::prelude::VideoFrameExt;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::{Method, Request, StatusCode, Uri};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use serde_json::{Value, json};
+use tokio::sync::{Notify, watch};
+
+use super::frame::{Frame, FrameProcessor};
+use super::{ANALYSIS_META, INFERENCE_META, INFERENCE_NAME, Payload};
+use crate::engine::{Processor, Work, WorkCtx};
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "parallelfilter-remote",
+        gst::DebugColorFlags::empty(),
+        Some("parallelfilter remote inference"),
+    )
+});
+
+/// TCP connect bound: a dead host never holds a frame longer.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Bound of one request when the element's `timeout` is 0.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bound of one readiness or metadata request.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Backoff between probes of a server that is down.
+const PROBE_BACKOFF_MIN: Duration = Duration::from_millis(50);
+const PROBE_BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// Largest response body read; a bigger one is an error.
+const MAX_RESPONSE_BYTES: usize = 64 << 20;
+/// Input tensor name when the model metadata names none.
+const DEFAULT_INPUT_NAME: &str = "input";
+const HEADER_LENGTH: &str = "inference-header-content-length";
+
+/// Formats `payload=frame` sends, all 8 bits per component.
+pub const FORMATS: &[&str] = &[
+    "RGB", "BGR", "RGBA", "BGRA", "ARGB", "ABGR", "RGBx", "BGRx", "xRGB", "xBGR", "GRAY8", "I420",
+    "YV12", "NV12", "NV21", "Y42B", "Y444",
+];
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub servers: String,
+    pub model: String,
+    pub payload: Payload,
+    pub retries: u32,
+    /// Concurrent requests per server (already resolved: never 0).
+    pub max_per_server: usize,
+    /// The element's `timeout`: the whole budget of a frame, retries included.
+    pub timeout: Option<Duration>,
+    pub scene_threshold: f64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Health {
+    /// Not probed yet: requests wait for the first probe.
+    Unknown,
+    Up,
+    Down,
+}
+
+#[derive(Debug, Default, Clone)]
+struct ServerStats {
+    requests: u64,
+    failures: u64,
+    latency_total: Duration,
+    latency_max: Duration,
+    successes: u64,
+}
+
+#[derive(Debug)]
+struct ServerState {
+    health: Health,
+    in_flight: usize,
+    probing: bool,
+    /// `GET /v2` listed `binary_tensor_data`.
+    binary: bool,
+    /// The model's first input, from its metadata.
+    input_name: Option<String>,
+    stats: ServerStats,
+}
+
+struct Server {
+    /// As configured, without a trailing slash: what the meta reports.
+    url: String,
+}
+
+struct Inner {
+    client: Client<HttpConnector, Full<Bytes>>,
+    servers: Vec<Server>,
+    state: Mutex<Vec<ServerState>>,
+    /// A slot was freed or a server changed health.
+    changed: Notify,
+    /// Closed when the processor goes away: ends the probes.
+    closed: watch::Sender<bool>,
+    config: Config,
+    rt: tokio::runtime::Handle,
+}
+
+pub struct Remote {
+    inner: Arc<Inner>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn config_error(msg: String) -> gst::ErrorMessage {
+    gst::error_msg!(gst::ResourceError::Settings, ["{msg}"])
+}
+
+/// Parses `servers`: comma-separated `http://host:port[/prefix]` URLs.
+pub fn parse_servers(servers: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for s in servers.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let url = s.trim_end_matches('/').to_string();
+        let uri: Uri = url
+            .parse()
+            .map_err(|e| format!("server '{s}' is not a URL: {e}"))?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some(other) => {
+                return Err(format!(
+                    "server '{s}': scheme '{other}' is not supported, only http"
+                ));
+            }
+            None => return Err(format!("server '{s}' has no scheme (http://host:port)")),
+        }
+        if uri.authority().is_none() {
+            return Err(format!("server '{s}' has no host"));
+        }
+        out.push(url);
+    }
+    if out.is_empty() {
+        return Err("no server: set 'servers' to one or more http:// base URLs".into());
+    }
+    Ok(out)
+}
+
+impl Remote {
+    pub fn new(config: Config, rt: tokio::runtime::Handle) -> Result<Self, gst::ErrorMessage> {
+        let urls = parse_servers(&config.servers).map_err(config_error)?;
+        if config.model.is_empty() {
+            return Err(config_error("no model: set 'model'".into()));
+        }
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(config.max_per_server)
+            .build(connector);
+        let state = urls
+            .iter()
+            .map(|_| ServerState {
+                health: Health::Unknown,
+                in_flight: 0,
+                probing: true,
+                binary: false,
+                input_name: None,
+                stats: ServerStats::default(),
+            })
+            .collect();
+        let inner = Arc::new(Inner {
+            client,
+            servers: urls.into_iter().map(|url| Server { url }).collect(),
+            state: Mutex::new(state),
+            changed: Notify::new(),
+            closed: watch::channel(false).0,
+            config,
+            rt,
+        });
+        for i in 0..inner.servers.len() {
+            Inner::spawn_probe(&inner, i, Duration::ZERO);
+        }
+        Ok(Remote { inner })
+    }
+}
+
+impl Drop for Remote {
+    fn drop(&mut self) {
+        let _ = self.inner.closed.send(true);
+    }
+}
+
+/// Why an attempt failed, and whether another server may do better.
+struct Failure {
+    msg: String,
+    /// The server is at fault (connection, 5xx, deadline): mark it down and
+    /// retry elsewhere.
+    server_fault: bool,
+}
+
+/// A request slot on a server; freed on drop, so a cancelled frame (flush)
+/// releases it too.
+struct Slot<'a> {
+    inner: &'a Inner,
+    server: usize,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        if let Some(s) = lock(&self.inner.state).get_mut(self.server) {
+            s.in_flight = s.in_flight.saturating_sub(1);
+        }
+        self.inner.changed.notify_waiters();
+    }
+}
+
+/// What goes into the input tensor.
+struct Tensor {
+    datatype: &'static str,
+    shape: Vec<i64>,
+    bytes: Vec<u8>,
+}
+
+impl Tensor {
+    fn json_data(&self) -> Value {
+        match self.datatype {
+            "FP32" => Value::from(
+                self.bytes
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64)
+                    .collect::<Vec<_>>(),
+            ),
+            _ => Value::from(self.bytes.iter().map(|&b| b as u64).collect::<Vec<_>>()),
+        }
+    }
+}
+
+/// A successful inference.
+struct Answer {
+    server: usize,
+    outputs: Vec<gst::Structure>,
+    request_time: Duration,
+}
+
+impl Inner {
+    fn url(&self, server: usize, path: &str) -> String {
+        format!("{}{}", self.servers[server].url, path)
+    }
+
+    async fn get_json(&self, url: &str) -> Result<(StatusCode, Option<Value>), String> {
+        let req = Request::builder()
+            .method(Method::GET)
+            .uri(url)
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| e.to_string())?;
+        let fut = async {
+            let resp = self.client.request(req).await.map_err(error_chain)?;
+            let status = resp.status();
+            let body = Limited::new(resp.into_body(), MAX_RESPONSE_BYTES)
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?
+                .to_bytes();
+            Ok::<_, String>((status, serde_json::from_slice(&body).ok()))
+        };
+        tokio::time::timeout(PROBE_TIMEOUT, fut)
+            .await
+            .map_err(|_| format!("no answer within {PROBE_TIMEOUT:?}"))?
+    }
+
+    /// Readiness of the server and the model, then what the server
+    /// supports and the model's input name.
+    async fn probe(&self, server: usize) -> Result<(bool, Option<String>), String> {
+        let model = &self.config.model;
+        let (status, _) = self.get_json(&self.url(server, "/v2/health/ready")).await?;
+        if !status.is_success() {
+            return Err(format!("server not ready ({status})"));
+        }
+        let (status, _) = self
+            .get_json(&self.url(server, &format!("/v2/models/{model}/ready")))
+            .await?;
+        if !status.is_success() {
+            return Err(format!("model '{model}' not ready ({status})"));
+        }
+        let binary = match self.get_json(&self.url(server, "/v2")).await? {
+            (s, Some(meta)) if s.is_success() => meta["extensions"]
+                .as_array()
+                .is_some_and(|e| e.iter().any(|x| x == "binary_tensor_data")),
+            _ => false,
+        };
+        let input = match self
+            .get_json(&self.url(server, &format!("/v2/models/{model}")))
+            .await
+        {
+            Ok((s, Some(meta))) if s.is_success() => {
+                meta["inputs"][0]["name"].as_str().map(str::to_string)
+            }
+            _ => None,
+        };
+        Ok((binary, input))
+    }
+
+    /// Probes `server` until it is up, then marks it so; one probe per
+    /// server at a time, ended when the processor goes away.
+    fn spawn_probe(this: &Arc<Inner>, server: usize, first_wait: Duration) {
+        let weak: Weak<Inner> = Arc::downgrade(this);
+        let mut closed = this.closed.subscribe();
+        this.rt.spawn(async move {
+            let mut wait = first_wait;
+            loop {
+                if !wait.is_zero() {
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = closed.wait_for(|c| *c) => return,
+                    }
+                }
+                let Some(inner) = weak.upgrade() else { return };
+                let result = tokio::select! {
+                    r = inner.probe(server) => r,
+                    _ = closed.wait_for(|c| *c) => return,
+                };
+                let url = &inner.servers[server].url;
+                match result {
+                    Ok((binary, input)) => {
+                        gst::info!(
+                            CAT,
+                            "{url} is up (binary tensors: {binary}, input: {input:?})"
+                        );
+                        let mut st = lock(&inner.state);
+                        let s = &mut st[server];
+                        s.health = Health::Up;
+                        s.probing = false;
+                        s.binary = binary;
+                        s.input_name = input;
+                        drop(st);
+                        inner.changed.notify_waiters();
+                        return;
+                    }
+                    Err(err) => {
+                        let first = {
+                            let mut st = lock(&inner.state);
+                            let first = st[server].health == Health::Unknown;
+                            st[server].health = Health::Down;
+                            first
+                        };
+                        if first {
+                            gst::warning!(CAT, "{url} is not ready: {err}");
+                            inner.changed.notify_waiters();
+                        } else {
+                            gst::debug!(CAT, "{url} still down: {err}");
+                        }
+                    }
+                }
+                wait = (wait * 2).clamp(PROBE_BACKOFF_MIN, PROBE_BACKOFF_MAX);
+            }
+        });
+    }
+
+    fn mark_down(this: &Arc<Inner>, server: usize, why: &str) {
+        let start_probe = {
+            let mut st = lock(&this.state);
+            let s = &mut st[server];
+            s.health = Health::Down;
+            !std::mem::replace(&mut s.probing, true)
+        };
+        if start_probe {
+            gst::warning!(CAT, "{} marked down: {why}", this.servers[server].url);
+            Inner::spawn_probe(this, server, PROBE_BACKOFF_MIN);
+        }
+    }
+
+    /// Waits for a slot on the ready server with the fewest requests in
+    /// flight. Fails at once when every server is down.
+    async fn acquire(&self, deadline: Instant) -> Result<(Slot<'_>, bool, String), String> {
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut st = lock(&self.state);
+                let best = st
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| {
+                        s.health == Health::Up && s.in_flight < self.config.max_per_server
+                    })
+                    .min_by_key(|(_, s)| s.in_flight)
+                    .map(|(i, _)| i);
+                if let Some(i) = best {
+                    let s = &mut st[i];
+                    s.in_flight += 1;
+                    s.stats.requests += 1;
+                    let input = s
+                        .input_name
+                        .clone()
+                        .unwrap_or_else(|| DEFAULT_INPUT_NAME.to_string());
+                    return Ok((
+                        Slot {
+                            inner: self,
+                            server: i,
+                        },
+                        s.binary,
+                        input,
+                    ));
+                }
+                if st.iter().all(|s| s.health == Health::Down) {
+                    return Err(format!("all {} servers are down", st.len()));
+                }
+            }
+            if tokio::time::timeout_at(deadline.into(), notified)
+                .await
+                .is_err()
+            {
+                return Err("no server free before the deadline".into());
+            }
+        }
+    }
+
+    /// One request to one server.
+    async fn infer(
+        &self,
+        server: usize,
+        binary: bool,
+        input_name: &str,
+        tensor: &Tensor,
+        id: u64,
+    ) -> Result<Vec<gst::Structure>, Failure> {
+        let url = self.url(server, &format!("/v2/models/{}/infer", self.config.model));
+        let mut input = json!({
+            "name": input_name,
+            "shape": tensor.shape,
+            "datatype": tensor.datatype,
+        });
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(&url)
+            .header(hyper::header::CONTENT_TYPE, "application/json");
+        let (req, body) = if binary {
+            input["parameters"] = json!({ "binary_data_size": tensor.bytes.len() });
+            let header = json!({ "id": id.to_string(), "inputs": [input] }).to_string();
+            let mut body = Vec::with_capacity(header.len() + tensor.bytes.len());
+            body.extend_from_slice(header.as_bytes());
+            body.extend_from_slice(&tensor.bytes);
+            (
+                req.header(HEADER_LENGTH, header.len())
+                    .header(hyper::header::CONTENT_TYPE, "application/octet-stream"),
+                body,
+            )
+        } else {
+            input["data"] = tensor.json_data();
+            let body = json!({ "id": id.to_string(), "inputs": [input] }).to_string();
+            (req, body.into_bytes())
+        };
+        let req = req
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| Failure {
+                msg: e.to_string(),
+                server_fault: false,
+            })?;
+        let fault = |msg: String| Failure {
+            msg,
+            server_fault: true,
+        };
+        let resp = self
+            .client
+            .request(req)
+            .await
+            .map_err(|e| fault(error_chain(e)))?;
+        let status = resp.status();
+        let header_len = resp
+            .headers()
+            .get(HEADER_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let body = Limited::new(resp.into_body(), MAX_RESPONSE_BYTES)
+            .collect()
+            .await
+            .map_err(|e| fault(format!("reading the response: {e}")))?
+            .to_bytes();
+        if !status.is_success() {
+            let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
+            return Err(Failure {
+                msg: format!("{status}: {text}"),
+                server_fault: status.is_server_error(),
+            });
+        }
+        parse_response(&body, header_len).map_err(|msg| Failure {
+            msg: format!("bad response: {msg}"),
+            server_fault: false,
+        })
+    }
+
+    /// Tries servers until one answers, within the frame's budget.
+    async fn run(this: Arc<Inner>, tensor: Tensor, id: u64) -> Result<(Answer, u32), String> {
+        let start = Instant::now();
+        let budget = this
+            .config
+            .timeout
+            .unwrap_or(DEFAULT_REQUEST_TIMEOUT * (this.config.retries + 1));
+        let deadline = start + budget;
+        let attempts = this.config.retries + 1;
+        let mut errors = Vec::new();
+        for attempt in 1..=attempts {
+            let (slot, binary, input) = match this.acquire(deadline).await {
+                Ok(s) => s,
+                Err(e) => {
+                    errors.push(e);
+                    break;
+                }
+            };
+            let server = slot.server;
+            // Each attempt gets an equal share of what is left, so a hung
+            // server leaves time for a retry.
+            let left = deadline.saturating_duration_since(Instant::now());
+            let share = left / (attempts - attempt + 1);
+            let share = match this.config.timeout {
+                Some(_) => share,
+                None => share.min(DEFAULT_REQUEST_TIMEOUT),
+            };
+            let t0 = Instant::now();
+            let result =
+                match tokio::time::timeout(share, this.infer(server, binary, &input, &tensor, id))
+                    .await
+                {
+                    Ok(r) => r,
+                    Err(_) => Err(Failure {
+                        msg: format!("no answer within {share:?}"),
+                        server_fault: true,
+                    }),
+                };
+            let elapsed = t0.elapsed();
+            drop(slot);
+            let url = &this.servers[server].url;
+            match result {
+                Ok(outputs) => {
+                    let mut st = lock(&this.state);
+                    let s = &mut st[server].stats;
+                    s.successes += 1;
+                    s.latency_total += elapsed;
+                    s.latency_max = s.latency_max.max(elapsed);
+                    return Ok((
+                        Answer {
+                            server,
+                            outputs,
+                            request_time: elapsed,
+                        },
+                        attempt,
+                    ));
+                }
+                Err(f) => {
+                    lock(&this.state)[server].stats.failures += 1;
+                    gst::debug!(CAT, "frame {id}: attempt {attempt} on {url}: {}", f.msg);
+                    errors.push(format!("{url}: {}", f.msg));
+                    if !f.server_fault {
+                        break;
+                    }
+                    Inner::mark_down(&this, server, &f.msg);
+                }
+            }
+        }
+        Err(format!(
+            "inference of frame {id} on model '{}' failed: {}",
+            this.config.model,
+            errors.join("; ")
+        ))
+    }
+}
+
+/// The error and its sources: hyper's top-level message alone says little.
+fn error_chain(e: impl std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    msg
+}
+
+/// Outputs of an inference response, JSON or with binary tensors after the
+/// JSON header.
+fn parse_response(body: &[u8], header_len: Option<usize>) -> Result<Vec<gst::Structure>, String> {
+    let (json, mut binary) = match header_len {
+        Some(n) if n <= body.len() => (&body[..n], &body[n..]),
+        Some(n) => return Err(format!("header length {n} beyond the body")),
+        None => (body, &[][..]),
+    };
+    let v: Value = serde_json::from_slice(json).map_err(|e| e.to_string())?;
+    let outputs = v["outputs"]
+        .as_array()
+        .ok_or_else(|| "no 'outputs' array".to_string())?;
+    let mut out = Vec::with_capacity(outputs.len());
+    for o in outputs {
+        let name = o["name"].as_str().unwrap_or_default();
+        let datatype = o["datatype"].as_str().unwrap_or_default();
+        let shape: Vec<i64> = o["shape"]
+            .as_array()
+            .map(|s| s.iter().filter_map(Value::as_i64).collect())
+            .unwrap_or_default();
+        let data: Vec<glib::SendValue> =
+            if let Some(size) = o["parameters"]["binary_data_size"].as_u64() {
+                let size = size as usize;
+                if size > binary.len() {
+                    return Err(format!("output '{name}': binary data cut short"));
+                }
+                let (this, rest) = binary.split_at(size);
+                binary = rest;
+                decode_binary(datatype, this)?
+            } else {
+                let mut flat = Vec::new();
+                flatten(&o["data"], &mut flat);
+                flat.into_iter().map(|x| json_value(datatype, x)).collect()
+            };
+        out.push(
+            gst::Structure::builder("output")
+                .field("name", name)
+                .field("datatype", datatype)
+                .field("shape", gst::Array::new(shape))
+                .field("data", gst::Array::from_values(data))
+                .build(),
+        );
+    }
+    Ok(out)
+}
+
+fn flatten<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
+    match v {
+        Value::Array(a) => a.iter().for_each(|x| flatten(x, out)),
+        Value::Null => {}
+        x => out.push(x),
+    }
+}
+
+fn is_integer(datatype: &str) -> bool {
+    datatype.starts_with("INT") || datatype.starts_with("UINT") || datatype == "BOOL"
+}
+
+fn json_value(datatype: &str, v: &Value) -> glib::SendValue {
+    use gst::prelude::*;
+    match v {
+        Value::String(s) => s.to_send_value(),
+        Value::Bool(b) => i64::from(*b).to_send_value(),
+        Value::Number(n) if is_integer(datatype) => n
+            .as_i64()
+            .unwrap_or_else(|| n.as_u64().map_or(0, |u| u.min(i64::MAX as u64) as i64))
+            .to_send_value(),
+        Value::Number(n) => n.as_f64().unwrap_or(f64::NAN).to_send_value(),
+        other => other.to_string().to_send_value(),
+    }
+}
+
+fn half_to_f32(h: u16) -> f32 {
+    let sign = if h & 0x8000 != 0 { -1.0 } else { 1.0 };
+    let exp = ((h >> 10) & 0x1f) as i32;
+    let frac = (h & 0x3ff) as f32;
+    match exp {
+        0 => sign * frac * 2f32.powi(-24),
+        31 if frac == 0.0 => sign * f32::INFINITY,
+        31 => f32::NAN,
+        e => sign * (1.0 + frac / 1024.0) * 2f32.powi(e - 15),
+    }
+}
+
+fn decode_binary(datatype: &str, b: &[u8]) -> Result<Vec<glib::SendValue>, String> {
+    use gst::prelude::*;
+    macro_rules! num {
+        ($t:ty, $conv:expr) => {
+            b.chunks_exact(std::mem::size_of::<$t>())
+                .map(|c| {
+                    let v = <$t>::from_le_bytes(c.try_into().unwrap_or_default());
+                    #[allow(clippy::redundant_closure_call)]
+                    ($conv)(v).to_send_value()
+                })
+                .collect()
+        };
+    }
+    Ok(match datatype {
+        "BOOL" | "UINT8" => num!(u8, i64::from),
+        "INT8" => num!(i8, i64::from),
+        "UINT16" => num!(u16, i64::from),
+        "INT16" => num!(i16, i64::from),
+        "UINT32" => num!(u32, i64::from),
+        "INT32" => num!(i32, i64::from),
+        "UINT64" => num!(u64, |v: u64| v.min(i64::MAX as u64) as i64),
+        "INT64" => num!(i64, |v: i64| v),
+        "FP16" => num!(u16, |v: u16| half_to_f32(v) as f64),
+        "BF16" => num!(u16, |v: u16| f32::from_bits(u32::from(v) << 16) as f64),
+        "FP32" => num!(f32, f64::from),
+        "FP64" => num!(f64, |v: f64| v),
+        "BYTES" => {
+            let mut out = Vec::new();
+            let mut rest = b;
+            while rest.len() >= 4 {
+                let n = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+                if rest.len() < 4 + n {
+                    return Err("BYTES element cut short".into());
+                }
+                out.push(String::from_utf8_lossy(&rest[4..4 + n]).to_send_value());
+                rest = &rest[4 + n..];
+            }
+            out
+        }
+        other => return Err(format!("unknown datatype '{other}'")),
+    })
+}
+
+/// The frame's pixels as a tightly packed UINT8 tensor (strides and
+/// padding removed): `[1, H, W, C]` for packed RGB and GRAY8 formats,
+/// `[1, N]` with the planes one after the other for planar and semi-planar
+/// YUV (N = W×H + the chroma planes' sizes).
+fn frame_tensor(buffer: &gst::BufferRef, info: &gst_video::VideoInfo) -> Result<Tensor, String> {
+    let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, info)
+        .map_err(|_| "cannot map the frame".to_string())?;
+    let finfo = info.format_info();
+    let (w, h) = (info.width(), info.height());
+    let mut bytes = Vec::new();
+    for plane in 0..info.n_planes() {
+        let Some(comp) = (0..finfo.n_components()).find(|&c| finfo.plane()[c as usize] == plane)
+        else {
+            continue;
+        };
+        let row = finfo.scale_width(comp as u8, w) as usize
+            * finfo.pixel_stride()[comp as usize] as usize;
+        let rows = finfo.scale_height(comp as u8, h) as usize;
+        let stride = frame.plane_stride()[plane as usize] as usize;
+        let data = frame
+            .plane_data(plane)
+            .map_err(|_| format!("cannot read plane {plane}"))?;
+        for r in 0..rows {
+            let line = data
+                .get(r * stride..r * stride + row)
+                .ok_or_else(|| format!("plane {plane} shorter than its caps say"))?;
+            bytes.extend_from_slice(line);
+        }
+    }
+    let shape = if finfo.is_yuv() && info.n_planes() > 1 {
+        vec![1, bytes.len() as i64]
+    } else {
+        let c = finfo.pixel_stride()[0] as i64;
+        vec![1, h as i64, w as i64, c]
+    };
+    Ok(Tensor {
+        datatype: "UINT8",
+        shape,
+        bytes,
+    })
+}
+
+/// Features of `payload=analysis`, in tensor order.
+pub const ANALYSIS_FIELDS: &[&str] = &[
+    "luma-average",
+    "luma-variance",
+    "luma-min",
+    "luma-max",
+    "sharpness",
+    "motion",
+    "scene-change",
+];
+
+/// Luma as BT.601 studio range for RGB, the Y plane otherwise.
+fn luma(buffer: &gst::BufferRef, info: &gst_video::VideoInfo) -> Result<Vec<u8>, String> {
+    let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, info)
+        .map_err(|_| "cannot map the frame".to_string())?;
+    let finfo = info.format_info();
+    let (w, h) = (info.width() as usize, info.height() as usize);
+    let stride = frame.plane_stride()[0] as usize;
+    let data = frame
+        .plane_data(0)
+        .map_err(|_| "cannot read plane 0".to_string())?;
+    let mut y = Vec::with_capacity(w * h);
+    let ps = finfo.pixel_stride()[0] as usize;
+    let off = finfo.poffset();
+    for r in 0..h {
+        let line = data
+            .get(r * stride..r * stride + w * ps)
+            .ok_or("frame shorter than its caps say")?;
+        if finfo.is_rgb() {
+            let (ro, go, bo) = (off[0] as usize, off[1] as usize, off[2] as usize);
+            y.extend(line.chunks_exact(ps).map(|p| {
+                let v = 66 * u32::from(p[ro]) + 129 * u32::from(p[go]) + 25 * u32::from(p[bo]);
+                (((v + 128) >> 8) + 16) as u8
+            }));
+        } else {
+            y.extend(line.iter().step_by(ps));
+        }
+    }
+    Ok(y)
+}
+
+/// `payload=analysis` features: from the `GstParallelFilterAnalysisMeta`
+/// when an `analyze` ran before, else computed here on luma.
+fn analysis_tensor(
+    buffer: &gst::BufferRef,
+    previous: Option<&gst::Buffer>,
+    info: &gst_video::VideoInfo,
+    scene_threshold: f64,
+) -> Result<Tensor, String> {
+    let mut v: Vec<f32> = Vec::with_capacity(ANALYSIS_FIELDS.len() + 16);
+    if let Ok(meta) = gst::meta::CustomMeta::from_buffer(buffer, ANALYSIS_META) {
+        let s = meta.structure();
+        let num = |f: &str| {
+            s.get::<f64>(f)
+                .ok()
+                .or_else(|| s.get::<u32>(f).ok().map(f64::from))
+                .or_else(|| s.get::<bool>(f).ok().map(|b| f64::from(u8::from(b))))
+                .unwrap_or(0.0) as f32
+        };
+        v.extend(ANALYSIS_FIELDS.iter().map(|f| num(f)));
+        let hist = s.get::<gst::Array>("histogram").ok();
+        for i in 0..16 {
+            let x = hist
+                .as_ref()
+                .and_then(|h| h.get(i))
+                .and_then(|x| x.get::<u32>().ok())
+                .unwrap_or(0);
+            v.push(x as f32);
+        }
+    } else {
+        let y = luma(buffer, info)?;
+        let (w, h) = (info.width() as usize, info.height() as usize);
+        let n = y.len().max(1) as f64;
+        let mean = y.iter().map(|&p| f64::from(p)).sum::<f64>() / n;
+        let var = y
+            .iter()
+            .map(|&p| (f64::from(p) - mean).powi(2))
+            .sum::<f64>()
+            / n;
+        let (min, max) = y
+            .iter()
+            .fold((255u8, 0u8), |(lo, hi), &p| (lo.min(p), hi.max(p)));
+        let mut lap = Vec::new();
+        for r in 1..h.saturating_sub(1) {
+            for c in 1..w.saturating_sub(1) {
+                let at = |rr: usize, cc: usize| f64::from(y[rr * w + cc]);
+                lap.push(
+                    at(r - 1, c) + at(r + 1, c) + at(r, c - 1) + at(r, c + 1) - 4.0 * at(r, c),
+                );
+            }
+        }
+        let ln = lap.len().max(1) as f64;
+        let lmean = lap.iter().sum::<f64>() / ln;
+        let sharpness = lap.iter().map(|x| (x - lmean).powi(2)).sum::<f64>() / ln;
+        let motion = match previous.map(|p| luma(p, info)) {
+            Some(Ok(py)) if py.len() == y.len() => {
+                y.iter()
+                    .zip(&py)
+                    .map(|(a, b)| f64::from(a.abs_diff(*b)))
+                    .sum::<f64>()
+                    / n
+                    / 255.0
+            }
+            _ => 0.0,
+        };
+        v.extend([
+            (mean / 255.0) as f32,
+            (var / (255.0 * 255.0)) as f32,
+            f32::from(min),
+            f32::from(max),
+            sharpness as f32,
+            motion as f32,
+            f32::from(u8::from(motion > scene_threshold)),
+        ]);
+        let mut hist = [0u32; 16];
+        for &p in &y {
+            hist[usize::from(p >> 4)] += 1;
+        }
+        v.extend(hist.iter().map(|&x| x as f32));
+    }
+    Ok(Tensor {
+        datatype: "FP32",
+        shape: vec![1, v.len() as i64],
+        bytes: v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+    })
+}
+
+impl Processor<Frame> for Remote {
+    fn process(&self, frame: Frame, ctx: WorkCtx) -> Work<Frame> {
+        let inner = self.inner.clone();
+        Work::Async(
+            async move {
+                let Frame {
+                    mut buffer,
+                    stream,
+                    segment,
+                    previous,
+                } = frame;
+                let info = stream
+                    .info
+                    .clone()
+                    .ok_or_else(|| "caps do not describe a video frame".to_string())?;
+                let tensor = match inner.config.payload {
+                    Payload::Frame => frame_tensor(&buffer, &info)?,
+                    Payload::Analysis => {
+                        // CPU work: off the async threads.
+                        let (b, p, th) = (
+                            buffer.clone(),
+                            previous.clone(),
+                            inner.config.scene_threshold,
+                        );
+                        tokio::task::spawn_blocking(move || {
+                            analysis_tensor(&b, p.as_ref(), &info, th)
+                        })
+                        .await
+                        .map_err(|e| format!("analysis failed: {e}"))??
+                    }
+                };
+                let (answer, attempts) = Inner::run(inner.clone(), tensor, ctx.seq).await?;
+                let buf = buffer.make_mut();
+                let mut meta = gst::meta::CustomMeta::add(buf, INFERENCE_META)
+                    .map_err(|e| format!("cannot add {INFERENCE_META}: {e}"))?;
+                let s = meta.mut_structure();
+                s.set_name(INFERENCE_NAME);
+                s.set("model", inner.config.model.as_str());
+                s.set("server", inner.servers[answer.server].url.as_str());
+                s.set("attempts", attempts);
+                s.set("request-time", answer.request_time.as_nanos() as u64);
+                s.set("outputs", gst::Array::new(answer.outputs));
+                Ok(Frame {
+                    buffer,
+                    stream,
+                    segment,
+                    previous,
+                })
+            }
+            .boxed(),
+        )
+    }
+}
+
+impl FrameProcessor for Remote {
+    fn caps(&self) -> Option<gst::Caps> {
+        Some(
+            gst_video::VideoCapsBuilder::new()
+                .format_list(
+                    FORMATS
+                        .iter()
+                        .map(|f| gst_video::VideoFormat::from_string(f)),
+                )
+                .build(),
+        )
+    }
+
+    fn set_caps(&self, caps: &gst::Caps) -> Result<gst::Caps, gst::ErrorMessage> {
+        let info = gst_video::VideoInfo::from_caps(caps).map_err(|_| {
+            gst::error_msg!(
+                gst::StreamError::Format,
+                ["remote: caps {caps} do not describe a video frame"]
+            )
+        })?;
+        if !FORMATS.contains(&info.format().to_str().as_str()) {
+            return Err(gst::error_msg!(
+                gst::StreamError::Format,
+                [
+                    "remote: format {} is not supported; supported: {}",
+                    info.format().to_str(),
+                    FORMATS.join(", ")
+                ]
+            ));
+        }
+        Ok(caps.clone())
+    }
+
+    fn needs_previous(&self) -> bool {
+        self.inner.config.payload == Payload::Analysis
+    }
+
+    fn message(&self, buffer: &gst::BufferRef) -> Option<gst::Structure> {
+        let meta = gst::meta::CustomMeta::from_buffer(buffer, INFERENCE_META).ok()?;
+        let mut s = meta.structure().to_owned();
+        s.set_name(INFERENCE_NAME);
+        Some(s)
+    }
+
+    fn stats(&self, s: &mut gst::StructureRef) {
+        let st = lock(&self.inner.state);
+        let servers = self.inner.servers.iter().zip(st.iter()).map(|(srv, x)| {
+            let avg = if x.stats.successes > 0 {
+                x.stats.latency_total / x.stats.successes as u32
+            } else {
+                Duration::ZERO
+            };
+            gst::Structure::builder("server")
+                .field("url", srv.url.as_str())
+                .field("up", x.health == Health::Up)
+                .field("in-flight", x.in_flight as u32)
+                .field("requests", x.stats.requests)
+                .field("failures", x.stats.failures)
+                .field("avg-latency", avg.as_nanos() as u64)
+                .field("max-latency", x.stats.latency_max.as_nanos() as u64)
+                .build()
+        });
+        s.set("servers", gst::Array::new(servers.collect::<Vec<_>>()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn servers_are_parsed() {
+        assert_eq!(
+            parse_servers(" http://a:1/ , http://b:2/prefix").unwrap(),
+            vec!["http://a:1", "http://b:2/prefix"]
+        );
+        assert!(parse_servers("").is_err());
+        assert!(parse_servers("https://a:1").is_err());
+        assert!(parse_servers("a:1").is_err());
+    }
+
+    #[test]
+    fn binary_outputs_are_decoded() {
+        gst::init().unwrap();
+        let header = json!({"outputs": [
+            {"name": "a", "datatype": "FP32", "shape": [2], "parameters": {"binary_data_size": 8}},
+            {"name": "b", "datatype": "INT64", "shape": [1, 1], "data": [[7]]},
+        ]})
+        .to_string();
+        let mut body = header.clone().into_bytes();
+        body.extend(1.5f32.to_le_bytes());
+        body.extend((-2f32).to_le_bytes());
+        let out = parse_response(&body, Some(header.len())).unwrap();
+        let a = out[0].get::<gst::Array>("data").unwrap();
+        assert_eq!(a.as_slice()[1].get::<f64>().unwrap(), -2.0);
+        let b = out[1].get::<gst::Array>("data").unwrap();
+        assert_eq!(b.as_slice()[0].get::<i64>().unwrap(), 7);
+        assert!(parse_response(&body[..body.len() - 1], Some(header.len())).is_err());
+    }
+
+    #[test]
+    fn half_floats() {
+        assert_eq!(half_to_f32(0x3c00), 1.0);
+        assert_eq!(half_to_f32(0xc000), -2.0);
+        assert_eq!(half_to_f32(0), 0.0);
+    }
+}
