@@ -1,0 +1,315 @@
+// SPDX-License-Identifier: MPL-2.0
+//! A small Open Inference Protocol (KServe v2) server for tests and the
+//! throughput example: the REST subset `parallelfilter processor=remote`
+//! uses, with injectable latency, errors, hangs, dropped connections and
+//! stops (connection refused).
+//!
+//! Its model answers every inference with `mean` (FP32 [1], the mean of the
+//! input's elements), `nbytes` (INT64 [1], the input's size in bytes) and
+//! `id` (INT64 [1], the request id parsed as a number).
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::task::AbortHandle;
+
+pub const MODEL: &str = "test-model";
+pub const INPUT_NAME: &str = "input__0";
+
+/// What an inference request gets instead of an answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer with this HTTP status and an error body.
+    Status(u16),
+    /// Never answer (until the server stops).
+    Hang,
+    /// Close the connection without answering.
+    Drop,
+}
+
+#[derive(Default)]
+pub struct Control {
+    latency: Mutex<Duration>,
+    /// The fault and how many more inference requests get it.
+    fault: Mutex<Option<(Fault, u64)>>,
+    no_binary: AtomicBool,
+    not_ready: AtomicBool,
+    /// Inference requests received, answered, and answered with the binary
+    /// extension.
+    pub received: AtomicU64,
+    pub answered: AtomicU64,
+    pub binary: AtomicU64,
+    /// Input names and ids of answered requests, in answer order.
+    pub inputs: Mutex<Vec<(String, u64)>>,
+    tasks: Mutex<Vec<AbortHandle>>,
+}
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub control: Arc<Control>,
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl TestServer {
+    /// A server on 127.0.0.1 on a free port.
+    pub fn start() -> TestServer {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("oip-test-server")
+            .enable_all()
+            .build()
+            .expect("test server runtime");
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let server = TestServer {
+            addr,
+            control: Arc::new(Control::default()),
+            rt: Some(rt),
+        };
+        server.serve(listener);
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn rt(&self) -> &tokio::runtime::Runtime {
+        self.rt.as_ref().expect("runtime")
+    }
+
+    fn serve(&self, listener: tokio::net::TcpListener) {
+        let control = self.control.clone();
+        let handle = self.rt().spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let c = control.clone();
+                let conn = tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| handle(c.clone(), req));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+                let mut tasks = control.tasks.lock().unwrap();
+                tasks.retain(|t| !t.is_finished());
+                tasks.push(conn.abort_handle());
+            }
+        });
+        self.control
+            .tasks
+            .lock()
+            .unwrap()
+            .push(handle.abort_handle());
+    }
+
+    /// Closes the listener and every connection: clients get connection
+    /// refused or reset, hung requests end.
+    pub fn stop(&self) {
+        for t in self.control.tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+
+    /// Listens again on the same port.
+    pub fn restart(&self) {
+        self.stop();
+        let listener = self
+            .rt()
+            .block_on(async {
+                // The old listener closes once its aborted task is dropped.
+                for _ in 0..500 {
+                    match tokio::net::TcpListener::bind(self.addr).await {
+                        Ok(l) => return Ok(l),
+                        Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+                    }
+                }
+                tokio::net::TcpListener::bind(self.addr).await
+            })
+            .expect("rebind");
+        self.serve(listener);
+    }
+
+    pub fn set_latency(&self, d: Duration) {
+        *self.control.latency.lock().unwrap() = d;
+    }
+
+    /// The next `count` inference requests get `fault` (u64::MAX: all).
+    pub fn set_fault(&self, fault: Fault, count: u64) {
+        *self.control.fault.lock().unwrap() = Some((fault, count));
+    }
+
+    pub fn clear_fault(&self) {
+        *self.control.fault.lock().unwrap() = None;
+    }
+
+    /// Whether `GET /v2` lists `binary_tensor_data`.
+    pub fn set_binary(&self, on: bool) {
+        self.control.no_binary.store(!on, Ordering::SeqCst);
+    }
+
+    pub fn set_ready(&self, on: bool) {
+        self.control.not_ready.store(!on, Ordering::SeqCst);
+    }
+
+    pub fn answered(&self) -> u64 {
+        self.control.answered.load(Ordering::SeqCst)
+    }
+
+    pub fn received(&self) -> u64 {
+        self.control.received.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop();
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+type Reply = Response<Full<Bytes>>;
+
+fn reply(status: StatusCode, body: Value) -> Reply {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+async fn handle(c: Arc<Control>, req: Request<Incoming>) -> Result<Reply, std::io::Error> {
+    let path = req.uri().path().to_string();
+    let ready = !c.not_ready.load(Ordering::SeqCst);
+    let model_path = format!("/v2/models/{MODEL}");
+    let ok = |b| Ok(reply(StatusCode::OK, b));
+    match (req.method().as_str(), path.as_str()) {
+        ("GET", "/v2") => {
+            let ext: Vec<&str> = if c.no_binary.load(Ordering::SeqCst) {
+                vec![]
+            } else {
+                vec!["binary_tensor_data"]
+            };
+            ok(json!({"name": "oip-test-server", "version": "0", "extensions": ext}))
+        }
+        ("GET", "/v2/health/live") => ok(json!({})),
+        ("GET", "/v2/health/ready") if ready => ok(json!({})),
+        ("GET", p) if p == format!("{model_path}/ready") && ready => ok(json!({})),
+        ("GET", p) if p == model_path => ok(json!({
+            "name": MODEL, "platform": "test",
+            "inputs": [{"name": INPUT_NAME, "datatype": "UINT8", "shape": [-1]}],
+            "outputs": [{"name": "mean", "datatype": "FP32", "shape": [1]}],
+        })),
+        ("POST", p) if p == format!("{model_path}/infer") => infer(c, req).await,
+        ("GET", _) if !ready => Ok(reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"error": "not ready"}),
+        )),
+        _ => Ok(reply(
+            StatusCode::NOT_FOUND,
+            json!({"error": format!("no route {path}")}),
+        )),
+    }
+}
+
+async fn infer(c: Arc<Control>, req: Request<Incoming>) -> Result<Reply, std::io::Error> {
+    c.received.fetch_add(1, Ordering::SeqCst);
+    let header_len = req
+        .headers()
+        .get("inference-header-content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let body = match req.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return Err(std::io::Error::other(e)),
+    };
+    let latency = *c.latency.lock().unwrap();
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let fault = {
+        let mut f = c.fault.lock().unwrap();
+        match f.as_mut() {
+            Some((fault, n)) if *n > 0 => {
+                *n = n.saturating_sub(if *n == u64::MAX { 0 } else { 1 });
+                Some(*fault)
+            }
+            _ => None,
+        }
+    };
+    match fault {
+        Some(Fault::Status(s)) => {
+            let status = StatusCode::from_u16(s).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return Ok(reply(status, json!({"error": "injected failure"})));
+        }
+        Some(Fault::Hang) => std::future::pending::<()>().await,
+        Some(Fault::Drop) => return Err(std::io::Error::other("injected connection drop")),
+        None => {}
+    }
+    let bad = |msg: &str| Ok(reply(StatusCode::BAD_REQUEST, json!({ "error": msg })));
+    let (json_part, binary) = match header_len {
+        Some(n) if n <= body.len() => (&body[..n], Some(&body[n..])),
+        Some(_) => return bad("header length beyond body"),
+        None => (&body[..], None),
+    };
+    let Ok(v) = serde_json::from_slice::<Value>(json_part) else {
+        return bad("invalid JSON");
+    };
+    let input = &v["inputs"][0];
+    let name = input["name"].as_str().unwrap_or_default().to_string();
+    let datatype = input["datatype"].as_str().unwrap_or_default();
+    let values: Vec<f64> = match binary {
+        Some(b) => {
+            c.binary.fetch_add(1, Ordering::SeqCst);
+            match datatype {
+                "UINT8" => b.iter().map(|&x| f64::from(x)).collect(),
+                "FP32" => b
+                    .chunks_exact(4)
+                    .map(|x| f64::from(f32::from_le_bytes([x[0], x[1], x[2], x[3]])))
+                    .collect(),
+                _ => return bad("unsupported datatype"),
+            }
+        }
+        None => match input["data"].as_array() {
+            Some(d) => d.iter().filter_map(Value::as_f64).collect(),
+            None => return bad("no data"),
+        },
+    };
+    let nbytes = match datatype {
+        "FP32" => values.len() * 4,
+        _ => values.len(),
+    };
+    let mean = values.iter().sum::<f64>() / values.len().max(1) as f64;
+    let id: u64 = v["id"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0);
+    c.inputs.lock().unwrap().push((name, id));
+    c.answered.fetch_add(1, Ordering::SeqCst);
+    Ok(reply(
+        StatusCode::OK,
+        json!({
+            "model_name": MODEL,
+            "id": v["id"],
+            "outputs": [
+                {"name": "mean", "datatype": "FP32", "shape": [1], "data": [mean]},
+                {"name": "nbytes", "datatype": "INT64", "shape": [1], "data": [nbytes]},
+                {"name": "id", "datatype": "INT64", "shape": [1], "data": [id]},
+            ],
+        }),
+    ))
+}

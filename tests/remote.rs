@@ -1,0 +1,412 @@
+// SPDX-License-Identifier: MPL-2.0
+//! `processor=remote` against the in-tree Open Inference Protocol test
+//! server: results, order, binary and JSON tensors, failover on 5xx,
+//! dropped connections, hangs and stopped servers, a server coming back,
+//! all servers down, flushing and state changes with hung requests.
+//!
+//! Tests wait on what the element or the servers did (stats, counters,
+//! pulled buffers), never on time; the watchdog bounds each one.
+
+mod common;
+#[path = "common/oip_server.rs"]
+mod oip_server;
+
+use std::time::Duration;
+
+use gst::prelude::*;
+use gst_check::Harness;
+use oip_server::{Fault, INPUT_NAME, MODEL, TestServer};
+
+const CAPS: &str = "video/x-raw,format=RGB,width=8,height=4,framerate=30/1";
+const FRAME_BYTES: usize = 8 * 4 * 3;
+const FRAME: gst::ClockTime = gst::ClockTime::from_nseconds(33_333_333);
+
+fn harness(servers: &[&TestServer], props: &[(&str, &str)]) -> (Harness, gst::Element, gst::Bus) {
+    let urls: Vec<String> = servers.iter().map(|s| s.url()).collect();
+    let mut builder = gst::ElementFactory::make("parallelfilter")
+        .property_from_str("processor", "remote")
+        .property("servers", urls.join(","))
+        .property("model", MODEL);
+    for (name, value) in props {
+        builder = builder.property_from_str(name, value);
+    }
+    let e = builder.build().unwrap();
+    let bus = gst::Bus::new();
+    e.set_bus(Some(&bus));
+    let mut h = Harness::with_element(&e, Some("sink"), Some("src"));
+    h.set_src_caps_str(CAPS);
+    (h, e, bus)
+}
+
+/// Frame `i`: every byte is `i % 200`, so the model's `mean` is that.
+fn frame(i: u64) -> gst::Buffer {
+    let mut b = gst::Buffer::from_mut_slice(vec![(i % 200) as u8; FRAME_BYTES]);
+    {
+        let b = b.get_mut().unwrap();
+        b.set_pts(FRAME * i);
+        b.set_duration(FRAME);
+    }
+    b
+}
+
+#[derive(Debug)]
+struct Result {
+    server: String,
+    attempts: u32,
+    mean: f64,
+    id: i64,
+}
+
+fn result(buffer: &gst::BufferRef) -> Result {
+    let meta = gst::meta::CustomMeta::from_buffer(buffer, "GstParallelFilterInferenceMeta")
+        .expect("no inference meta");
+    let s = meta.structure();
+    assert_eq!(s.name(), "parallelfilter-inference");
+    assert_eq!(s.get::<&str>("model").unwrap(), MODEL);
+    let outputs = s.get::<gst::Array>("outputs").unwrap();
+    let output = |name: &str| {
+        outputs
+            .iter()
+            .map(|o| o.get::<gst::Structure>().unwrap())
+            .find(|o| o.get::<&str>("name").unwrap() == name)
+            .unwrap_or_else(|| panic!("no output {name} in {s}"))
+    };
+    let first = |o: gst::Structure| o.get::<gst::Array>("data").unwrap().as_slice()[0].clone();
+    let mean = output("mean");
+    assert_eq!(mean.get::<&str>("datatype").unwrap(), "FP32");
+    assert_eq!(
+        mean.get::<gst::Array>("shape").unwrap().as_slice()[0]
+            .get::<i64>()
+            .unwrap(),
+        1
+    );
+    Result {
+        server: s.get::<String>("server").unwrap(),
+        attempts: s.get::<u32>("attempts").unwrap(),
+        mean: first(mean).get::<f64>().unwrap(),
+        id: first(output("id")).get::<i64>().unwrap(),
+    }
+}
+
+/// Pulls `n` buffers and checks they are frames `from..from+n`, in order,
+/// each enriched with its own result.
+fn pull_enriched(h: &mut Harness, from: u64, n: u64) -> Vec<Result> {
+    (from..from + n)
+        .map(|i| {
+            let b = h.pull().expect("no buffer");
+            assert_eq!(b.pts(), Some(FRAME * i));
+            let r = result(&b);
+            assert_eq!(r.mean, (i % 200) as f64, "frame {i}: {r:?}");
+            r
+        })
+        .collect()
+}
+
+fn servers_stats(e: &gst::Element) -> Vec<gst::Structure> {
+    e.property::<gst::Structure>("stats")
+        .get::<gst::Array>("servers")
+        .expect("no servers in stats")
+        .iter()
+        .map(|v| v.get::<gst::Structure>().unwrap())
+        .collect()
+}
+
+/// Spins until the element sees `n` servers up.
+fn wait_up(e: &gst::Element, n: usize) {
+    while servers_stats(e)
+        .iter()
+        .filter(|s| s.get::<bool>("up").unwrap())
+        .count()
+        < n
+    {
+        std::thread::yield_now();
+    }
+}
+
+fn push(h: &mut Harness, range: std::ops::Range<u64>) {
+    for i in range {
+        assert_eq!(h.push(frame(i)), Ok(gst::FlowSuccess::Ok));
+    }
+}
+
+#[test]
+fn frames_enriched_in_order_binary_and_json() {
+    let _w = common::begin("frames_enriched_in_order_binary_and_json", 60);
+    let (a, b) = (TestServer::start(), TestServer::start());
+    b.set_binary(false);
+    // Latency on A makes the balancer spread the load.
+    a.set_latency(Duration::from_millis(5));
+    let (mut h, e, _bus) = harness(&[&a, &b], &[("workers", "8")]);
+    push(&mut h, 0..60);
+    let results = pull_enriched(&mut h, 0, 60);
+    for (i, r) in results.iter().enumerate() {
+        assert_eq!(r.attempts, 1);
+        assert_eq!(r.id, i as i64);
+        assert!(r.server == a.url() || r.server == b.url());
+    }
+    assert_eq!(a.answered() + b.answered(), 60);
+    assert!(b.answered() > 0, "the idle server got nothing");
+    use std::sync::atomic::Ordering::SeqCst;
+    assert_eq!(a.control.binary.load(SeqCst), a.answered());
+    assert_eq!(b.control.binary.load(SeqCst), 0);
+    // The input is named as the model's metadata says.
+    assert!(
+        a.control
+            .inputs
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|(n, _)| n == INPUT_NAME)
+    );
+    let stats = servers_stats(&e);
+    assert_eq!(stats.len(), 2);
+    let requests: u64 = stats
+        .iter()
+        .map(|s| s.get::<u64>("requests").unwrap())
+        .sum();
+    assert_eq!(requests, 60);
+    assert!(stats.iter().all(|s| s.get::<u64>("failures").unwrap() == 0));
+    assert!(stats[0].get::<u64>("avg-latency").unwrap() > 0);
+}
+
+/// Server A fails every request with `fault`; every frame still gets
+/// exactly one result, from B, and A is counted as failing.
+fn failover(fault: Fault, props: &[(&str, &str)]) {
+    let (a, b) = (TestServer::start(), TestServer::start());
+    let (mut h, e, _bus) = harness(&[&a, &b], props);
+    wait_up(&e, 2);
+    a.set_fault(fault, u64::MAX);
+    push(&mut h, 0..20);
+    let results = pull_enriched(&mut h, 0, 20);
+    assert!(results.iter().all(|r| r.server == b.url()));
+    // With both up and idle the first frame goes to A.
+    assert_eq!(results[0].attempts, 2);
+    assert!(results.iter().all(|r| r.attempts <= 2));
+    assert_eq!(b.answered(), 20);
+    let stats = servers_stats(&e);
+    assert!(stats[0].get::<u64>("failures").unwrap() >= 1);
+    assert_eq!(stats[1].get::<u64>("failures").unwrap(), 0);
+}
+
+#[test]
+fn failover_on_5xx() {
+    let _w = common::begin("failover_on_5xx", 60);
+    failover(Fault::Status(503), &[("workers", "4")]);
+}
+
+#[test]
+fn failover_on_dropped_connection() {
+    let _w = common::begin("failover_on_dropped_connection", 60);
+    failover(Fault::Drop, &[("workers", "4")]);
+}
+
+#[test]
+fn failover_on_hang_within_timeout() {
+    let _w = common::begin("failover_on_hang_within_timeout", 60);
+    // 3 attempts share 6 s: a hung request is abandoned after 2 s.
+    failover(Fault::Hang, &[("workers", "4"), ("timeout", "6000000000")]);
+}
+
+#[test]
+fn stopped_server_is_avoided_and_used_again_when_back() {
+    let _w = common::begin("stopped_server_is_avoided_and_used_again_when_back", 60);
+    let (a, b) = (TestServer::start(), TestServer::start());
+    let (mut h, e, _bus) = harness(&[&a, &b], &[("workers", "4")]);
+    wait_up(&e, 2);
+    a.stop();
+    push(&mut h, 0..20);
+    let results = pull_enriched(&mut h, 0, 20);
+    assert!(results.iter().all(|r| r.server == b.url()));
+    assert!(!servers_stats(&e)[0].get::<bool>("up").unwrap());
+    a.restart();
+    wait_up(&e, 2);
+    // Frames one at a time: with both idle, A (first) answers.
+    let mut i = 20;
+    loop {
+        push(&mut h, i..i + 1);
+        let r = pull_enriched(&mut h, i, 1).remove(0);
+        i += 1;
+        if r.server == a.url() {
+            break;
+        }
+    }
+    assert!(a.answered() >= 1);
+}
+
+fn all_down(on_error: &str) -> (Harness, gst::Element, gst::Bus) {
+    let (a, b) = (TestServer::start(), TestServer::start());
+    a.stop();
+    b.stop();
+    let (mut h, e, bus) = harness(&[&a, &b], &[("workers", "4"), ("on-error", on_error)]);
+    push(&mut h, 0..5);
+    (h, e, bus)
+}
+
+#[test]
+fn all_servers_down_drops_with_gaps() {
+    let _w = common::begin("all_servers_down_drops_with_gaps", 60);
+    let (mut h, e, _bus) = all_down("drop");
+    assert!(h.push_event(gst::event::Eos::new()));
+    assert!(h.pull_until_eos().unwrap().is_none(), "a frame came out");
+    let mut gaps = 0;
+    while let Some(ev) = h.try_pull_event() {
+        gaps += usize::from(ev.type_() == gst::EventType::Gap);
+    }
+    assert_eq!(gaps, 5);
+    let stats = e.property::<gst::Structure>("stats");
+    assert_eq!(stats.get::<u64>("errors").unwrap(), 5);
+}
+
+#[test]
+fn all_servers_down_passes_originals() {
+    let _w = common::begin("all_servers_down_passes_originals", 60);
+    let (mut h, _e, _bus) = all_down("pass");
+    for i in 0..5 {
+        let b = h.pull().unwrap();
+        assert_eq!(b.pts(), Some(FRAME * i));
+        assert!(gst::meta::CustomMeta::from_buffer(&b, "GstParallelFilterInferenceMeta").is_err());
+    }
+}
+
+#[test]
+fn all_servers_down_fails_with_clear_error() {
+    let _w = common::begin("all_servers_down_fails_with_clear_error", 60);
+    let (_h, _e, bus) = all_down("fail");
+    let msg = bus
+        .timed_pop_filtered(gst::ClockTime::from_seconds(40), &[gst::MessageType::Error])
+        .expect("no error");
+    let gst::MessageView::Error(err) = msg.view() else {
+        unreachable!()
+    };
+    let debug = err.debug().map(|d| d.to_string()).unwrap_or_default();
+    assert!(debug.contains("servers are down"), "{debug}");
+}
+
+#[test]
+fn client_errors_are_not_retried() {
+    let _w = common::begin("client_errors_are_not_retried", 60);
+    let a = TestServer::start();
+    let (mut h, e, _bus) = harness(&[&a], &[("workers", "2"), ("on-error", "drop")]);
+    wait_up(&e, 1);
+    a.set_fault(Fault::Status(400), u64::MAX);
+    push(&mut h, 0..4);
+    assert!(h.push_event(gst::event::Eos::new()));
+    assert!(h.pull_until_eos().unwrap().is_none());
+    assert_eq!(a.received(), 4);
+    let s = &servers_stats(&e)[0];
+    assert!(s.get::<bool>("up").unwrap(), "a 4xx marked the server down");
+    assert_eq!(s.get::<u64>("failures").unwrap(), 4);
+}
+
+#[test]
+fn flush_and_stop_cancel_hung_requests() {
+    let _w = common::begin("flush_and_stop_cancel_hung_requests", 60);
+    let a = TestServer::start();
+    let (mut h, e, _bus) = harness(&[&a], &[("workers", "4")]);
+    wait_up(&e, 1);
+    a.set_fault(Fault::Hang, u64::MAX);
+    push(&mut h, 0..4);
+    while a.received() < 4 {
+        std::thread::yield_now();
+    }
+    assert!(h.push_event(gst::event::FlushStart::new()));
+    assert!(h.push_event(gst::event::FlushStop::new(true)));
+    // The dropped requests give their slots back.
+    while servers_stats(&e)[0].get::<u32>("in-flight").unwrap() > 0 {
+        std::thread::yield_now();
+    }
+    a.clear_fault();
+    h.push_event(gst::event::Segment::new(&gst::FormattedSegment::<
+        gst::ClockTime,
+    >::new()));
+    push(&mut h, 10..11);
+    let b = h.pull().unwrap();
+    assert_eq!(result(&b).mean, 10.0);
+    // A state change with requests hung on the server returns.
+    a.set_fault(Fault::Hang, u64::MAX);
+    let before = a.received();
+    push(&mut h, 11..13);
+    while a.received() < before + 2 {
+        std::thread::yield_now();
+    }
+    e.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn post_messages_carry_the_inference() {
+    let _w = common::begin("post_messages_carry_the_inference", 60);
+    let a = TestServer::start();
+    let (mut h, _e, bus) = harness(&[&a], &[("workers", "2"), ("post-messages", "true")]);
+    push(&mut h, 0..3);
+    pull_enriched(&mut h, 0, 3);
+    let msgs: Vec<gst::Structure> = bus
+        .iter()
+        .filter_map(|m| match m.view() {
+            gst::MessageView::Element(m) => m.structure().map(|s| s.to_owned()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(msgs.len(), 3);
+    for (i, s) in msgs.iter().enumerate() {
+        assert_eq!(s.name(), "parallelfilter-inference");
+        assert_eq!(
+            s.get::<u64>("timestamp").unwrap(),
+            (FRAME * i as u64).nseconds()
+        );
+        assert_eq!(s.get::<String>("server").unwrap(), a.url());
+        assert_eq!(s.get::<u32>("attempts").unwrap(), 1);
+        assert!(s.get::<gst::Array>("outputs").unwrap().len() == 3);
+    }
+}
+
+#[test]
+fn analysis_payload_is_fp32_features() {
+    let _w = common::begin("analysis_payload_is_fp32_features", 60);
+    let a = TestServer::start();
+    let (mut h, _e, _bus) = harness(&[&a], &[("workers", "2"), ("payload", "analysis")]);
+    push(&mut h, 0..2);
+    for _ in 0..2 {
+        let b = h.pull().unwrap();
+        let meta =
+            gst::meta::CustomMeta::from_buffer(&b, "GstParallelFilterInferenceMeta").unwrap();
+        let outputs = meta.structure().get::<gst::Array>("outputs").unwrap();
+        let nbytes = outputs
+            .iter()
+            .map(|o| o.get::<gst::Structure>().unwrap())
+            .find(|o| o.get::<&str>("name").unwrap() == "nbytes")
+            .unwrap()
+            .get::<gst::Array>("data")
+            .unwrap()
+            .as_slice()[0]
+            .get::<i64>()
+            .unwrap();
+        // 7 scalar features and a 16-bin histogram, 4 bytes each.
+        assert_eq!(nbytes, 23 * 4);
+    }
+}
+
+#[test]
+fn missing_servers_fail_the_state_change() {
+    let _w = common::begin("missing_servers_fail_the_state_change", 60);
+    common::init();
+    let e = gst::ElementFactory::make("parallelfilter")
+        .property_from_str("processor", "remote")
+        .property("model", MODEL)
+        .build()
+        .unwrap();
+    let bus = gst::Bus::new();
+    e.set_bus(Some(&bus));
+    assert!(e.set_state(gst::State::Paused).is_err());
+    let msg = bus
+        .timed_pop_filtered(gst::ClockTime::from_seconds(5), &[gst::MessageType::Error])
+        .expect("no error");
+    let gst::MessageView::Error(err) = msg.view() else {
+        unreachable!()
+    };
+    assert!(
+        err.debug().unwrap().contains("servers"),
+        "{:?}",
+        err.debug()
+    );
+    e.set_state(gst::State::Null).unwrap();
+}
