@@ -445,10 +445,7 @@ impl Inner {
             "shape": tensor.shape,
             "datatype": tensor.datatype,
         });
-        let req = Request::builder()
-            .method(Method::POST)
-            .uri(&url)
-            .header(hyper::header::CONTENT_TYPE, "application/json");
+        let req = Request::builder().method(Method::POST).uri(&url);
         let (req, body) = if binary {
             input["parameters"] = json!({ "binary_data_size": tensor.bytes.len() });
             let header = json!({ "id": id.to_string(), "inputs": [input] }).to_string();
@@ -463,7 +460,10 @@ impl Inner {
         } else {
             input["data"] = tensor.json_data();
             let body = json!({ "id": id.to_string(), "inputs": [input] }).to_string();
-            (req, body.into_bytes())
+            (
+                req.header(hyper::header::CONTENT_TYPE, "application/json"),
+                body.into_bytes(),
+            )
         };
         let req = req
             .body(Full::new(Bytes::from(body)))
