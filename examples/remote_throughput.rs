@@ -34,14 +34,16 @@ fn run(description: &str, frames: u64) -> (f64, u64) {
     let sink = pipeline.by_name("sink").expect("sink");
     let enriched = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let counter = enriched.clone();
-    sink.static_pad("sink").unwrap().add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-        if let Some(b) = info.buffer()
-            && gst::meta::CustomMeta::from_buffer(b, "GstParallelFilterInferenceMeta").is_ok()
-        {
-            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        gst::PadProbeReturn::Ok
-    });
+    sink.static_pad("sink")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if let Some(b) = info.buffer()
+                && gst::meta::CustomMeta::from_buffer(b, "GstParallelFilterInferenceMeta").is_ok()
+            {
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            gst::PadProbeReturn::Ok
+        });
     let bus = pipeline.bus().unwrap();
     let start = Instant::now();
     pipeline.set_state(gst::State::Playing).expect("PLAYING");

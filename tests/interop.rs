@@ -109,17 +109,26 @@ fn one_server_killed_mid_stream() {
     while pulled < N {
         pull(&mut h, &mut pulled);
     }
-    assert!(h.pull_until_eos().unwrap().is_none(), "more frames than pushed");
+    assert!(
+        h.pull_until_eos().unwrap().is_none(),
+        "more frames than pushed"
+    );
     eprintln!("frames answered per server (before, after the kill): {answered:?}");
     let stats = e.property::<gst::Structure>("stats");
     eprintln!("stats: {stats}");
     let servers = stats.get::<gst::Array>("servers").unwrap();
     let first_stats = servers.as_slice()[0].get::<gst::Structure>().unwrap();
-    assert!(!first_stats.get::<bool>("up").unwrap(), "killed server still up");
+    assert!(
+        !first_stats.get::<bool>("up").unwrap(),
+        "killed server still up"
+    );
     // Only frames already inside the element at the kill (at most
     // 2 x workers) can carry the first server's answer after it.
     let after_first = answered.get(&first).map_or(0, |e| e.1);
-    assert!(after_first <= 16, "{after_first} frames answered by a dead server");
+    assert!(
+        after_first <= 16,
+        "{after_first} frames answered by a dead server"
+    );
 }
 
 #[test]

@@ -181,7 +181,8 @@ fn failover(fault: Fault, props: &[(&str, &str)]) {
     assert!(results.iter().all(|r| r.server == b.url()));
     // With both up and idle the first frame goes to A.
     assert_eq!(results[0].attempts, 2);
-    assert!(results.iter().all(|r| r.attempts <= 2));
+    // A retry goes elsewhere: A is down when it is made.
+    assert!(results.iter().all(|r| r.attempts <= 3));
     assert_eq!(b.answered(), 20);
     let stats = servers_stats(&e);
     assert!(stats[0].get::<u64>("failures").unwrap() >= 1);
@@ -403,10 +404,6 @@ fn missing_servers_fail_the_state_change() {
     let gst::MessageView::Error(err) = msg.view() else {
         unreachable!()
     };
-    assert!(
-        err.debug().unwrap().contains("servers"),
-        "{:?}",
-        err.debug()
-    );
+    assert!(err.error().message().contains("servers"), "{}", err.error());
     e.set_state(gst::State::Null).unwrap();
 }

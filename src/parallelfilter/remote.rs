@@ -126,7 +126,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 fn config_error(msg: String) -> gst::ErrorMessage {
-    gst::error_msg!(gst::ResourceError::Settings, ["{msg}"])
+    gst::error_msg!(gst::ResourceError::Settings, ("remote: {msg}"))
 }
 
 /// Parses `servers`: comma-separated `http://host:port[/prefix]` URLs.
