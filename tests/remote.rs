@@ -239,7 +239,13 @@ fn all_down(on_error: &str) -> (Harness, gst::Element, gst::Bus) {
     a.stop();
     b.stop();
     let (mut h, e, bus) = harness(&[&a, &b], &[("workers", "4"), ("on-error", on_error)]);
-    push(&mut h, 0..5);
+    for i in 0..5 {
+        let ret = h.push(frame(i));
+        // With on-error=fail the first failure stops the stream.
+        if on_error != "fail" {
+            assert_eq!(ret, Ok(gst::FlowSuccess::Ok));
+        }
+    }
     (h, e, bus)
 }
 

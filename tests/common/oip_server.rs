@@ -50,7 +50,8 @@ pub struct Control {
     pub binary: AtomicU64,
     /// Input names and ids of answered requests, in answer order.
     pub inputs: Mutex<Vec<(String, u64)>>,
-    tasks: Mutex<Vec<AbortHandle>>,
+    /// The listener's generation (bumped by stop) and the tasks serving it.
+    tasks: Mutex<(u64, Vec<AbortHandle>)>,
 }
 
 pub struct TestServer {
@@ -91,6 +92,7 @@ impl TestServer {
 
     fn serve(&self, listener: tokio::net::TcpListener) {
         let control = self.control.clone();
+        let generation = self.control.tasks.lock().unwrap().0;
         let handle = self.rt().spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -98,28 +100,36 @@ impl TestServer {
                 };
                 let _ = stream.set_nodelay(true);
                 let c = control.clone();
+                // Under the lock stop() takes: a connection accepted while
+                // stopping is closed, never left serving.
+                let mut tasks = control.tasks.lock().unwrap();
+                if tasks.0 != generation {
+                    return;
+                }
                 let conn = tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req| handle(c.clone(), req));
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
                 });
-                let mut tasks = control.tasks.lock().unwrap();
-                tasks.retain(|t| !t.is_finished());
-                tasks.push(conn.abort_handle());
+                tasks.1.retain(|t| !t.is_finished());
+                tasks.1.push(conn.abort_handle());
             }
         });
         self.control
             .tasks
             .lock()
             .unwrap()
+            .1
             .push(handle.abort_handle());
     }
 
     /// Closes the listener and every connection: clients get connection
     /// refused or reset, hung requests end.
     pub fn stop(&self) {
-        for t in self.control.tasks.lock().unwrap().drain(..) {
+        let mut tasks = self.control.tasks.lock().unwrap();
+        tasks.0 += 1;
+        for t in tasks.1.drain(..) {
             t.abort();
         }
     }
