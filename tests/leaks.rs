@@ -4,6 +4,8 @@
 //! Its own binary, since the tracer must be set before gst::init.
 
 mod common;
+#[path = "common/oip_server.rs"]
+mod oip_server;
 
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
@@ -145,6 +147,22 @@ fn no_leaks_after_seeks_eos_and_state_changes() {
             );
         },
     );
+    {
+        // Remote inference, a server hanging on some requests: the
+        // abandoned ones must not keep frames alive.
+        let server = oip_server::TestServer::start();
+        server.set_fault(oip_server::Fault::Hang, 3);
+        run(
+            &format!(
+                "videotestsrc num-buffers=30 ! video/x-raw,format=RGB,width=32,height=24 ! \
+                 parallelfilter processor=remote servers={} model={} workers=4 \
+                 timeout=3000000000 retries=0 on-error=drop post-messages=true ! fakesink",
+                server.url(),
+                oip_server::MODEL
+            ),
+            true,
+        );
+    }
     cycle_with_stuck_frames();
     assert!(
         gstparallel::engine::wait_all_stopped(Duration::from_secs(30)),
