@@ -236,18 +236,52 @@ struct Tensor {
 }
 
 impl Tensor {
-    fn json_data(&self) -> Value {
-        match self.datatype {
-            "FP32" => Value::from(
-                self.bytes
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64)
-                    .collect::<Vec<_>>(),
-            ),
-            _ => Value::from(self.bytes.iter().map(|&b| b as u64).collect::<Vec<_>>()),
+    /// The request body, and the JSON header's length for the binary
+    /// extension.
+    fn body(&self, binary: bool, input_name: &str, id: u64) -> (Bytes, Option<usize>) {
+        use std::fmt::Write;
+        let mut input = json!({
+            "name": input_name,
+            "shape": self.shape,
+            "datatype": self.datatype,
+        });
+        if binary {
+            input["parameters"] = json!({ "binary_data_size": self.bytes.len() });
+            let header = json!({ "id": id.to_string(), "inputs": [input] }).to_string();
+            let mut body = Vec::with_capacity(header.len() + self.bytes.len());
+            body.extend_from_slice(header.as_bytes());
+            body.extend_from_slice(&self.bytes);
+            return (Bytes::from(body), Some(header.len()));
         }
+        // The data array written directly: a serde_json::Value per pixel
+        // would cost far more than the numbers themselves.
+        let mut s = json!({ "id": id.to_string(), "inputs": [input] }).to_string();
+        // Reopen the input object: drop the closing "}]}".
+        s.truncate(s.len() - 3);
+        s.reserve(self.bytes.len() * 4 + 16);
+        s.push_str(",\"data\":[");
+        match self.datatype {
+            "FP32" => {
+                for (i, c) in self.bytes.chunks_exact(4).enumerate() {
+                    let v = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                    let v = if v.is_finite() { v } else { 0.0 };
+                    let _ = write!(s, "{}{v:?}", if i > 0 { "," } else { "" });
+                }
+            }
+            _ => {
+                for (i, b) in self.bytes.iter().enumerate() {
+                    let _ = write!(s, "{}{b}", if i > 0 { "," } else { "" });
+                }
+            }
+        }
+        s.push_str("]}]}");
+        (Bytes::from(s), None)
     }
 }
+
+/// Tensors larger than this are encoded on the blocking pool, not on the
+/// runtime's async threads.
+const INLINE_BYTES: usize = 64 * 1024;
 
 /// A successful inference.
 struct Answer {
@@ -436,41 +470,32 @@ impl Inner {
         server: usize,
         binary: bool,
         input_name: &str,
-        tensor: &Tensor,
+        tensor: &Arc<Tensor>,
         id: u64,
     ) -> Result<Vec<gst::Structure>, Failure> {
         let url = self.url(server, &format!("/v2/models/{}/infer", self.config.model));
-        let mut input = json!({
-            "name": input_name,
-            "shape": tensor.shape,
-            "datatype": tensor.datatype,
-        });
-        let req = Request::builder().method(Method::POST).uri(&url);
-        let (req, body) = if binary {
-            input["parameters"] = json!({ "binary_data_size": tensor.bytes.len() });
-            let header = json!({ "id": id.to_string(), "inputs": [input] }).to_string();
-            let mut body = Vec::with_capacity(header.len() + tensor.bytes.len());
-            body.extend_from_slice(header.as_bytes());
-            body.extend_from_slice(&tensor.bytes);
-            (
-                req.header(HEADER_LENGTH, header.len())
-                    .header(hyper::header::CONTENT_TYPE, "application/octet-stream"),
-                body,
-            )
+        let (body, header_len) = if tensor.bytes.len() > INLINE_BYTES {
+            let (t, name) = (tensor.clone(), input_name.to_string());
+            tokio::task::spawn_blocking(move || t.body(binary, &name, id))
+                .await
+                .map_err(|e| Failure {
+                    msg: format!("encoding the request: {e}"),
+                    server_fault: false,
+                })?
         } else {
-            input["data"] = tensor.json_data();
-            let body = json!({ "id": id.to_string(), "inputs": [input] }).to_string();
-            (
-                req.header(hyper::header::CONTENT_TYPE, "application/json"),
-                body.into_bytes(),
-            )
+            tensor.body(binary, input_name, id)
         };
-        let req = req
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| Failure {
-                msg: e.to_string(),
-                server_fault: false,
-            })?;
+        let req = Request::builder().method(Method::POST).uri(&url);
+        let req = match header_len {
+            Some(n) => req
+                .header(HEADER_LENGTH, n)
+                .header(hyper::header::CONTENT_TYPE, "application/octet-stream"),
+            None => req.header(hyper::header::CONTENT_TYPE, "application/json"),
+        };
+        let req = req.body(Full::new(body)).map_err(|e| Failure {
+            msg: e.to_string(),
+            server_fault: false,
+        })?;
         let fault = |msg: String| Failure {
             msg,
             server_fault: true,
@@ -505,7 +530,7 @@ impl Inner {
     }
 
     /// Tries servers until one answers, within the frame's budget.
-    async fn run(this: Arc<Inner>, tensor: Tensor, id: u64) -> Result<(Answer, u32), String> {
+    async fn run(this: Arc<Inner>, tensor: Arc<Tensor>, id: u64) -> Result<(Answer, u32), String> {
         let start = Instant::now();
         let budget = this
             .config
@@ -904,7 +929,15 @@ impl Processor<Frame> for Remote {
                     .clone()
                     .ok_or_else(|| "caps do not describe a video frame".to_string())?;
                 let tensor = match inner.config.payload {
-                    Payload::Frame => frame_tensor(&buffer, &info)?,
+                    Payload::Frame if buffer.size() <= INLINE_BYTES => {
+                        frame_tensor(&buffer, &info)?
+                    }
+                    Payload::Frame => {
+                        let b = buffer.clone();
+                        tokio::task::spawn_blocking(move || frame_tensor(&b, &info))
+                            .await
+                            .map_err(|e| format!("copying the frame failed: {e}"))??
+                    }
                     Payload::Analysis => {
                         // CPU work: off the async threads.
                         let (b, p, th) = (
@@ -919,7 +952,8 @@ impl Processor<Frame> for Remote {
                         .map_err(|e| format!("analysis failed: {e}"))??
                     }
                 };
-                let (answer, attempts) = Inner::run(inner.clone(), tensor, ctx.seq).await?;
+                let (answer, attempts) =
+                    Inner::run(inner.clone(), Arc::new(tensor), ctx.seq).await?;
                 let buf = buffer.make_mut();
                 let mut meta = gst::meta::CustomMeta::add(buf, INFERENCE_META)
                     .map_err(|e| format!("cannot add {INFERENCE_META}: {e}"))?;
@@ -1040,6 +1074,36 @@ mod tests {
         let b = out[1].get::<gst::Array>("data").unwrap();
         assert_eq!(b.as_slice()[0].get::<i64>().unwrap(), 7);
         assert!(parse_response(&body[..body.len() - 1], Some(header.len())).is_err());
+    }
+
+    #[test]
+    fn json_and_binary_bodies() {
+        let t = Tensor {
+            datatype: "FP32",
+            shape: vec![1, 2],
+            bytes: [0.5f32, -3.0]
+                .iter()
+                .flat_map(|x| x.to_le_bytes())
+                .collect(),
+        };
+        let (body, len) = t.body(false, "x", 7);
+        assert_eq!(len, None);
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["id"], "7");
+        assert_eq!(v["inputs"][0]["name"], "x");
+        assert_eq!(v["inputs"][0]["data"], json!([0.5, -3.0]));
+        let (body, len) = t.body(true, "x", 7);
+        let n = len.unwrap();
+        let v: Value = serde_json::from_slice(&body[..n]).unwrap();
+        assert_eq!(v["inputs"][0]["parameters"]["binary_data_size"], 8);
+        assert_eq!(&body[n..], &t.bytes[..]);
+        let u = Tensor {
+            datatype: "UINT8",
+            shape: vec![1, 3],
+            bytes: vec![0, 7, 255],
+        };
+        let v: Value = serde_json::from_slice(&u.body(false, "x", 0).0).unwrap();
+        assert_eq!(v["inputs"][0]["data"], json!([0, 7, 255]));
     }
 
     #[test]
