@@ -520,7 +520,11 @@ impl Inner {
             let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
             return Err(Failure {
                 msg: format!("{status}: {text}"),
-                server_fault: status.is_server_error(),
+                // 404: this server lacks the model (another may have it);
+                // 429: overloaded. Other 4xx: the request itself is wrong.
+                server_fault: status.is_server_error()
+                    || status == StatusCode::NOT_FOUND
+                    || status == StatusCode::TOO_MANY_REQUESTS,
             });
         }
         parse_response(&body, header_len).map_err(|msg| Failure {
