@@ -196,6 +196,12 @@ fn failover_on_5xx() {
 }
 
 #[test]
+fn failover_on_model_missing_from_a_server() {
+    let _w = common::begin("failover_on_model_missing_from_a_server", 60);
+    failover(Fault::Status(404), &[("workers", "4")]);
+}
+
+#[test]
 fn failover_on_dropped_connection() {
     let _w = common::begin("failover_on_dropped_connection", 60);
     failover(Fault::Drop, &[("workers", "4")]);
