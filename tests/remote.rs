@@ -419,3 +419,57 @@ fn missing_servers_fail_the_state_change() {
     assert!(err.error().message().contains("servers"), "{}", err.error());
     e.set_state(gst::State::Null).unwrap();
 }
+
+#[test]
+fn large_frames_binary_and_json() {
+    let _w = common::begin("large_frames_binary_and_json", 60);
+    for binary in [true, false] {
+        large_frames(binary);
+    }
+}
+
+fn large_frames(binary: bool) {
+    let a = TestServer::start();
+    a.set_binary(binary);
+    let urls = a.url();
+    let e = gst::ElementFactory::make("parallelfilter")
+        .property_from_str("processor", "remote")
+        .property("servers", urls)
+        .property("model", MODEL)
+        .property("workers", 4u32)
+        .build()
+        .unwrap();
+    let mut h = Harness::with_element(&e, Some("sink"), Some("src"));
+    // I420 320x240: above the size encoded on the blocking pool.
+    h.set_src_caps_str("video/x-raw,format=I420,width=320,height=240,framerate=30/1");
+    let size = 320 * 240 * 3 / 2;
+    for i in 0..8u64 {
+        let mut buf = gst::Buffer::from_mut_slice(vec![(i * 10) as u8; size]);
+        buf.get_mut().unwrap().set_pts(FRAME * i);
+        assert_eq!(h.push(buf), Ok(gst::FlowSuccess::Ok));
+    }
+    for i in 0..8u64 {
+        let buf = h.pull().unwrap();
+        let r = result(&buf);
+        assert_eq!(r.mean, (i * 10) as f64);
+        let meta =
+            gst::meta::CustomMeta::from_buffer(&buf, "GstParallelFilterInferenceMeta").unwrap();
+        let nbytes = meta
+            .structure()
+            .get::<gst::Array>("outputs")
+            .unwrap()
+            .iter()
+            .map(|o| o.get::<gst::Structure>().unwrap())
+            .find(|o| o.get::<&str>("name").unwrap() == "nbytes")
+            .unwrap()
+            .get::<gst::Array>("data")
+            .unwrap()
+            .as_slice()[0]
+            .get::<i64>()
+            .unwrap();
+        // Planar YUV goes as [1, N], N = the three planes without padding.
+        assert_eq!(nbytes, size as i64);
+    }
+    use std::sync::atomic::Ordering::SeqCst;
+    assert_eq!(a.control.binary.load(SeqCst), if binary { 8 } else { 0 });
+}

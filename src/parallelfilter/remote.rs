@@ -1111,6 +1111,46 @@ mod tests {
     }
 
     #[test]
+    fn analysis_features_come_from_the_analysis_meta() {
+        gst::init().unwrap();
+        if !gst::meta::CustomMeta::is_registered(ANALYSIS_META) {
+            gst::meta::CustomMeta::register(ANALYSIS_META, &[]);
+        }
+        let info = gst_video::VideoInfo::builder(gst_video::VideoFormat::Gray8, 4, 2)
+            .build()
+            .unwrap();
+        let mut buffer = gst::Buffer::from_mut_slice(vec![100u8; info.size()]);
+        let features = |b: &gst::Buffer| {
+            let t = analysis_tensor(b, None, &info, 0.3).unwrap();
+            assert_eq!((t.datatype, t.shape.clone()), ("FP32", vec![1, 23]));
+            t.bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect::<Vec<_>>()
+        };
+        // Computed: a flat 100 frame.
+        let v = features(&buffer);
+        assert_eq!(&v[..7], &[100.0 / 255.0, 0.0, 100.0, 100.0, 0.0, 0.0, 0.0]);
+        assert_eq!(v[7 + 6], 8.0);
+        {
+            let mut meta =
+                gst::meta::CustomMeta::add(buffer.get_mut().unwrap(), ANALYSIS_META).unwrap();
+            let s = meta.mut_structure();
+            s.set("luma-average", 0.25f64);
+            s.set("luma-variance", 0.5f64);
+            s.set("luma-min", 3u32);
+            s.set("luma-max", 200u32);
+            s.set("sharpness", 7.0f64);
+            s.set("motion", 0.125f64);
+            s.set("scene-change", true);
+            s.set("histogram", gst::Array::new((0..16u32).collect::<Vec<_>>()));
+        }
+        let v = features(&buffer);
+        assert_eq!(&v[..7], &[0.25, 0.5, 3.0, 200.0, 7.0, 0.125, 1.0]);
+        assert_eq!(v[7 + 15], 15.0);
+    }
+
+    #[test]
     fn half_floats() {
         assert_eq!(half_to_f32(0x3c00), 1.0);
         assert_eq!(half_to_f32(0xc000), -2.0);
