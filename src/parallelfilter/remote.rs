@@ -46,6 +46,8 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Backoff between probes of a server that is down.
 const PROBE_BACKOFF_MIN: Duration = Duration::from_millis(50);
 const PROBE_BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// Upper bound applied to the `retries` property.
+pub const MAX_RETRIES: u32 = 1000;
 /// Largest response body read; a bigger one is an error.
 const MAX_RESPONSE_BYTES: usize = 64 << 20;
 /// Input tensor name when the model metadata names none.
@@ -158,7 +160,10 @@ pub fn parse_servers(servers: &str) -> Result<Vec<String>, String> {
 }
 
 impl Remote {
-    pub fn new(config: Config, rt: tokio::runtime::Handle) -> Result<Self, gst::ErrorMessage> {
+    pub fn new(mut config: Config, rt: tokio::runtime::Handle) -> Result<Self, gst::ErrorMessage> {
+        // The property is a plain uint; more attempts than this per frame
+        // make no sense and would overflow the attempt count.
+        config.retries = config.retries.min(MAX_RETRIES);
         let urls = parse_servers(&config.servers).map_err(config_error)?;
         if config.model.is_empty() {
             return Err(config_error("no model: set 'model'".into()));
