@@ -1032,18 +1032,19 @@ impl FrameProcessor for Remote {
     fn stats(&self, s: &mut gst::StructureRef) {
         let st = lock(&self.inner.state);
         let servers = self.inner.servers.iter().zip(st.iter()).map(|(srv, x)| {
-            let avg = if x.stats.successes > 0 {
-                x.stats.latency_total / x.stats.successes as u32
-            } else {
-                Duration::ZERO
-            };
+            let avg = x
+                .stats
+                .latency_total
+                .as_nanos()
+                .checked_div(u128::from(x.stats.successes))
+                .unwrap_or(0) as u64;
             gst::Structure::builder("server")
                 .field("url", srv.url.as_str())
                 .field("up", x.health == Health::Up)
                 .field("in-flight", x.in_flight as u32)
                 .field("requests", x.stats.requests)
                 .field("failures", x.stats.failures)
-                .field("avg-latency", avg.as_nanos() as u64)
+                .field("avg-latency", avg)
                 .field("max-latency", x.stats.latency_max.as_nanos() as u64)
                 .build()
         });
