@@ -2,10 +2,12 @@
 //! `parallelfilter`: process video frames concurrently in a bounded worker
 //! pool and push them out in input order.
 
+pub mod analysis;
 pub mod engine;
 pub mod parallelfilter;
 mod runtime;
 
+pub use analysis::AnalysisResult;
 pub use parallelfilter::ParallelFilter;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), gst::glib::BoolError> {

@@ -13,6 +13,7 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
+use super::analyze::{Analyze, SceneThreshold};
 use super::custom::{self, CustomProcessor, PROCESS_FRAME_SIGNAL, SignalProcessor};
 use super::frame::{Frame, SharedProcessor, StreamInfo};
 use super::processors::{Delay, Passthrough};
@@ -86,7 +87,8 @@ struct Settings {
     seed: u64,
     ordered: bool,
     filter: Option<String>,
-    scene_threshold: f64,
+    /// Shared with a running analyze/overlay processor: mutable in PLAYING.
+    scene_threshold: SceneThreshold,
     servers: Option<String>,
     model: Option<String>,
     payload: Payload,
@@ -113,7 +115,7 @@ impl Default for Settings {
             seed: DEFAULT_SEED,
             ordered: DEFAULT_ORDERED,
             filter: None,
-            scene_threshold: DEFAULT_SCENE_THRESHOLD,
+            scene_threshold: SceneThreshold::new(DEFAULT_SCENE_THRESHOLD),
             servers: None,
             model: None,
             payload: Payload::default(),
@@ -172,6 +174,10 @@ impl Settings {
                 max: Duration::from_nanos(self.delay_max),
                 seed: self.seed,
             })),
+            ProcessorKind::Analyze | ProcessorKind::Overlay => Some(Arc::new(Analyze::new(
+                self.processor,
+                self.scene_threshold.clone(),
+            ))),
             // Without a Rust processor the element makes the signal one.
             ProcessorKind::Custom => self.custom.as_ref().map(CustomProcessor::shared),
             ProcessorKind::Remote => {
@@ -187,7 +193,7 @@ impl Settings {
                         n => n as usize,
                     },
                     timeout: (self.timeout > 0).then(|| Duration::from_nanos(self.timeout)),
-                    scene_threshold: self.scene_threshold,
+                    scene_threshold: self.scene_threshold.get(),
                 };
                 Some(Arc::new(remote::Remote::new(config, rt)?))
             }
@@ -689,7 +695,7 @@ impl ParallelFilter {
                 "Processor '{}' is not available in this build",
                 processor.nick()
             ),
-            ["available processors: passthrough, delay, custom, remote"]
+            ["available processors: passthrough, delay, analyze, overlay, custom, remote"]
         );
     }
 
@@ -1324,7 +1330,9 @@ impl ObjectImpl for ParallelFilter {
                 }
             }
             PROP_SCENE_THRESHOLD => {
-                settings.scene_threshold = value.get().unwrap_or(settings.scene_threshold)
+                if let Ok(v) = value.get() {
+                    settings.scene_threshold.set(v);
+                }
             }
             PROP_SERVERS => settings.servers = value.get().unwrap_or(None),
             PROP_MODEL => settings.model = value.get().unwrap_or(None),
@@ -1394,7 +1402,7 @@ impl ObjectImpl for ParallelFilter {
             PROP_SEED => settings.seed.to_value(),
             PROP_ORDERED => settings.ordered.to_value(),
             PROP_FILTER => settings.filter.to_value(),
-            PROP_SCENE_THRESHOLD => settings.scene_threshold.to_value(),
+            PROP_SCENE_THRESHOLD => settings.scene_threshold.get().to_value(),
             PROP_SERVERS => settings.servers.to_value(),
             PROP_MODEL => settings.model.to_value(),
             PROP_PAYLOAD => settings.payload.to_value(),

@@ -13,6 +13,7 @@
 use gst::glib;
 use gst::prelude::*;
 
+pub(crate) mod analyze;
 mod custom;
 mod frame;
 mod imp;
@@ -96,15 +97,9 @@ pub enum ProcessorKind {
     #[enum_value(name = "Delay: asynchronous wait per frame", nick = "delay")]
     Delay = 1,
     #[default]
-    #[enum_value(
-        name = "Analyze: analysis results as metadata (not available yet)",
-        nick = "analyze"
-    )]
+    #[enum_value(name = "Analyze: analysis results as metadata", nick = "analyze")]
     Analyze = 2,
-    #[enum_value(
-        name = "Overlay: analysis drawn onto the frame (not available yet)",
-        nick = "overlay"
-    )]
+    #[enum_value(name = "Overlay: analysis drawn onto the frame", nick = "overlay")]
     Overlay = 3,
     #[enum_value(
         name = "Filter: N instances of the filter description (not available yet)",
@@ -127,6 +122,8 @@ impl ProcessorKind {
             self,
             ProcessorKind::Passthrough
                 | ProcessorKind::Delay
+                | ProcessorKind::Analyze
+                | ProcessorKind::Overlay
                 | ProcessorKind::Custom
                 | ProcessorKind::Remote
         )

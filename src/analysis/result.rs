@@ -1,0 +1,194 @@
+// SPDX-License-Identifier: MPL-2.0
+//! The analysis results as a typed struct, and their `gst::Structure` form
+//! (the `GstParallelFilterAnalysisMeta` custom meta and the element
+//! message `parallelfilter-analysis`).
+
+use gst::glib;
+
+use crate::parallelfilter::{ANALYSIS_META, MESSAGE_NAME};
+
+/// Number of histogram bins.
+pub const HISTOGRAM_BINS: usize = 16;
+
+/// One frame's analysis, as `processor=analyze` and `overlay` attach it to
+/// the buffer. Field names in the structure are DESIGN.md's: `timestamp`,
+/// `duration`, `seq`, `worker`, `processing-time`, `luma-average`,
+/// `luma-variance`, `luma-min`, `luma-max`, `histogram`, `sharpness`,
+/// `motion`, `scene-change`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnalysisResult {
+    /// Buffer PTS (`GST_CLOCK_TIME_NONE` in the structure when unset).
+    pub timestamp: Option<gst::ClockTime>,
+    /// Buffer duration.
+    pub duration: Option<gst::ClockTime>,
+    /// Input sequence number, 0 for the first frame after start or flush.
+    pub seq: u64,
+    /// Worker that processed the frame.
+    pub worker: u32,
+    /// Time spent processing the frame.
+    pub processing_time: gst::ClockTime,
+    /// Mean luma, 0..1, as `videoanalyse`'s `luma-average`.
+    pub luma_average: f64,
+    /// Luma variance on the 0..1 scale, as `videoanalyse`'s `luma-variance`.
+    pub luma_variance: f64,
+    pub luma_min: u8,
+    pub luma_max: u8,
+    /// Luma histogram, 16 equal bins; sums to the number of pixels.
+    pub histogram: [u32; HISTOGRAM_BINS],
+    /// Variance of the 4-neighbour Laplacian of luma (0..1 scale) over the
+    /// interior pixels.
+    pub sharpness: f64,
+    /// Mean absolute luma difference to the previous input frame, 0..1.
+    pub motion: f64,
+    /// `motion` above the element's `scene-threshold`.
+    pub scene_change: bool,
+}
+
+impl AnalysisResult {
+    /// The results attached to `buffer`, if any.
+    pub fn from_buffer(buffer: &gst::BufferRef) -> Option<Result<Self, glib::BoolError>> {
+        let meta = gst::meta::CustomMeta::from_buffer(buffer, ANALYSIS_META).ok()?;
+        Some(Self::try_from(meta.structure()))
+    }
+
+    /// Attaches the results to `buffer` as the analysis custom meta,
+    /// replacing what a previous pass attached.
+    pub fn attach(&self, buffer: &mut gst::BufferRef) -> Result<(), glib::BoolError> {
+        if let Ok(old) = gst::meta::CustomMeta::from_mut_buffer(buffer, ANALYSIS_META) {
+            old.remove()?;
+        }
+        let mut meta = gst::meta::CustomMeta::add(buffer, ANALYSIS_META)?;
+        let s = meta.mut_structure();
+        s.set_name(MESSAGE_NAME);
+        for (name, value) in gst::Structure::from(self.clone()).iter() {
+            s.set_value(name, value.clone());
+        }
+        Ok(())
+    }
+}
+
+fn clock_time_ns(t: Option<gst::ClockTime>) -> u64 {
+    t.map_or(u64::MAX, |t| t.nseconds())
+}
+
+fn clock_time_of(ns: u64) -> Option<gst::ClockTime> {
+    (ns != u64::MAX).then(|| gst::ClockTime::from_nseconds(ns))
+}
+
+impl From<AnalysisResult> for gst::Structure {
+    fn from(r: AnalysisResult) -> Self {
+        gst::Structure::builder(MESSAGE_NAME)
+            .field("timestamp", clock_time_ns(r.timestamp))
+            .field("duration", clock_time_ns(r.duration))
+            .field("seq", r.seq)
+            .field("worker", r.worker)
+            .field("processing-time", r.processing_time.nseconds())
+            .field("luma-average", r.luma_average)
+            .field("luma-variance", r.luma_variance)
+            .field("luma-min", u32::from(r.luma_min))
+            .field("luma-max", u32::from(r.luma_max))
+            .field("histogram", gst::Array::new(r.histogram))
+            .field("sharpness", r.sharpness)
+            .field("motion", r.motion)
+            .field("scene-change", r.scene_change)
+            .build()
+    }
+}
+
+impl TryFrom<&gst::StructureRef> for AnalysisResult {
+    type Error = glib::BoolError;
+
+    fn try_from(s: &gst::StructureRef) -> Result<Self, Self::Error> {
+        if s.name() != MESSAGE_NAME {
+            return Err(glib::bool_error!(
+                "structure is '{}', not '{MESSAGE_NAME}'",
+                s.name()
+            ));
+        }
+        let get_err = |e: gst::structure::GetError<_>| glib::bool_error!("{e}");
+        let luma = |name: &str| -> Result<u8, glib::BoolError> {
+            let v: u32 = s.get(name).map_err(get_err)?;
+            u8::try_from(v).map_err(|_| glib::bool_error!("{name} {v} out of 0..255"))
+        };
+        let array: gst::Array = s.get("histogram").map_err(get_err)?;
+        if array.len() != HISTOGRAM_BINS {
+            return Err(glib::bool_error!(
+                "histogram has {} bins, not {HISTOGRAM_BINS}",
+                array.len()
+            ));
+        }
+        let mut histogram = [0u32; HISTOGRAM_BINS];
+        for (bin, v) in histogram.iter_mut().zip(array.iter()) {
+            *bin = v.get().map_err(|e| glib::bool_error!("histogram: {e}"))?;
+        }
+        Ok(AnalysisResult {
+            timestamp: clock_time_of(s.get("timestamp").map_err(get_err)?),
+            duration: clock_time_of(s.get("duration").map_err(get_err)?),
+            seq: s.get("seq").map_err(get_err)?,
+            worker: s.get("worker").map_err(get_err)?,
+            processing_time: gst::ClockTime::from_nseconds(
+                s.get("processing-time").map_err(get_err)?,
+            ),
+            luma_average: s.get("luma-average").map_err(get_err)?,
+            luma_variance: s.get("luma-variance").map_err(get_err)?,
+            luma_min: luma("luma-min")?,
+            luma_max: luma("luma-max")?,
+            histogram,
+            sharpness: s.get("sharpness").map_err(get_err)?,
+            motion: s.get("motion").map_err(get_err)?,
+            scene_change: s.get("scene-change").map_err(get_err)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> AnalysisResult {
+        AnalysisResult {
+            timestamp: Some(gst::ClockTime::from_mseconds(40)),
+            duration: None,
+            seq: 7,
+            worker: 3,
+            processing_time: gst::ClockTime::from_useconds(1234),
+            luma_average: 0.25,
+            luma_variance: 0.0625,
+            luma_min: 16,
+            luma_max: 235,
+            histogram: std::array::from_fn(|i| i as u32 * 100),
+            sharpness: 0.01,
+            motion: 0.5,
+            scene_change: true,
+        }
+    }
+
+    #[test]
+    fn structure_round_trip() {
+        gst::init().unwrap();
+        let r = sample();
+        let s = gst::Structure::from(r.clone());
+        assert_eq!(s.name(), MESSAGE_NAME);
+        assert_eq!(s.get::<u64>("duration").unwrap(), u64::MAX);
+        assert_eq!(s.get::<u32>("luma-max").unwrap(), 235);
+        assert_eq!(s.fields().count(), 13);
+        assert_eq!(AnalysisResult::try_from(s.as_ref()).unwrap(), r);
+    }
+
+    #[test]
+    fn wrong_structures_are_refused() {
+        gst::init().unwrap();
+        let mut s = gst::Structure::from(sample());
+        s.set("luma-max", 300u32);
+        assert!(AnalysisResult::try_from(s.as_ref()).is_err());
+        let mut s = gst::Structure::from(sample());
+        s.set("histogram", gst::Array::new([1u32, 2]));
+        assert!(AnalysisResult::try_from(s.as_ref()).is_err());
+        let mut s = gst::Structure::from(sample());
+        s.remove_field("motion");
+        assert!(AnalysisResult::try_from(s.as_ref()).is_err());
+        let mut s = gst::Structure::from(sample());
+        s.set_name("other");
+        assert!(AnalysisResult::try_from(s.as_ref()).is_err());
+    }
+}
