@@ -163,6 +163,12 @@ fn no_leaks_after_seeks_eos_and_state_changes() {
             true,
         );
     }
+    // Analysis holds the previous frame and adds a meta to every buffer.
+    run(
+        "videotestsrc num-buffers=30 ! video/x-raw,width=64,height=48 ! parallelfilter \
+         processor=overlay workers=3 post-messages=true ! fakesink",
+        true,
+    );
     cycle_with_stuck_frames();
     assert!(
         gstparallel::engine::wait_all_stopped(Duration::from_secs(30)),

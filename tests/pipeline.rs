@@ -532,12 +532,14 @@ fn not_linked_downstream_reaches_upstream_as_an_error() {
 #[test]
 fn unavailable_processor_fails_negotiation_with_a_clear_error() {
     let _wd = common::begin("unavailable", 60);
-    let p = pipeline("videotestsrc num-buffers=3 ! parallelfilter name=pf ! fakesink name=sink");
+    let p = pipeline(
+        "videotestsrc num-buffers=3 ! parallelfilter name=pf processor=remote ! fakesink name=sink",
+    );
     p.play();
     let err = p.wait_end().expect("an error");
     p.stop();
     assert_eq!(err.src.as_deref(), Some("pf"));
-    assert!(err.text.contains("analyze"), "{}", err.text);
+    assert!(err.text.contains("remote"), "{}", err.text);
     let from_pf = p
         .error_sources
         .lock()

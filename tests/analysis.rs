@@ -1,0 +1,407 @@
+// SPDX-License-Identifier: MPL-2.0
+//! `processor=analyze` and `overlay` in pipelines: results on every buffer,
+//! agreement with videoanalyse, the same statistics in every format, scene
+//! changes, overlay drawing and refused formats.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, mpsc};
+use std::time::Duration;
+
+use gst::prelude::*;
+use gstparallel::AnalysisResult;
+
+/// Bound on one wait for a pipeline's end; only a hang gets there.
+const WAIT: gst::ClockTime = gst::ClockTime::from_seconds(60);
+
+const FORMATS: &[&str] = &[
+    "I420", "YV12", "NV12", "NV21", "Y41B", "Y42B", "Y444", "YUY2", "UYVY", "YVYU", "GRAY8", "RGB",
+    "BGR", "RGBA", "BGRA", "ARGB", "ABGR", "RGBx", "BGRx", "xRGB", "xBGR",
+];
+
+/// Runs `desc` (whose last element is a sink named `sink`) to EOS;
+/// returns the buffers that reached it and the element messages, or the
+/// first error's text.
+fn run(desc: &str) -> Result<(Vec<gst::Buffer>, Vec<gst::Structure>), String> {
+    common::init();
+    let pipeline = gst::parse::launch(desc)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let buffers = collect(&pipeline.by_name("sink").unwrap());
+    let bus = pipeline.bus().unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let mut messages = Vec::new();
+    let result = loop {
+        let Some(msg) = bus.timed_pop(WAIT) else {
+            break Err("no EOS".to_string());
+        };
+        match msg.view() {
+            gst::MessageView::Element(e) => {
+                if let Some(s) = e.structure() {
+                    messages.push(s.to_owned());
+                }
+            }
+            gst::MessageView::Eos(_) => break Ok(()),
+            gst::MessageView::Error(e) => {
+                break Err(format!(
+                    "{}: {} ({:?})",
+                    e.src().map(|s| s.name().to_string()).unwrap_or_default(),
+                    e.error(),
+                    e.debug()
+                ));
+            }
+            _ => {}
+        }
+    };
+    pipeline.set_state(gst::State::Null).unwrap();
+    result?;
+    Ok((buffers.try_iter().collect(), messages))
+}
+
+/// The buffers reaching `sink`, as they arrive.
+fn collect(sink: &gst::Element) -> mpsc::Receiver<gst::Buffer> {
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    sink.static_pad("sink")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if let Some(gst::PadProbeData::Buffer(b)) = &info.data {
+                let _ = tx.lock().unwrap().send(b.clone());
+            }
+            gst::PadProbeReturn::Ok
+        });
+    rx
+}
+
+fn results(buffers: &[gst::Buffer]) -> Vec<AnalysisResult> {
+    buffers
+        .iter()
+        .map(|b| AnalysisResult::from_buffer(b).expect("no meta").unwrap())
+        .collect()
+}
+
+#[test]
+fn meta_on_every_buffer() {
+    let _wd = common::begin("meta_on_every_buffer", 120);
+    let (buffers, messages) = run(
+        "videotestsrc num-buffers=30 pattern=ball ! video/x-raw,format=I420,width=160,height=120 ! \
+         parallelfilter workers=4 post-messages=true ! fakesink name=sink",
+    )
+    .unwrap();
+    assert_eq!(buffers.len(), 30);
+    let results = results(&buffers);
+    for (i, (r, b)) in results.iter().zip(&buffers).enumerate() {
+        assert_eq!(r.seq, i as u64);
+        assert_eq!(r.timestamp, b.pts());
+        assert_eq!(r.duration, b.duration());
+        assert!(r.worker < 4);
+        assert_eq!(
+            r.histogram.iter().map(|&n| n as u64).sum::<u64>(),
+            160 * 120
+        );
+        assert!(r.luma_min <= r.luma_max);
+        assert!((0.0..=1.0).contains(&r.luma_average));
+        assert!((0.0..=1.0).contains(&r.motion));
+    }
+    assert_eq!(results[0].motion, 0.0, "no previous frame");
+    assert!(
+        results[1..].iter().any(|r| r.motion > 0.0),
+        "the ball moves"
+    );
+    // The meta's structure has exactly the contract's fields.
+    let meta =
+        gst::meta::CustomMeta::from_buffer(&buffers[0], "GstParallelFilterAnalysisMeta").unwrap();
+    assert_eq!(meta.structure().name(), "parallelfilter-analysis");
+    assert_eq!(meta.structure().fields().count(), 13);
+    // Messages: the same results with the timing fields first, in order.
+    let messages: Vec<_> = messages
+        .iter()
+        .filter(|s| s.name() == "parallelfilter-analysis")
+        .collect();
+    assert_eq!(messages.len(), 30);
+    for (m, r) in messages.iter().zip(&results) {
+        let names: Vec<_> = m.fields().take(4).map(|f| f.as_str()).collect();
+        assert_eq!(
+            names,
+            ["timestamp", "stream-time", "running-time", "duration"]
+        );
+        let mut s = (*m).clone();
+        s.remove_fields(["stream-time", "running-time"]);
+        assert_eq!(&AnalysisResult::try_from(s.as_ref()).unwrap(), r);
+    }
+}
+
+/// videoanalyse's messages are `GstVideoAnalyse` with luma-average and
+/// luma-variance; ours carry the same fields. Both elements see the same
+/// frames; pairs are matched by timestamp.
+fn compare_with_videoanalyse(caps: &str, pattern: &str) {
+    let (_, messages) = run(&format!(
+        "videotestsrc num-buffers=6 pattern={pattern} ! {caps} ! videoanalyse ! \
+         parallelfilter workers=2 post-messages=true ! fakesink name=sink"
+    ))
+    .unwrap();
+    let mut theirs = BTreeMap::new();
+    let mut ours = BTreeMap::new();
+    for s in &messages {
+        let ts: u64 = s.get("timestamp").unwrap();
+        let pair = (
+            s.get::<f64>("luma-average").unwrap(),
+            s.get::<f64>("luma-variance").unwrap(),
+        );
+        match s.name().as_str() {
+            "GstVideoAnalyse" => theirs.insert(ts, pair),
+            "parallelfilter-analysis" => ours.insert(ts, pair),
+            _ => None,
+        };
+    }
+    assert_eq!(theirs.len(), 6, "{pattern}");
+    assert_eq!(
+        ours.keys().collect::<Vec<_>>(),
+        theirs.keys().collect::<Vec<_>>()
+    );
+    for (ts, (avg, var)) in &ours {
+        let (va, vv) = theirs[ts];
+        assert!(
+            (avg - va).abs() <= 1e-6,
+            "{pattern} {caps} average {avg} vs {va}"
+        );
+        assert!(
+            (var - vv).abs() <= 1e-6,
+            "{pattern} {caps} variance {var} vs {vv}"
+        );
+    }
+}
+
+#[test]
+fn agrees_with_videoanalyse() {
+    let _wd = common::begin("agrees_with_videoanalyse", 180);
+    // Odd sizes: strides are padded, chroma rounded up.
+    for caps in [
+        "video/x-raw,format=I420,width=321,height=241",
+        "video/x-raw,format=Y444,width=160,height=90",
+        "video/x-raw,format=Y41B,width=200,height=100",
+    ] {
+        for pattern in [
+            "smpte",
+            "snow",
+            "ball",
+            "zone-plate",
+            "gradient",
+            "checkers-8",
+        ] {
+            compare_with_videoanalyse(caps, pattern);
+        }
+    }
+}
+
+/// Luma statistics of one frame of `pattern` converted to `format`. The
+/// picture is painted in RGB, so every format is a conversion of the same
+/// in-gamut pixels (the YUV test patterns hold colours no RGB can show).
+fn stats_in(format: &str, pattern: &str) -> AnalysisResult {
+    let (buffers, _) = run(&format!(
+        "videotestsrc num-buffers=1 pattern={pattern} ! \
+         video/x-raw,format=RGB,width=320,height=240 ! videoconvert ! \
+         video/x-raw,format={format} ! parallelfilter ! fakesink name=sink"
+    ))
+    .unwrap_or_else(|e| panic!("{format}: {e}"));
+    assert_eq!(buffers.len(), 1);
+    results(&buffers).remove(0)
+}
+
+#[test]
+fn every_format_gives_the_same_luma_statistics() {
+    let _wd = common::begin("every_format", 300);
+    for pattern in ["smpte", "gradient", "zone-plate", "ball"] {
+        let reference = stats_in("I420", pattern);
+        // GRAY8 is left out: videoconvert makes it full range (0..255),
+        // and its luma is its samples as they are.
+        for format in FORMATS.iter().filter(|f| **f != "GRAY8") {
+            let r = stats_in(format, pattern);
+            // Y' of a pixel differs by at most one code value between
+            // videoconvert's fixed-point BT.601 matrix and ours. That moves
+            // the mean by at most 1/255, min and max by 1, and the variance
+            // by at most (2 x 127.5 + 1) / 255^2 < 0.004 (plus the same
+            // again when the truncated mean shifts by one).
+            let ctx = format!("{format} {pattern}: {r:?}\nvs I420 {reference:?}");
+            assert!(
+                (r.luma_average - reference.luma_average).abs() <= 1.0 / 255.0,
+                "{ctx}"
+            );
+            assert!(
+                (r.luma_variance - reference.luma_variance).abs() <= 0.008,
+                "{ctx}"
+            );
+            assert!(r.luma_min.abs_diff(reference.luma_min) <= 1, "{ctx}");
+            assert!(r.luma_max.abs_diff(reference.luma_max) <= 1, "{ctx}");
+            let total: u64 = r.histogram.iter().map(|&n| u64::from(n)).sum();
+            assert_eq!(total, 320 * 240, "{ctx}");
+        }
+    }
+}
+
+/// An I420 frame of one luma value, neutral chroma.
+fn flat_i420(w: usize, h: usize, y: u8, pts: u64) -> gst::Buffer {
+    let mut data = vec![y; w * h];
+    data.resize(w * h * 3 / 2, 128);
+    let mut b = gst::Buffer::from_mut_slice(data);
+    let b_mut = b.get_mut().unwrap();
+    b_mut.set_pts(gst::ClockTime::from_mseconds(pts * 40));
+    b_mut.set_duration(gst::ClockTime::from_mseconds(40));
+    b
+}
+
+#[test]
+fn scene_change_on_a_pattern_switch_with_a_live_threshold() {
+    let _wd = common::begin("scene_change", 120);
+    common::init();
+    let pipeline = gst::parse::launch(
+        "appsrc name=src format=time caps=video/x-raw,format=I420,width=64,height=48,framerate=25/1 ! \
+         parallelfilter name=pf workers=3 ! fakesink name=sink",
+    )
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let src = pipeline.by_name("src").unwrap();
+    let frames = collect(&pipeline.by_name("sink").unwrap());
+    let pf = pipeline.by_name("pf").unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    // black, black, white (switch), white | threshold raised | black
+    // (switch), black. The threshold is read when a frame starts
+    // processing, so it changes once the first four are out.
+    let lumas = [16u8, 16, 235, 235, 16, 16];
+    let mut results = Vec::new();
+    for (i, &y) in lumas.iter().enumerate() {
+        if i == 4 {
+            while results.len() < 4 {
+                let b = frames
+                    .recv_timeout(Duration::from_secs(WAIT.seconds()))
+                    .expect("a frame");
+                results.push(AnalysisResult::from_buffer(&b).unwrap().unwrap());
+            }
+            pf.set_property("scene-threshold", 0.9f64);
+        }
+        let ret =
+            src.emit_by_name::<gst::FlowReturn>("push-buffer", &[&flat_i420(64, 48, y, i as u64)]);
+        assert_eq!(ret, gst::FlowReturn::Ok);
+    }
+    let _ = src.emit_by_name::<gst::FlowReturn>("end-of-stream", &[]);
+    while results.len() < lumas.len() {
+        let b = frames
+            .recv_timeout(Duration::from_secs(WAIT.seconds()))
+            .expect("a frame");
+        results.push(AnalysisResult::from_buffer(&b).unwrap().unwrap());
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    let jump = (235.0 - 16.0) / 255.0;
+    let motion: Vec<f64> = results.iter().map(|r| r.motion).collect();
+    assert_eq!(motion, [0.0, 0.0, jump, 0.0, jump, 0.0]);
+    let scene: Vec<bool> = results.iter().map(|r| r.scene_change).collect();
+    assert_eq!(scene, [false, false, true, false, false, false]);
+}
+
+fn frame_bytes(buffer: &gst::Buffer) -> Vec<u8> {
+    buffer.map_readable().unwrap().to_vec()
+}
+
+#[test]
+fn overlay_draws_and_passthrough_does_not() {
+    let _wd = common::begin("overlay_draws", 300);
+    for format in FORMATS {
+        let source = format!(
+            "videotestsrc num-buffers=2 pattern=smpte ! \
+             video/x-raw,format={format},width=320,height=240 ! tee name=t ! \
+             queue ! parallelfilter processor=PROC ! fakesink name=sink \
+             t. ! queue ! fakesink"
+        );
+        let original = |proc: &str| {
+            let desc = source.replace("PROC", proc);
+            run(&desc).unwrap_or_else(|e| panic!("{format} {proc}: {e}"))
+        };
+        let (passed, _) = original("passthrough");
+        let (drawn, _) = original("overlay");
+        let (reference, _) = run(&format!(
+            "videotestsrc num-buffers=2 pattern=smpte ! \
+             video/x-raw,format={format},width=320,height=240 ! fakesink name=sink"
+        ))
+        .unwrap();
+        assert_eq!(passed.len(), 2);
+        assert_eq!(drawn.len(), 2);
+        for i in 0..2 {
+            let want = frame_bytes(&reference[i]);
+            assert_eq!(
+                frame_bytes(&passed[i]),
+                want,
+                "{format}: passthrough changed pixels"
+            );
+            let got = frame_bytes(&drawn[i]);
+            assert_eq!(got.len(), want.len());
+            let changed = got.iter().zip(&want).filter(|(a, b)| a != b).count();
+            assert!(
+                changed > 100,
+                "{format}: overlay changed only {changed} bytes"
+            );
+            assert!(AnalysisResult::from_buffer(&drawn[i]).is_some());
+        }
+    }
+}
+
+#[test]
+fn overlay_leaves_a_shared_input_untouched() {
+    let _wd = common::begin("overlay_shared", 120);
+    // The tee's other branch holds the same buffers: the overlay must draw
+    // on a copy.
+    let desc = "videotestsrc num-buffers=3 pattern=smpte ! \
+                video/x-raw,format=NV12,width=320,height=240 ! tee name=t ! \
+                queue ! parallelfilter processor=overlay ! fakesink \
+                t. ! queue ! fakesink name=sink";
+    let (seen, _) = run(desc).unwrap();
+    let (reference, _) = run("videotestsrc num-buffers=3 pattern=smpte ! \
+         video/x-raw,format=NV12,width=320,height=240 ! fakesink name=sink")
+    .unwrap();
+    assert_eq!(seen.len(), 3);
+    for (a, b) in seen.iter().zip(&reference) {
+        assert_eq!(frame_bytes(a), frame_bytes(b));
+    }
+}
+
+#[test]
+fn unsupported_format_fails_with_an_error_naming_it() {
+    let _wd = common::begin("unsupported_format", 60);
+    common::init();
+    let e = gst::ElementFactory::make("parallelfilter").build().unwrap();
+    let bus = gst::Bus::new();
+    e.set_bus(Some(&bus));
+    let mut h = gst_check::Harness::with_element(&e, Some("sink"), Some("src"));
+    h.play();
+    assert!(h.push_event(gst::event::StreamStart::new("s")));
+    let caps: gst::Caps = "video/x-raw,format=I420_10LE,width=64,height=48,framerate=25/1"
+        .parse()
+        .unwrap();
+    // Refused, though a sticky event counts as pushed once stored.
+    h.push_event(gst::event::Caps::new(&caps));
+    let msg = bus
+        .timed_pop_filtered(WAIT, &[gst::MessageType::Error])
+        .expect("an error message");
+    let gst::MessageView::Error(err) = msg.view() else {
+        unreachable!()
+    };
+    let text = err.error().to_string();
+    assert!(text.contains("I420_10LE"), "{text}");
+    assert!(text.contains("analyze"), "{text}");
+    // The caps query answers exactly the supported formats.
+    let allowed = e.static_pad("sink").unwrap().query_caps(None);
+    let formats: Vec<String> = allowed
+        .iter()
+        .flat_map(|s| {
+            s.get::<gst::List>("format")
+                .unwrap()
+                .iter()
+                .map(|v| v.get::<String>().unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(formats, FORMATS);
+    drop(h);
+}
