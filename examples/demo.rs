@@ -9,6 +9,10 @@
 //!
 //! Options: `--frames N` (200), `--workers N` (32), `--delay-min MS` (5),
 //! `--delay-max MS` (40), `--seed N` (42), `--quiet` (no per-frame lines).
+//!
+//! `--overlay [--out DIR]` instead runs `processor=overlay` on a moving ball
+//! that turns into colour bars halfway (a scene change) and writes PNG
+//! snapshots to DIR (`overlay-snapshots`).
 //! Exits with status 1 if a frame is missing or out of order.
 
 use std::process::ExitCode;
@@ -27,6 +31,8 @@ struct Options {
     delay_max_ms: u64,
     seed: u64,
     quiet: bool,
+    /// `--overlay`: the directory for the PNG snapshots.
+    overlay: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -38,12 +44,13 @@ impl Default for Options {
             delay_max_ms: 40,
             seed: 42,
             quiet: false,
+            overlay: None,
         }
     }
 }
 
 const USAGE: &str = "usage: demo [--frames N] [--workers N] [--delay-min MS] [--delay-max MS] \
-                     [--seed N] [--quiet]";
+                     [--seed N] [--quiet] | --overlay [--out DIR]";
 
 fn parse_args() -> Result<Options, String> {
     let mut opts = Options::default();
@@ -61,6 +68,14 @@ fn parse_args() -> Result<Options, String> {
             "--delay-max" => opts.delay_max_ms = value("--delay-max")?,
             "--seed" => opts.seed = value("--seed")?,
             "--quiet" | "-q" => opts.quiet = true,
+            "--overlay" => {
+                opts.overlay
+                    .get_or_insert_with(|| "overlay-snapshots".into());
+            }
+            "--out" => {
+                let dir = args.next().ok_or("--out needs a directory")?;
+                opts.overlay = Some(dir.into());
+            }
             "--help" | "-h" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -308,6 +323,64 @@ fn print_summary(opts: &Options, par: &Run, base: &Run) {
     );
 }
 
+/// Frames of the overlay demo; the pattern switches after half of them.
+const OVERLAY_FRAMES: u32 = 8;
+
+/// `processor=overlay` on 640x360 frames, every frame saved as a PNG.
+fn overlay_snapshots(dir: &std::path::Path, workers: u32) -> Result<u32, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let location = dir.join("overlay-%02d.png");
+    let description = format!(
+        "videotestsrc name=src num-buffers={OVERLAY_FRAMES} pattern=ball ! \
+         video/x-raw,format=I420,width=640,height=360,framerate=30/1 ! \
+         parallelfilter processor=overlay workers={workers} ! videoconvert ! pngenc ! \
+         multifilesink location=\"{}\"",
+        location.display()
+    );
+    let pipeline = gst::parse::launch(&description)
+        .map_err(|e| format!("cannot build the pipeline: {e}"))?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| "not a pipeline".to_string())?;
+    let src = pipeline.by_name("src").ok_or("no source")?;
+    // Switch the picture halfway: the next frame shows a scene change.
+    let count = std::sync::atomic::AtomicU32::new(0);
+    let weak = src.downgrade();
+    src.static_pad("src").ok_or("no source pad")?.add_probe(
+        gst::PadProbeType::BUFFER,
+        move |_, _| {
+            let n = count.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            if n == OVERLAY_FRAMES / 2
+                && let Some(src) = weak.upgrade()
+            {
+                src.set_property_from_str("pattern", "smpte");
+            }
+            gst::PadProbeReturn::Ok
+        },
+    );
+    let bus = pipeline.bus().ok_or("no bus")?;
+    pipeline
+        .set_state(gst::State::Playing)
+        .map_err(|_| "cannot start the pipeline".to_string())?;
+    let result = loop {
+        let Some(msg) = bus.timed_pop(gst::ClockTime::from_seconds(60)) else {
+            break Err("no EOS after 60 s".to_string());
+        };
+        match msg.view() {
+            gst::MessageView::Eos(..) => break Ok(OVERLAY_FRAMES),
+            gst::MessageView::Error(err) => {
+                break Err(format!(
+                    "{} ({})",
+                    err.error(),
+                    err.debug().unwrap_or_default()
+                ));
+            }
+            _ => {}
+        }
+    };
+    let _ = pipeline.set_state(gst::State::Null);
+    result
+}
+
 fn main() -> ExitCode {
     let opts = match parse_args() {
         Ok(opts) => opts,
@@ -323,6 +396,19 @@ fn main() -> ExitCode {
     if let Err(e) = gstparallel::plugin_register_static() {
         eprintln!("cannot register the parallel plugin: {e}");
         return ExitCode::FAILURE;
+    }
+
+    if let Some(dir) = &opts.overlay {
+        return match overlay_snapshots(dir, opts.workers) {
+            Ok(n) => {
+                println!("wrote {n} PNG snapshots to {}", dir.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("overlay: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
 
     println!(

@@ -180,8 +180,8 @@ fn sharpness_fraction(sharpness: f64) -> f64 {
 /// motion meter marks.
 pub fn draw(canvas: &mut Canvas, result: &AnalysisResult, threshold: f64) {
     let (w, h) = (canvas.width, canvas.height);
-    // One font pixel per 270 lines: 4 at 1080p, 1 at 240p.
-    let s = (h / 270).max(1);
+    // Font pixel size: 1 at 240p, 2 at 360p, 5 at 1080p.
+    let s = ((h + 100) / 200).max(1);
     let m = 4 * s;
     let line = 10 * s;
     let label = format!(
