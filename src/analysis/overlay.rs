@@ -161,8 +161,7 @@ impl<'a, 'b> Canvas<'a, 'b> {
         cx - x
     }
 
-    /// A horizontal meter: background, `fraction` (0..1) filled, and an
-    /// optional tick.
+    /// A horizontal meter: background, then `fraction` (0..1) of it filled.
     fn meter(&mut self, x: i64, y: i64, w: i64, h: i64, fraction: f64, colour: Rgb) {
         self.fill(x, y, w, h, BACKGROUND);
         let filled = (fraction.clamp(0.0, 1.0) * w as f64).round() as i64;

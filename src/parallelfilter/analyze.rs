@@ -150,7 +150,7 @@ fn run(frame: Frame, ctx: WorkCtx, draw: bool, threshold: f64) -> Result<Frame, 
         let previous = previous.as_ref().map(luma).transpose()?;
         kernel::analyze(&luma(&current)?, previous.as_ref())?
     };
-    // The previous frame was only read: let it go before any copy below.
+    // Done with the previous frame: release it before the drawing.
     drop(previous);
     let motion = sums.motion();
     let mut result = AnalysisResult {
