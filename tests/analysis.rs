@@ -196,6 +196,10 @@ fn agrees_with_videoanalyse() {
     }
 }
 
+const RGB_FORMATS: &[&str] = &[
+    "RGB", "BGR", "RGBA", "BGRA", "ARGB", "ABGR", "RGBx", "BGRx", "xRGB", "xBGR",
+];
+
 /// Luma statistics of one frame of `pattern` converted to `format`. The
 /// picture is painted in RGB, so every format is a conversion of the same
 /// in-gamut pixels (the YUV test patterns hold colours no RGB can show).
@@ -219,18 +223,28 @@ fn every_format_gives_the_same_luma_statistics() {
         // and its luma is its samples as they are.
         for format in FORMATS.iter().filter(|f| **f != "GRAY8") {
             let r = stats_in(format, pattern);
+            let ctx = format!("{format} {pattern}: {r:?}\nvs I420 {reference:?}");
+            if !RGB_FORMATS.contains(format) {
+                // videoconvert writes the same Y samples into every YUV
+                // layout: identical statistics.
+                assert_eq!(r.luma_average, reference.luma_average, "{ctx}");
+                assert_eq!(r.luma_variance, reference.luma_variance, "{ctx}");
+                assert_eq!(r.histogram, reference.histogram, "{ctx}");
+                assert_eq!(r.sharpness, reference.sharpness, "{ctx}");
+                continue;
+            }
             // Y' of a pixel differs by at most one code value between
             // videoconvert's fixed-point BT.601 matrix and ours. That moves
             // the mean by at most 1/255, min and max by 1, and the variance
-            // by at most (2 x 127.5 + 1) / 255^2 < 0.004 (plus the same
-            // again when the truncated mean shifts by one).
-            let ctx = format!("{format} {pattern}: {r:?}\nvs I420 {reference:?}");
+            // by at most (2 x 127.5 + 1) / 255^2 < 0.004. (Measured: 0.42
+            // code values on the mean, 2e-4 on the variance, min and max
+            // equal.)
             assert!(
                 (r.luma_average - reference.luma_average).abs() <= 1.0 / 255.0,
                 "{ctx}"
             );
             assert!(
-                (r.luma_variance - reference.luma_variance).abs() <= 0.008,
+                (r.luma_variance - reference.luma_variance).abs() <= 0.004,
                 "{ctx}"
             );
             assert!(r.luma_min.abs_diff(reference.luma_min) <= 1, "{ctx}");
@@ -404,4 +418,26 @@ fn unsupported_format_fails_with_an_error_naming_it() {
         .collect();
     assert_eq!(formats, FORMATS);
     drop(h);
+}
+
+#[test]
+fn short_buffer_is_a_processing_error() {
+    let _wd = common::begin("short_buffer", 60);
+    common::init();
+    let e = gst::ElementFactory::make("parallelfilter").build().unwrap();
+    let bus = gst::Bus::new();
+    e.set_bus(Some(&bus));
+    let mut h = gst_check::Harness::with_element(&e, Some("sink"), Some("src"));
+    h.set_src_caps_str("video/x-raw,format=I420,width=64,height=48,framerate=25/1");
+    // 10 bytes for a 64x48 I420 frame (4608 bytes).
+    let _ = h.push(gst::Buffer::from_slice(vec![0u8; 10]));
+    let msg = bus
+        .timed_pop_filtered(WAIT, &[gst::MessageType::Error])
+        .expect("an error message");
+    let gst::MessageView::Error(err) = msg.view() else {
+        unreachable!()
+    };
+    assert!(err.error().to_string().contains("#0"), "{}", err.error());
+    let debug = err.debug().map(|d| d.to_string()).unwrap_or_default();
+    assert!(debug.contains("map"), "{debug}");
 }
