@@ -533,13 +533,13 @@ fn not_linked_downstream_reaches_upstream_as_an_error() {
 fn unavailable_processor_fails_negotiation_with_a_clear_error() {
     let _wd = common::begin("unavailable", 60);
     let p = pipeline(
-        "videotestsrc num-buffers=3 ! parallelfilter name=pf processor=remote ! fakesink name=sink",
+        "videotestsrc num-buffers=3 ! parallelfilter name=pf processor=filter ! fakesink name=sink",
     );
     p.play();
     let err = p.wait_end().expect("an error");
     p.stop();
     assert_eq!(err.src.as_deref(), Some("pf"));
-    assert!(err.text.contains("remote"), "{}", err.text);
+    assert!(err.text.contains("filter"), "{}", err.text);
     let from_pf = p
         .error_sources
         .lock()
