@@ -124,6 +124,25 @@ impl Analyze {
     }
 }
 
+/// The analysis sums of a frame of `info`, against `previous` when given
+/// (for motion). Also used by `remote` for `payload=analysis`.
+pub(crate) fn luma_sums(
+    buffer: &gst::BufferRef,
+    previous: Option<&gst::BufferRef>,
+    info: &gst_video::VideoInfo,
+) -> Result<kernel::Sums, String> {
+    let current = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, info)
+        .map_err(|e| format!("cannot map {buffer:?} as {:?}: {e}", info.format()))?;
+    let previous = previous
+        .map(|p| {
+            gst_video::VideoFrameRef::from_buffer_ref_readable(p, info)
+                .map_err(|e| format!("cannot map previous frame {p:?}: {e}"))
+        })
+        .transpose()?;
+    let previous = previous.as_ref().map(luma).transpose()?;
+    kernel::analyze(&luma(&current)?, previous.as_ref())
+}
+
 /// The whole per-frame job, on a blocking-pool thread.
 fn run(frame: Frame, ctx: WorkCtx, draw: bool, threshold: f64) -> Result<Frame, String> {
     let start = Instant::now();
@@ -137,19 +156,7 @@ fn run(frame: Frame, ctx: WorkCtx, draw: bool, threshold: f64) -> Result<Frame, 
         .info
         .as_ref()
         .ok_or_else(|| format!("caps {} describe no video frame", stream.caps))?;
-    let sums = {
-        let current = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer.as_ref(), info)
-            .map_err(|e| format!("cannot map {buffer:?} as {:?}: {e}", info.format()))?;
-        let previous = previous
-            .as_ref()
-            .map(|p| {
-                gst_video::VideoFrameRef::from_buffer_ref_readable(p.as_ref(), info)
-                    .map_err(|e| format!("cannot map previous frame {p:?}: {e}"))
-            })
-            .transpose()?;
-        let previous = previous.as_ref().map(luma).transpose()?;
-        kernel::analyze(&luma(&current)?, previous.as_ref())?
-    };
+    let sums = luma_sums(&buffer, previous.as_deref(), info)?;
     // Done with the previous frame: release it before the drawing.
     drop(previous);
     let motion = sums.motion();
