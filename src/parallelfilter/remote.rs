@@ -806,36 +806,6 @@ pub const ANALYSIS_FIELDS: &[&str] = &[
     "scene-change",
 ];
 
-/// Luma as BT.601 studio range for RGB, the Y plane otherwise.
-fn luma(buffer: &gst::BufferRef, info: &gst_video::VideoInfo) -> Result<Vec<u8>, String> {
-    let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, info)
-        .map_err(|_| "cannot map the frame".to_string())?;
-    let finfo = info.format_info();
-    let (w, h) = (info.width() as usize, info.height() as usize);
-    let stride = frame.plane_stride()[0] as usize;
-    let data = frame
-        .plane_data(0)
-        .map_err(|_| "cannot read plane 0".to_string())?;
-    let mut y = Vec::with_capacity(w * h);
-    let ps = finfo.pixel_stride()[0] as usize;
-    let off = finfo.poffset();
-    for r in 0..h {
-        let line = data
-            .get(r * stride..r * stride + w * ps)
-            .ok_or("frame shorter than its caps say")?;
-        if finfo.is_rgb() {
-            let (ro, go, bo) = (off[0] as usize, off[1] as usize, off[2] as usize);
-            y.extend(line.chunks_exact(ps).map(|p| {
-                let v = 66 * u32::from(p[ro]) + 129 * u32::from(p[go]) + 25 * u32::from(p[bo]);
-                (((v + 128) >> 8) + 16) as u8
-            }));
-        } else {
-            y.extend(line.iter().step_by(ps));
-        }
-    }
-    Ok(y)
-}
-
 /// `payload=analysis` features: from the `GstParallelFilterAnalysisMeta`
 /// when an `analyze` ran before, else computed here on luma.
 fn analysis_tensor(
@@ -865,55 +835,20 @@ fn analysis_tensor(
             v.push(x as f32);
         }
     } else {
-        let y = luma(buffer, info)?;
-        let (w, h) = (info.width() as usize, info.height() as usize);
-        let n = y.len().max(1) as f64;
-        let mean = y.iter().map(|&p| f64::from(p)).sum::<f64>() / n;
-        let var = y
-            .iter()
-            .map(|&p| (f64::from(p) - mean).powi(2))
-            .sum::<f64>()
-            / n;
-        let (min, max) = y
-            .iter()
-            .fold((255u8, 0u8), |(lo, hi), &p| (lo.min(p), hi.max(p)));
-        let mut lap = Vec::new();
-        for r in 1..h.saturating_sub(1) {
-            for c in 1..w.saturating_sub(1) {
-                let at = |rr: usize, cc: usize| f64::from(y[rr * w + cc]);
-                lap.push(
-                    at(r - 1, c) + at(r + 1, c) + at(r, c - 1) + at(r, c + 1) - 4.0 * at(r, c),
-                );
-            }
-        }
-        let ln = lap.len().max(1) as f64;
-        let lmean = lap.iter().sum::<f64>() / ln;
-        let sharpness = lap.iter().map(|x| (x - lmean).powi(2)).sum::<f64>() / ln;
-        let motion = match previous.map(|p| luma(p, info)) {
-            Some(Ok(py)) if py.len() == y.len() => {
-                y.iter()
-                    .zip(&py)
-                    .map(|(a, b)| f64::from(a.abs_diff(*b)))
-                    .sum::<f64>()
-                    / n
-                    / 255.0
-            }
-            _ => 0.0,
-        };
+        // The same kernel and definitions as processor=analyze, so the
+        // features do not depend on whether an analyze ran upstream.
+        let sums = super::analyze::luma_sums(buffer, previous.map(|p| p.as_ref()), info)?;
+        let motion = sums.motion();
         v.extend([
-            (mean / 255.0) as f32,
-            (var / (255.0 * 255.0)) as f32,
-            f32::from(min),
-            f32::from(max),
-            sharpness as f32,
+            sums.luma_average() as f32,
+            sums.luma_variance() as f32,
+            f32::from(sums.luma_min()),
+            f32::from(sums.luma_max()),
+            sums.sharpness() as f32,
             motion as f32,
             f32::from(u8::from(motion > scene_threshold)),
         ]);
-        let mut hist = [0u32; 16];
-        for &p in &y {
-            hist[usize::from(p >> 4)] += 1;
-        }
-        v.extend(hist.iter().map(|&x| x as f32));
+        v.extend(sums.histogram16().iter().map(|&x| x as f32));
     }
     Ok(Tensor {
         datatype: "FP32",
