@@ -193,7 +193,7 @@ impl Settings {
                         n => n as usize,
                     },
                     timeout: (self.timeout > 0).then(|| Duration::from_nanos(self.timeout)),
-                    scene_threshold: self.scene_threshold.get(),
+                    scene_threshold: self.scene_threshold.clone(),
                 };
                 Some(Arc::new(remote::Remote::new(config, rt)?))
             }

@@ -70,7 +70,7 @@ pub struct Config {
     pub max_per_server: usize,
     /// The element's `timeout`: the whole budget of a frame, retries included.
     pub timeout: Option<Duration>,
-    pub scene_threshold: f64,
+    pub scene_threshold: super::analyze::SceneThreshold,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -887,7 +887,7 @@ impl Processor<Frame> for Remote {
                         let (b, p, th) = (
                             buffer.clone(),
                             previous.clone(),
-                            inner.config.scene_threshold,
+                            inner.config.scene_threshold.get(),
                         );
                         tokio::task::spawn_blocking(move || {
                             analysis_tensor(&b, p.as_ref(), &info, th)
