@@ -1,0 +1,202 @@
+// SPDX-License-Identifier: MPL-2.0
+//! Benchmarks of `parallelfilter` against its references, measured side by
+//! side in one run.
+//!
+//! `cargo run --release --example bench -- [SCENARIO...] [--quick] [--rounds N] [--out DIR]`
+//!
+//! Every scenario runs its measurement and its reference alternately,
+//! `--rounds` times, and reports medians and ratios. The table goes to
+//! stdout; `DIR/results.json` and `DIR/scaling.svg` (default
+//! `bench-results/`) hold the figures and the scaling curves. `--quick` is a
+//! smoke run (CI): few frames, one round, targets not judged.
+//!
+//! Scenarios: see `SCENARIOS` below, or `--list`. A scenario lives in its own
+//! module with a `run(&Ctx, &mut Output) -> Result<(), Fail>`; add it to
+//! `SCENARIOS` to make it runnable.
+
+mod analysis;
+mod common;
+mod cpu;
+mod latency;
+mod memory;
+mod overhead;
+mod report;
+mod roundrobin;
+mod scaling;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+pub use common::{Ctx, Fail, Output, Row, Series};
+
+type ScenarioFn = fn(&Ctx, &mut Output) -> Result<(), Fail>;
+
+/// Name, issue letter, what it measures, function.
+const SCENARIOS: &[(&str, &str, &str, ScenarioFn)] = &[
+    (
+        "overhead",
+        "a",
+        "cost per small buffer: passthrough vs queue vs identity",
+        overhead::run,
+    ),
+    (
+        "latency-scaling",
+        "b",
+        "delay 20 ms, workers 1..256: frames/s vs workers / 20 ms",
+        scaling::run,
+    ),
+    (
+        "cpu-scaling",
+        "c",
+        "analyze and gaussianblur at 1280x720, workers 1..cores vs serial",
+        cpu::run_scaling,
+    ),
+    (
+        "latency",
+        "d",
+        "live 30 fps through passthrough: p50/p99 added latency vs queue",
+        latency::run,
+    ),
+    (
+        "memory",
+        "e",
+        "peak RSS at 3840x2160, max-size-buffers=8 behind a slow delay",
+        memory::run,
+    ),
+    (
+        "roundrobin",
+        "f",
+        "roundrobin + N branches + funnel vs parallelfilter: rate and order",
+        roundrobin::run,
+    ),
+    (
+        "analysis",
+        "g",
+        "analyze vs videoanalyse per 1920x1080 I420 frame",
+        analysis::run,
+    ),
+    (
+        "filter",
+        "h",
+        "gaussianblur 1280x720: serial vs filter=gaussianblur workers 1 and 2",
+        cpu::run_filter,
+    ),
+];
+
+const USAGE: &str = "usage: bench [SCENARIO...] [--quick] [--rounds N] [--out DIR] [--list]";
+
+struct Options {
+    scenarios: Vec<&'static str>,
+    quick: bool,
+    rounds: Option<usize>,
+    out: PathBuf,
+}
+
+fn parse_args(args: &[String]) -> Result<Options, String> {
+    let mut opts = Options {
+        scenarios: Vec::new(),
+        quick: false,
+        rounds: None,
+        out: PathBuf::from("bench-results"),
+    };
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--quick" => opts.quick = true,
+            "--rounds" => {
+                let n = it
+                    .next()
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .filter(|&n| n > 0)
+                    .ok_or("--rounds needs a positive number")?;
+                opts.rounds = Some(n);
+            }
+            "--out" => opts.out = PathBuf::from(it.next().ok_or("--out needs a directory")?),
+            "--list" => {
+                for (name, letter, what, _) in SCENARIOS {
+                    println!("{letter}. {name:16} {what}");
+                }
+                std::process::exit(0);
+            }
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            name => {
+                let found = SCENARIOS
+                    .iter()
+                    .find(|(n, letter, _, _)| *n == name || *letter == name)
+                    .ok_or_else(|| format!("unknown scenario or option '{name}'\n{USAGE}"))?;
+                if !opts.scenarios.contains(&found.0) {
+                    opts.scenarios.push(found.0);
+                }
+            }
+        }
+    }
+    if opts.scenarios.is_empty() {
+        opts.scenarios = SCENARIOS.iter().map(|s| s.0).collect();
+    }
+    Ok(opts)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(memory::CHILD_FLAG) {
+        return memory::child(&args[1..]);
+    }
+    let opts = match parse_args(&args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = common::init() {
+        eprintln!("cannot initialise GStreamer: {e}");
+        return ExitCode::FAILURE;
+    }
+    let ctx = Ctx::new(opts.quick, opts.rounds);
+    let machine = report::Machine::probe();
+    eprintln!(
+        "bench: {} rounds{}, {} cores, load {}",
+        ctx.rounds,
+        if ctx.quick { " (quick)" } else { "" },
+        ctx.cores,
+        machine.load_start
+    );
+    let mut out = Output::default();
+    let mut failed = false;
+    let started = Instant::now();
+    for name in &opts.scenarios {
+        let Some((name, letter, what, run)) = SCENARIOS.iter().find(|s| s.0 == *name) else {
+            continue;
+        };
+        eprintln!("== {letter}. {name}: {what}");
+        let t = Instant::now();
+        match run(&ctx, &mut out) {
+            Ok(()) => eprintln!("   done in {:.1} s", t.elapsed().as_secs_f64()),
+            Err(Fail::Skipped(why)) => {
+                eprintln!("   skipped: {why}");
+                out.skipped.push((name.to_string(), why));
+            }
+            Err(Fail::Error(why)) => {
+                eprintln!("   FAILED: {why}");
+                out.skipped
+                    .push((name.to_string(), format!("failed: {why}")));
+                failed = true;
+            }
+        }
+    }
+    let machine = machine.finish(started.elapsed());
+    print!("{}", report::table(&out, &ctx, &machine));
+    if let Err(e) = report::write_files(&opts.out, &out, &ctx, &machine) {
+        eprintln!("cannot write results to {}: {e}", opts.out.display());
+        failed = true;
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
