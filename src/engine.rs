@@ -240,7 +240,9 @@ struct Shared<T, M, E> {
     next_pos: u64,
     /// Sequence number of the next frame.
     next_seq: u64,
-    slots: BTreeMap<u64, Slot<T, M, E>>,
+    /// Boxed: B-tree nodes shift their values on removal, and a slot is
+    /// hundreds of bytes.
+    slots: BTreeMap<u64, Box<Slot<T, M, E>>>,
     /// Positions of frames no worker has started, oldest first.
     queued: VecDeque<u64>,
     frames: usize,
@@ -248,8 +250,11 @@ struct Shared<T, M, E> {
     items: usize,
     /// Processed frames waiting for release.
     done: usize,
-    /// Producers blocked in submit or wait_released.
+    /// Producers blocked in submit or wait_released: the waiters on `room`.
     blocked: usize,
+    /// Consumers waiting in pop: the waiters on `ready`. Notifying only
+    /// when someone waits saves a futex syscall per frame on each side.
+    waiting_consumers: usize,
     /// Frames popped but not yet reported by [`Engine::frame_left`]: the
     /// consumer is pushing them, so they still count as inside.
     leaving: usize,
@@ -280,13 +285,13 @@ impl<T, M, E> Shared<T, M, E> {
         self.next_seq += 1;
         self.slots.insert(
             pos,
-            Slot::Frame {
+            Box::new(Slot::Frame {
                 seq,
                 tag,
                 bytes,
                 admitted: Instant::now(),
                 state: FrameState::Queued(frame),
-            },
+            }),
         );
         self.queued.push_back(pos);
         self.frames += 1;
@@ -301,7 +306,7 @@ impl<T, M, E> Shared<T, M, E> {
         let Some(pos) = self.queued.pop_front() else {
             return false;
         };
-        if let Some(Slot::Frame { bytes, .. }) = self.slots.remove(&pos) {
+        if let Some(Slot::Frame { bytes, .. }) = self.slots.remove(&pos).map(|b| *b) {
             self.frames -= 1;
             self.bytes -= bytes;
         }
@@ -331,7 +336,7 @@ impl<T, M, E> Shared<T, M, E> {
             return None;
         }
         for (&pos, slot) in &self.slots {
-            match slot {
+            match &**slot {
                 Slot::Item(_) => return None,
                 Slot::Frame {
                     state: FrameState::Done { .. },
@@ -344,7 +349,7 @@ impl<T, M, E> Shared<T, M, E> {
     }
 
     fn release(&mut self, pos: u64) -> Option<Output<T, M, E>> {
-        match self.slots.remove(&pos)? {
+        match *self.slots.remove(&pos)? {
             Slot::Item(item) => {
                 self.items -= 1;
                 Some(Output::Item { pos, item })
@@ -391,7 +396,7 @@ impl<T, M, E> Shared<T, M, E> {
 
     fn reorder_depth(&self) -> usize {
         let head_done = matches!(
-            self.slots.first_key_value(),
+            self.slots.first_key_value().map(|(k, v)| (k, &**v)),
             Some((
                 _,
                 Slot::Frame {
@@ -404,7 +409,7 @@ impl<T, M, E> Shared<T, M, E> {
     }
 
     /// Empties the table; returns it so the caller drops frames unlocked.
-    fn clear(&mut self) -> BTreeMap<u64, Slot<T, M, E>> {
+    fn clear(&mut self) -> BTreeMap<u64, Box<Slot<T, M, E>>> {
         // Flushed frames count as dropped, so frames-in always equals
         // frames-out + dropped + in-flight.
         self.counters.dropped += self.frames as u64;
@@ -523,6 +528,7 @@ where
                 items: 0,
                 done: 0,
                 blocked: 0,
+                waiting_consumers: 0,
                 leaving: 0,
                 leaving_bytes: 0,
                 config,
@@ -639,7 +645,7 @@ where
         }
         let pos = s.next_pos;
         s.next_pos += 1;
-        s.slots.insert(pos, Slot::Item(item));
+        s.slots.insert(pos, Box::new(Slot::Item(item)));
         s.items += 1;
         let head = s.slots.first_key_value().map(|(k, _)| *k) == Some(pos);
         let generation = s.generation;
@@ -697,15 +703,20 @@ where
             if let Some(pos) = s.next_release()
                 && let Some(out) = s.release(pos)
             {
+                let wake = s.blocked > 0;
                 drop(s);
-                self.inner.room.notify_all();
+                if wake {
+                    self.inner.room.notify_all();
+                }
                 return Ok(out);
             }
+            s.waiting_consumers += 1;
             s = self
                 .inner
                 .ready
                 .wait(s)
                 .unwrap_or_else(PoisonError::into_inner);
+            s.waiting_consumers -= 1;
         }
     }
 
@@ -717,8 +728,9 @@ where
             return Err(halt);
         }
         let out = s.next_release().and_then(|pos| s.release(pos));
+        let wake = s.blocked > 0;
         drop(s);
-        if out.is_some() {
+        if out.is_some() && wake {
             self.inner.room.notify_all();
         }
         Ok(out)
@@ -799,9 +811,12 @@ where
         } else {
             c.dropped += 1;
         }
+        let wake = s.blocked > 0;
         drop(s);
         // Its place is free now.
-        self.inner.room.notify_all();
+        if wake {
+            self.inner.room.notify_all();
+        }
     }
 
     pub fn stats(&self) -> Stats {
@@ -858,6 +873,10 @@ where
 impl<T, M, E> Inner<T, M, E> {
     /// Leaves the pool if the worker count dropped below this id.
     fn retire(&self, id: usize) -> bool {
+        // Checked again under the lock, which spawn_workers holds.
+        if id < *self.target.borrow() {
+            return false;
+        }
         let mut s = lock(&self.shared);
         if id >= *self.target.borrow() {
             s.alive[id] = false;
@@ -873,7 +892,7 @@ impl<T, M, E> Inner<T, M, E> {
         }
         let pos = s.queued.pop_front()?;
         let (generation, timeout) = (s.generation, s.config.timeout);
-        match s.slots.get_mut(&pos) {
+        match s.slots.get_mut(&pos).map(|b| &mut **b) {
             Some(Slot::Frame { state, seq, .. }) => {
                 match std::mem::replace(state, FrameState::Processing) {
                     FrameState::Queued(frame) => Some(Job {
@@ -908,7 +927,7 @@ impl<T, M, E> Inner<T, M, E> {
             drop(result);
             return;
         }
-        let Some(Slot::Frame { state, .. }) = s.slots.get_mut(&pos) else {
+        let Some(Slot::Frame { state, .. }) = s.slots.get_mut(&pos).map(|b| &mut **b) else {
             return;
         };
         *state = FrameState::Done {
@@ -926,7 +945,8 @@ impl<T, M, E> Inner<T, M, E> {
         if let Some(n) = c.per_worker.get_mut(worker) {
             *n += 1;
         }
-        let wake = !s.config.ordered || s.slots.first_key_value().map(|(k, _)| *k) == Some(pos);
+        let wake = s.waiting_consumers > 0
+            && (!s.config.ordered || s.slots.first_key_value().map(|(k, _)| *k) == Some(pos));
         drop(s);
         if wake {
             self.ready.notify_one();
@@ -943,7 +963,7 @@ type Blocked<T> = tokio::task::JoinHandle<std::thread::Result<Result<T, String>>
 async fn run_work<T: Send + 'static>(
     work: Work<T>,
     timeout: Option<Duration>,
-    mut generation: watch::Receiver<u64>,
+    generation: &watch::Sender<u64>,
     job_generation: u64,
 ) -> (Option<Result<T, ProcessError>>, Option<Blocked<T>>) {
     let timed = |d: Duration| ProcessError::TimedOut(d);
@@ -968,6 +988,9 @@ async fn run_work<T: Send + 'static>(
             }
         }
         Work::Async(fut) => {
+            // Subscribed only here: a flush since the job was taken is seen
+            // at once, as wait_for checks the current value first.
+            let mut generation = generation.subscribe();
             let fut = AssertUnwindSafe(fut).catch_unwind();
             let fut = async move {
                 match timeout {
@@ -1022,15 +1045,14 @@ where
         let started = Instant::now();
         let processor = inner.processor.clone();
         let frame = job.frame;
-        let (outcome, abandoned) = match catch_unwind(AssertUnwindSafe(move || {
-            processor.process(frame, ctx)
-        })) {
-            Ok(work) => run_work(work, timeout, inner.generation.subscribe(), job_generation).await,
-            Err(payload) => (
-                Some(Err(ProcessError::Panicked(panic_message(payload)))),
-                None,
-            ),
-        };
+        let (outcome, abandoned) =
+            match catch_unwind(AssertUnwindSafe(move || processor.process(frame, ctx))) {
+                Ok(work) => run_work(work, timeout, &inner.generation, job_generation).await,
+                Err(payload) => (
+                    Some(Err(ProcessError::Panicked(panic_message(payload)))),
+                    None,
+                ),
+            };
         if let Some(result) = outcome {
             inner.complete(job.pos, job_generation, id, result, started.elapsed());
         }

@@ -424,6 +424,49 @@ fn halt_reaches_blocked_producer() {
     assert_eq!(e.submit_item(1), Err(gst::FlowError::NotLinked));
 }
 
+/// Notifications are skipped when nobody waits: with one frame of room
+/// both sides block and wake thousands of times, so a lost wakeup hangs
+/// (and the watchdog fails the test).
+#[test]
+fn producer_and_consumer_hand_off_at_a_bound_of_one() {
+    let _wd = common::begin("hand_off", 120);
+    const FRAMES: u64 = 20_000;
+    for workers in [1, 2] {
+        let e = Arc::new(engine(config(workers, 1), |f: u64, _ctx: WorkCtx| {
+            Work::Ready(Ok(f))
+        }));
+        let producer = {
+            let e = e.clone();
+            thread::spawn(move || {
+                for f in 0..FRAMES {
+                    e.submit_frame(f, (), 1).unwrap();
+                    if f % 64 == 0 {
+                        e.submit_item(f).unwrap();
+                    }
+                }
+            })
+        };
+        let mut next = 0;
+        while next < FRAMES {
+            match pop(&e) {
+                Out::Frame(f) => {
+                    assert_eq!(f, next);
+                    next += 1;
+                }
+                Out::Item(i) => assert_eq!(i + 1, next, "item {i} out of place"),
+                Out::Failed(err) => panic!("{err}"),
+            }
+        }
+        producer.join().unwrap();
+        let s = e.stats();
+        assert_eq!(
+            (s.frames_in, s.frames_out, s.in_flight),
+            (FRAMES, FRAMES, 0)
+        );
+        assert_eq!(s.max_in_flight, 1);
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Input {
     Frame { delay_us: u64 },
