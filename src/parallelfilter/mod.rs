@@ -19,6 +19,7 @@ mod frame;
 mod imp;
 mod processors;
 mod remote;
+mod timer;
 
 pub use custom::{CustomProcessor, FrameContext, PROCESS_FRAME_SIGNAL};
 pub use frame::{Frame, StreamInfo};

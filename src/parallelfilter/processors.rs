@@ -56,7 +56,7 @@ impl<T: Send + 'static> Processor<T> for Delay {
         if d.is_zero() {
             return Work::Ready(Ok(frame));
         }
-        Work::Async(tokio::time::sleep(d).map(move |_| Ok(frame)).boxed())
+        Work::Async(super::timer::sleep(d).map(move |_| Ok(frame)).boxed())
     }
 }
 
