@@ -83,7 +83,7 @@ fn report_scaling(
     let serial = median(&samples[0]);
     out.rows.push(Row::new(
         name,
-        format!("{what}: {serial_name}"),
+        format!("{what}: serial ({serial_name})"),
         &samples[0],
         "frames/s",
     ));
@@ -92,6 +92,11 @@ fn report_scaling(
         let s = speedups(samples, i + 1);
         let speedup = median(&s);
         let ideal = (*w).min(ctx.cores) as f64;
+        curve.push((*w as f64, speedup));
+        if samples[i + 1] == samples[0] {
+            // The serial run itself (analyze workers=1).
+            continue;
+        }
         out.rows.push(
             Row::new(
                 name,
@@ -106,7 +111,6 @@ fn report_scaling(
                 speedup >= 0.95 * ideal,
             ),
         );
-        curve.push((*w as f64, speedup));
     }
     out.series.push(Series {
         chart: "cpu",
@@ -125,7 +129,7 @@ pub fn run_scaling(ctx: &Ctx, out: &mut Output) -> Result<(), Fail> {
     let mut skipped = vec![];
     match require_processor("analyze", "", "I420") {
         Ok(()) => {
-            let frames = ctx.pick(200, 10);
+            let frames = ctx.pick(600, 10);
             let src = source("I420", 1280, 720, frames);
             let par =
                 |w: usize| format!("{src} ! parallelfilter processor=analyze workers={w} ! {SINK}");
