@@ -404,7 +404,14 @@ where
         .x_desc("workers")
         .y_desc("speed-up")
         .x_labels(max_x as usize + 1)
-        .x_label_formatter(&|x| format!("{x:.0}"))
+        // Whole worker counts only: the mesh may put ticks between them.
+        .x_label_formatter(&|x| {
+            if (x - x.round()).abs() < 1e-6 {
+                format!("{x:.0}")
+            } else {
+                String::new()
+            }
+        })
         .draw()?;
     draw_series(&mut chart, series)
 }
