@@ -48,6 +48,24 @@ pub(crate) trait FrameProcessor: Processor<Frame> {
         None
     }
 
+    /// Answers a CAPS query on the element's pad of `direction` for a
+    /// processor whose output caps differ from its input caps; `None`:
+    /// answered from [`FrameProcessor::caps`] as if src caps were sink
+    /// caps. A processor answering them also answers ACCEPT_CAPS on the
+    /// sink pad, and ALLOCATION queries are not forwarded downstream (its
+    /// buffers are not upstream's).
+    fn query_caps(
+        &self,
+        _direction: gst::PadDirection,
+        _filter: Option<&gst::Caps>,
+    ) -> Option<gst::Caps> {
+        None
+    }
+
+    /// Called once at start, before any data, with the element: for
+    /// processors that ask its pads' peers.
+    fn attach(&self, _element: &gst::Element) {}
+
     /// Checks caps arriving on the sink pad and returns the caps to push on
     /// the src pad. An error is posted as is and fails negotiation.
     fn set_caps(&self, caps: &gst::Caps) -> Result<gst::Caps, gst::ErrorMessage> {

@@ -15,6 +15,7 @@ use gst::subclass::prelude::*;
 
 use super::analyze::{Analyze, SceneThreshold};
 use super::custom::{self, CustomProcessor, PROCESS_FRAME_SIGNAL, SignalProcessor};
+use super::filter::{self, Filter};
 use super::frame::{Frame, SharedProcessor, StreamInfo};
 use super::processors::{Delay, Passthrough};
 use super::remote;
@@ -178,6 +179,16 @@ impl Settings {
                 self.processor,
                 self.scene_threshold.clone(),
             ))),
+            ProcessorKind::Filter => {
+                let Some(description) = self.filter.as_deref() else {
+                    return Err(gst::error_msg!(
+                        gst::CoreError::Failed,
+                        ("processor=filter needs the filter property (a gst-launch description)")
+                    ));
+                };
+                // One instance per worker up front; more when workers grows.
+                Some(Arc::new(Filter::new(description, self.workers as usize)?))
+            }
             // Without a Rust processor the element makes the signal one.
             ProcessorKind::Custom => self.custom.as_ref().map(CustomProcessor::shared),
             ProcessorKind::Remote => {
@@ -325,6 +336,7 @@ impl ParallelFilter {
             _ => settings.processor()?,
         };
         let processor: SharedProcessor = processor.unwrap_or_else(|| Arc::new(Passthrough));
+        processor.attach(self.obj().upcast_ref());
         let engine = Engine::new(settings.engine_config(), processor.clone(), handle);
         gst::info!(
             CAT,
@@ -695,7 +707,7 @@ impl ParallelFilter {
                 "Processor '{}' is not available in this build",
                 processor.nick()
             ),
-            ["available processors: passthrough, delay, analyze, overlay, custom, remote"]
+            ["available processors: passthrough, delay, analyze, overlay, filter, custom, remote"]
         );
     }
 
@@ -869,6 +881,10 @@ impl ParallelFilter {
                 gst::debug!(CAT, obj = pad, "Flushing, not forwarding {query:?}");
                 return false;
             }
+            if query.type_() == gst::QueryType::Allocation && self.transforms_caps() {
+                // Downstream's answer is for other caps than upstream's.
+                return false;
+            }
             return self.srcpad.peer_query(query);
         }
         if let Some(answered) = self.caps_query(&self.srcpad, query) {
@@ -877,13 +893,56 @@ impl ParallelFilter {
         gst::Pad::query_default(pad, Some(&*self.obj()), query)
     }
 
-    /// A CAPS query when the processor restricts the caps: what the peer
-    /// of `other` accepts, within the processor's caps.
+    /// Whether the processor answers caps queries itself (its output caps
+    /// are not its input caps).
+    fn transforms_caps(&self) -> bool {
+        self.hooks().is_some_and(|h| {
+            h.query_caps(gst::PadDirection::Src, Some(&gst::Caps::new_empty()))
+                .is_some()
+        })
+    }
+
+    /// A CAPS query when the processor restricts or transforms the caps:
+    /// the processor's answer, or what the peer of `other` accepts within
+    /// the processor's caps. ACCEPT_CAPS on the sink pad of a processor that
+    /// transforms caps: whether they are within its CAPS answer.
     fn caps_query(&self, other: &gst::Pad, query: &mut gst::QueryRef) -> Option<bool> {
+        let direction = if other == &self.srcpad {
+            gst::PadDirection::Sink
+        } else {
+            gst::PadDirection::Src
+        };
+        if let gst::QueryViewMut::AcceptCaps(q) = query.view_mut() {
+            if direction != gst::PadDirection::Sink {
+                return None;
+            }
+            let caps = q.caps_owned();
+            let allowed = self.hooks()?.query_caps(direction, Some(&caps))?;
+            q.set_result(caps.is_subset(&allowed));
+            return Some(true);
+        }
         let gst::QueryViewMut::Caps(q) = query.view_mut() else {
             return None;
         };
-        let caps = self.hooks()?.caps()?;
+        let Some(hooks) = self.hooks() else {
+            if !lock(&self.settings).processor.changes_caps() {
+                return None;
+            }
+            // Not started yet: anything the template allows, not the other
+            // side's caps, so that linking works before the chain exists.
+            let template = gst::Caps::builder("video/x-raw").build();
+            let caps = match q.filter() {
+                Some(f) => f.intersect_with_mode(&template, gst::CapsIntersectMode::First),
+                None => template,
+            };
+            q.set_result(&caps);
+            return Some(true);
+        };
+        if let Some(caps) = hooks.query_caps(direction, q.filter_owned().as_ref()) {
+            q.set_result(&caps);
+            return Some(true);
+        }
+        let caps = hooks.caps()?;
         let filter = match q.filter() {
             Some(filter) => filter.intersect_with_mode(&caps, gst::CapsIntersectMode::First),
             None => caps.clone(),
@@ -1325,8 +1384,13 @@ impl ObjectImpl for ParallelFilter {
                     .ok()
                     .flatten()
                     .filter(|f| !f.trim().is_empty());
-                if settings.filter.is_some() {
+                if let Some(description) = settings.filter.clone() {
                     settings.processor = ProcessorKind::Filter;
+                    // Parsed once now for an early hint; start fails for good.
+                    if let Err(err) = filter::check(&description) {
+                        gst::warning!(CAT, imp = self, "{err}");
+                        glib::g_warning!("parallelfilter", "{err}");
+                    }
                 }
             }
             PROP_SCENE_THRESHOLD => {

@@ -15,6 +15,7 @@ use gst::prelude::*;
 
 pub(crate) mod analyze;
 mod custom;
+mod filter;
 mod frame;
 mod imp;
 mod processors;
@@ -103,7 +104,7 @@ pub enum ProcessorKind {
     #[enum_value(name = "Overlay: analysis drawn onto the frame", nick = "overlay")]
     Overlay = 3,
     #[enum_value(
-        name = "Filter: N instances of the filter description (not available yet)",
+        name = "Filter: N instances of the filter description",
         nick = "filter"
     )]
     Filter = 4,
@@ -125,9 +126,16 @@ impl ProcessorKind {
                 | ProcessorKind::Delay
                 | ProcessorKind::Analyze
                 | ProcessorKind::Overlay
+                | ProcessorKind::Filter
                 | ProcessorKind::Custom
                 | ProcessorKind::Remote
         )
+    }
+
+    /// Whether the output caps can differ from the input caps, so caps
+    /// must not be proxied from one pad to the other.
+    pub fn changes_caps(self) -> bool {
+        self == ProcessorKind::Filter
     }
 
     pub fn nick(self) -> &'static str {

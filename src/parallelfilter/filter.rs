@@ -1,0 +1,655 @@
+// SPDX-License-Identifier: MPL-2.0
+//! The `filter` processor: N instances of a gst-launch description, one per
+//! busy worker, each a private pipeline driven synchronously.
+//!
+//! An instance is the parsed chain in its own clockless pipeline, with two
+//! unparented pads of ours linked to its free pads: `feed` pushes one
+//! buffer in, `collect` catches what comes out. The push returns once the
+//! chain has handled the buffer, so "one in, one out" is checked without a
+//! wait: no output is an error (the chain dropped it), more than one is an
+//! error too (the extras are discarded). A chain that hands buffers to
+//! another thread (`queue`) is therefore not supported.
+//!
+//! Each instance keeps its own caps and segment and catches up with the
+//! frame's before processing it, so renegotiation reaches every instance
+//! in stream order. Queries the chain asks while negotiating are answered
+//! by the element's peers, so the chain's output fits downstream.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, OnceLock, PoisonError};
+
+use gst::glib;
+use gst::prelude::*;
+
+use super::frame::{Frame, FrameProcessor};
+use crate::engine::{Processor, Work, WorkCtx};
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "parallelfilter-filter",
+        gst::DebugColorFlags::empty(),
+        Some("parallelfilter: instances of a wrapped filter chain"),
+    )
+});
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The parsed description, checked: exactly one free sink and one free src
+/// pad.
+struct Chain {
+    bin: gst::Bin,
+    sink: gst::Pad,
+    src: gst::Pad,
+}
+
+/// Parses `description` into a new chain; the error says what is wrong
+/// with the description.
+fn parse(description: &str) -> Result<Chain, String> {
+    let bin = gst::parse::bin_from_description_full(
+        description,
+        false,
+        None,
+        gst::ParseFlags::FATAL_ERRORS,
+    )
+    .map_err(|e| format!("cannot parse filter '{description}': {e}"))?
+    .downcast::<gst::Bin>()
+    .map_err(|_| format!("filter '{description}' is not a bin"))?;
+    let (mut sinks, mut srcs) = (Vec::new(), Vec::new());
+    for element in bin.iterate_recurse().into_iter().flatten() {
+        for pad in element.pads() {
+            if pad.peer().is_some() {
+                continue;
+            }
+            match pad.direction() {
+                gst::PadDirection::Sink => sinks.push(pad),
+                gst::PadDirection::Src => srcs.push(pad),
+                _ => {}
+            }
+        }
+    }
+    let names = |pads: &[gst::Pad]| {
+        pads.iter()
+            .map(|p| {
+                let parent = p.parent().map(|e| e.name().to_string()).unwrap_or_default();
+                format!("{parent}:{}", p.name())
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if sinks.len() != 1 || srcs.len() != 1 {
+        return Err(format!(
+            "filter '{description}' must have exactly one free sink pad and one free src \
+             pad, it has {} sink ({}) and {} src ({})",
+            sinks.len(),
+            names(&sinks),
+            srcs.len(),
+            names(&srcs)
+        ));
+    }
+    Ok(Chain {
+        bin,
+        sink: sinks.remove(0),
+        src: srcs.remove(0),
+    })
+}
+
+/// Checks a description without starting anything: for a warning when the
+/// property is set.
+pub(crate) fn check(description: &str) -> Result<(), String> {
+    parse(description).map(|_| ())
+}
+
+/// What every instance shares: the element whose peers answer the chain's
+/// queries.
+#[derive(Default)]
+struct Shared {
+    element: OnceLock<glib::WeakRef<gst::Element>>,
+}
+
+impl Shared {
+    fn pad(&self, name: &str) -> Option<gst::Pad> {
+        self.element.get()?.upgrade()?.static_pad(name)
+    }
+
+    /// What downstream of the element accepts.
+    fn downstream_caps(&self, filter: Option<&gst::Caps>) -> gst::Caps {
+        match self.pad("src") {
+            Some(pad) if pad.peer().is_some() => pad.peer_query_caps(filter),
+            _ => filter.cloned().unwrap_or_else(gst::Caps::new_any),
+        }
+    }
+
+    /// What upstream of the element can give.
+    fn upstream_caps(&self, filter: Option<&gst::Caps>) -> gst::Caps {
+        match self.pad("sink") {
+            Some(pad) if pad.peer().is_some() => pad.peer_query_caps(filter),
+            _ => filter.cloned().unwrap_or_else(gst::Caps::new_any),
+        }
+    }
+}
+
+/// What the chain gave back for one input.
+#[derive(Default)]
+struct Collected {
+    /// The first output buffer; later ones are only counted.
+    buffer: Option<gst::Buffer>,
+    count: usize,
+    /// The chain's current output caps.
+    caps: Option<gst::Caps>,
+    /// The first error the chain posted since the last take.
+    error: Option<String>,
+}
+
+/// State shared between an instance and its pads' functions.
+struct Link {
+    shared: Arc<Shared>,
+    collected: Mutex<Collected>,
+    /// Input caps currently set on the chain.
+    input_caps: Mutex<Option<gst::Caps>>,
+    /// A CAPS query on the element's src pad is running through this
+    /// instance: the chain's upstream is the element's upstream, not the
+    /// caps the instance streams with.
+    ask_upstream: AtomicBool,
+}
+
+struct Instance {
+    id: u64,
+    pipeline: gst::Pipeline,
+    feed: gst::Pad,
+    collect: gst::Pad,
+    link: Arc<Link>,
+    segment: Option<gst::FormattedSegment<gst::ClockTime>>,
+    /// `Pool::generation` the instance has caught up with (flushes).
+    generation: u64,
+}
+
+fn error_text(msg: &gst::message::Error) -> String {
+    let src = msg
+        .src()
+        .map(|s| s.name().to_string())
+        .unwrap_or_else(|| "?".into());
+    match msg.debug() {
+        Some(debug) => format!("{src}: {} ({debug})", msg.error()),
+        None => format!("{src}: {}", msg.error()),
+    }
+}
+
+impl Instance {
+    fn new(id: u64, description: &str, shared: &Arc<Shared>) -> Result<Self, String> {
+        let chain = parse(description)?;
+        let pipeline = gst::Pipeline::builder()
+            .name(format!("parallelfilter-instance{id}"))
+            .build();
+        // Frames are processed as fast as they come: no syncing, no clock.
+        pipeline.use_clock(None::<&gst::Clock>);
+        let link = Arc::new(Link {
+            shared: shared.clone(),
+            collected: Mutex::new(Collected::default()),
+            input_caps: Mutex::new(None),
+            ask_upstream: AtomicBool::new(false),
+        });
+        // Only the first error matters; everything else is dropped here so
+        // the bus never grows.
+        let weak = Arc::downgrade(&link);
+        pipeline
+            .bus()
+            .ok_or_else(|| "instance pipeline has no bus".to_string())?
+            .set_sync_handler(move |_, msg| {
+                match msg.view() {
+                    gst::MessageView::Error(e) => {
+                        if let Some(link) = weak.upgrade() {
+                            let mut c = lock(&link.collected);
+                            if c.error.is_none() {
+                                c.error = Some(error_text(e));
+                            }
+                        }
+                    }
+                    gst::MessageView::Warning(w) => {
+                        gst::warning!(CAT, "instance {id}: {} ({:?})", w.error(), w.debug());
+                    }
+                    _ => {}
+                }
+                gst::BusSyncReply::Drop
+            });
+        pipeline
+            .add(&chain.bin)
+            .map_err(|e| format!("cannot add the filter to its pipeline: {e}"))?;
+
+        let feed = gst::Pad::builder(gst::PadDirection::Src)
+            .name("feed")
+            .event_function(|_, _, _| true)
+            .query_function({
+                let link = link.clone();
+                move |_, _, query| link.feed_query(query)
+            })
+            .build();
+        let collect = gst::Pad::builder(gst::PadDirection::Sink)
+            .name("collect")
+            .chain_function({
+                let link = link.clone();
+                move |_, _, buffer| {
+                    let mut c = lock(&link.collected);
+                    c.count += 1;
+                    if c.buffer.is_none() {
+                        c.buffer = Some(buffer);
+                    }
+                    Ok(gst::FlowSuccess::Ok)
+                }
+            })
+            .event_function({
+                let link = link.clone();
+                move |_, _, event| {
+                    if let gst::EventView::Caps(c) = event.view() {
+                        lock(&link.collected).caps = Some(c.caps_owned());
+                    }
+                    true
+                }
+            })
+            .query_function({
+                let link = link.clone();
+                move |_, _, query| link.collect_query(query)
+            })
+            .build();
+        let instance = Instance {
+            id,
+            pipeline,
+            feed,
+            collect,
+            link,
+            segment: None,
+            generation: 0,
+        };
+        // From here on, Drop shuts the pipeline down.
+        instance
+            .feed
+            .link(&chain.sink)
+            .map_err(|e| format!("cannot link to the filter's sink pad: {e:?}"))?;
+        chain
+            .src
+            .link(&instance.collect)
+            .map_err(|e| format!("cannot link to the filter's src pad: {e:?}"))?;
+        instance
+            .feed
+            .set_active(true)
+            .and_then(|_| instance.collect.set_active(true))
+            .map_err(|e| format!("cannot activate pads: {e}"))?;
+        if instance.pipeline.set_state(gst::State::Playing).is_err() {
+            let why = instance
+                .take_error()
+                .unwrap_or_else(|| "state change failed".into());
+            return Err(format!("cannot start the filter: {why}"));
+        }
+        let stream_start = gst::event::StreamStart::builder(&format!("parallelfilter/{id}"))
+            .group_id(gst::GroupId::next())
+            .build();
+        if !instance.feed.push_event(stream_start) {
+            return Err(format!(
+                "the filter refused STREAM_START{}",
+                instance.error_suffix()
+            ));
+        }
+        gst::debug!(CAT, "Instance {id} of '{description}' ready");
+        Ok(instance)
+    }
+
+    fn take_error(&self) -> Option<String> {
+        lock(&self.link.collected).error.take()
+    }
+
+    fn error_suffix(&self) -> String {
+        self.take_error()
+            .map(|e| format!(": {e}"))
+            .unwrap_or_default()
+    }
+
+    fn input_caps(&self) -> Option<gst::Caps> {
+        lock(&self.link.input_caps).clone()
+    }
+
+    /// Sets new input caps; the chain's output caps, if it announced them.
+    fn set_caps(&mut self, caps: &gst::Caps) -> Result<Option<gst::Caps>, String> {
+        *lock(&self.link.input_caps) = Some(caps.clone());
+        lock(&self.link.collected).caps = None;
+        if !self.feed.push_event(gst::event::Caps::new(caps)) {
+            *lock(&self.link.input_caps) = None;
+            return Err(format!(
+                "the filter does not accept caps {caps}{}",
+                self.error_suffix()
+            ));
+        }
+        Ok(lock(&self.link.collected).caps.clone())
+    }
+
+    fn flush(&mut self) {
+        gst::debug!(CAT, "Flushing instance {}", self.id);
+        let _ = self.feed.push_event(gst::event::FlushStart::new());
+        let _ = self.feed.push_event(gst::event::FlushStop::new(true));
+        // FLUSH_STOP dropped the sticky segment.
+        self.segment = None;
+    }
+
+    /// Runs one frame through the chain: exactly one buffer must come out.
+    fn process(&mut self, frame: &mut Frame, generation: u64) -> Result<(), String> {
+        if self.generation != generation {
+            self.flush();
+            self.generation = generation;
+        }
+        if self.input_caps().as_ref() != Some(&frame.stream.caps) {
+            self.set_caps(&frame.stream.caps)?;
+        }
+        if self.segment.as_ref() != Some(&frame.segment) {
+            if !self
+                .feed
+                .push_event(gst::event::Segment::new(frame.segment.upcast_ref()))
+            {
+                return Err(format!(
+                    "the filter refused the segment{}",
+                    self.error_suffix()
+                ));
+            }
+            self.segment = Some(frame.segment.clone());
+        }
+        {
+            let mut c = lock(&self.link.collected);
+            c.buffer = None;
+            c.count = 0;
+        }
+        let input = frame.buffer.clone();
+        let flow = self.feed.push(input);
+        let (buffer, count, error) = {
+            let mut c = lock(&self.link.collected);
+            (
+                c.buffer.take(),
+                std::mem::take(&mut c.count),
+                c.error.take(),
+            )
+        };
+        if let Err(flow) = flow {
+            return Err(match error {
+                Some(error) => error,
+                None => format!("the filter returned {flow:?}"),
+            });
+        }
+        match (buffer, count) {
+            (Some(buffer), 1) => {
+                frame.buffer = buffer;
+                Ok(())
+            }
+            (None, _) => Err("the filter gave no output buffer (it dropped the frame)".into()),
+            (Some(_), n) => Err(format!(
+                "the filter gave {n} output buffers for one input; the extras are discarded"
+            )),
+        }
+    }
+
+    /// A CAPS query on the element's pad of `direction`, through the chain.
+    fn query_caps(
+        &self,
+        direction: gst::PadDirection,
+        filter: Option<&gst::Caps>,
+    ) -> Option<gst::Caps> {
+        match direction {
+            // What the chain accepts, given what downstream accepts.
+            gst::PadDirection::Sink => self.feed.peer().map(|p| p.query_caps(filter)),
+            // What the chain gives, given what upstream gives.
+            gst::PadDirection::Src => {
+                self.link.ask_upstream.store(true, Ordering::SeqCst);
+                let caps = self.collect.peer().map(|p| p.query_caps(filter));
+                self.link.ask_upstream.store(false, Ordering::SeqCst);
+                caps
+            }
+            _ => None,
+        }
+    }
+
+    /// Latency the chain adds.
+    fn latency(&self) -> gst::ClockTime {
+        let mut q = gst::query::Latency::new();
+        if self.collect.peer_query(&mut q) {
+            let (_, min, _) = q.result();
+            min
+        } else {
+            gst::ClockTime::ZERO
+        }
+    }
+}
+
+impl Link {
+    /// Queries from the chain towards its upstream (our `feed` pad).
+    fn feed_query(&self, query: &mut gst::QueryRef) -> bool {
+        match query.view_mut() {
+            gst::QueryViewMut::Caps(q) => {
+                let current = lock(&self.input_caps).clone();
+                let filter = q.filter_owned();
+                let caps = match current {
+                    Some(caps) if !self.ask_upstream.load(Ordering::SeqCst) => match &filter {
+                        Some(f) => f.intersect_with_mode(&caps, gst::CapsIntersectMode::First),
+                        None => caps,
+                    },
+                    _ => self.shared.upstream_caps(filter.as_ref()),
+                };
+                q.set_result(&caps);
+                true
+            }
+            gst::QueryViewMut::Latency(q) => {
+                q.set(false, gst::ClockTime::ZERO, gst::ClockTime::NONE);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Queries from the chain towards its downstream (our `collect` pad):
+    /// the element's downstream decides.
+    fn collect_query(&self, query: &mut gst::QueryRef) -> bool {
+        match query.view_mut() {
+            gst::QueryViewMut::Caps(q) => {
+                let caps = self.shared.downstream_caps(q.filter_owned().as_ref());
+                q.set_result(&caps);
+                true
+            }
+            gst::QueryViewMut::AcceptCaps(q) => {
+                let caps = q.caps_owned();
+                let accepted = match self.shared.pad("src") {
+                    Some(pad) if pad.peer().is_some() => pad.peer_query_accept_caps(&caps),
+                    _ => true,
+                };
+                q.set_result(accepted);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+        let _ = self.feed.set_active(false);
+        let _ = self.collect.set_active(false);
+        if let Some(peer) = self.feed.peer() {
+            let _ = self.feed.unlink(&peer);
+        }
+        if let Some(peer) = self.collect.peer() {
+            let _ = peer.unlink(&self.collect);
+        }
+        gst::debug!(CAT, "Instance {} shut down", self.id);
+    }
+}
+
+/// Idle instances, created at start and lazily when more workers are busy
+/// than instances exist; one instance serves one frame at a time.
+struct Pool {
+    description: String,
+    shared: Arc<Shared>,
+    idle: Mutex<Vec<Instance>>,
+    next_id: AtomicU64,
+    /// Bumped by a flush: instances catch up before their next frame.
+    generation: AtomicU64,
+    /// Input caps and the output caps announced downstream for them.
+    announced: Mutex<Option<(gst::Caps, gst::Caps)>>,
+    latency: AtomicU64,
+}
+
+impl Pool {
+    fn take(&self) -> Result<Instance, String> {
+        if let Some(instance) = lock(&self.idle).pop() {
+            return Ok(instance);
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        Instance::new(id, &self.description, &self.shared)
+    }
+
+    fn give_back(&self, instance: Instance) {
+        lock(&self.idle).push(instance);
+    }
+}
+
+/// The `filter` processor.
+pub struct Filter {
+    pool: Arc<Pool>,
+}
+
+impl Filter {
+    /// Creates `instances` instances of `description`; an error says what
+    /// is wrong with it.
+    pub fn new(description: &str, instances: usize) -> Result<Self, gst::ErrorMessage> {
+        let pool = Arc::new(Pool {
+            description: description.to_string(),
+            shared: Arc::new(Shared::default()),
+            idle: Mutex::new(Vec::new()),
+            next_id: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
+            announced: Mutex::new(None),
+            latency: AtomicU64::new(0),
+        });
+        let mut created = Vec::with_capacity(instances);
+        for _ in 0..instances.max(1) {
+            let instance = pool
+                .take()
+                .map_err(|e| gst::error_msg!(gst::CoreError::Failed, ("Invalid filter: {e}")))?;
+            created.push(instance);
+        }
+        pool.latency
+            .store(created[0].latency().nseconds(), Ordering::Relaxed);
+        *lock(&pool.idle) = created;
+        Ok(Filter { pool })
+    }
+
+    /// Runs `f` on an idle instance, returned to the pool afterwards.
+    fn with_instance<R>(&self, f: impl FnOnce(&mut Instance) -> R) -> Result<R, String> {
+        let mut instance = self.pool.take()?;
+        let r = f(&mut instance);
+        self.pool.give_back(instance);
+        Ok(r)
+    }
+}
+
+impl Processor<Frame> for Filter {
+    fn process(&self, mut frame: Frame, ctx: WorkCtx) -> Work<Frame> {
+        let pool = self.pool.clone();
+        Work::Blocking(Box::new(move || {
+            let mut instance = pool.take()?;
+            let generation = pool.generation.load(Ordering::SeqCst);
+            let result = instance.process(&mut frame, generation);
+            let announced = lock(&pool.announced).clone();
+            let result = result.and_then(|()| match announced {
+                Some((input, output)) if input == frame.stream.caps => {
+                    let got = lock(&instance.link.collected).caps.clone();
+                    match got {
+                        Some(got) if got != output => Err(format!(
+                            "instance {} negotiated {got}, but {output} went downstream",
+                            instance.id
+                        )),
+                        _ => Ok(()),
+                    }
+                }
+                _ => Ok(()),
+            });
+            match result {
+                Ok(()) => {
+                    pool.give_back(instance);
+                    Ok(frame)
+                }
+                Err(err) => {
+                    // Its state is unknown after an error: a new one takes
+                    // its place when needed. Dropping it shuts it down.
+                    gst::debug!(CAT, "Frame #{}: {err}; dropping instance", ctx.seq);
+                    drop(instance);
+                    Err(err)
+                }
+            }
+        }))
+    }
+}
+
+impl FrameProcessor for Filter {
+    fn caps(&self) -> Option<gst::Caps> {
+        // Frames need caps before the chain can take them.
+        Some(gst::Caps::builder("video/x-raw").build())
+    }
+
+    fn attach(&self, element: &gst::Element) {
+        let _ = self.pool.shared.element.set(element.downgrade());
+    }
+
+    fn query_caps(
+        &self,
+        direction: gst::PadDirection,
+        filter: Option<&gst::Caps>,
+    ) -> Option<gst::Caps> {
+        match self.with_instance(|i| i.query_caps(direction, filter)) {
+            Ok(caps) => caps,
+            Err(err) => {
+                gst::warning!(CAT, "Cannot answer a caps query: {err}");
+                Some(gst::Caps::new_empty())
+            }
+        }
+    }
+
+    fn set_caps(&self, caps: &gst::Caps) -> Result<gst::Caps, gst::ErrorMessage> {
+        let negotiate = |i: &mut Instance| -> Result<(gst::Caps, gst::ClockTime), String> {
+            let announced = i.set_caps(caps)?;
+            let output = match announced {
+                Some(output) => output,
+                // The chain holds its caps back until data flows: take the
+                // first of what it can give that downstream accepts.
+                None => {
+                    let possible = i
+                        .query_caps(gst::PadDirection::Src, None)
+                        .unwrap_or_else(gst::Caps::new_empty);
+                    let mut caps = i.link.shared.downstream_caps(Some(&possible));
+                    if caps.is_empty() {
+                        return Err("the filter gives nothing downstream accepts".into());
+                    }
+                    caps.fixate();
+                    caps
+                }
+            };
+            Ok((output, i.latency()))
+        };
+        let (output, latency) = self.with_instance(negotiate).and_then(|r| r).map_err(|e| {
+            gst::error_msg!(
+                gst::CoreError::Negotiation,
+                ("Filter '{}' cannot negotiate: {e}", self.pool.description),
+                ["input caps {caps}"]
+            )
+        })?;
+        gst::debug!(CAT, "Input caps {caps} give output caps {output}");
+        *lock(&self.pool.announced) = Some((caps.clone(), output.clone()));
+        self.pool
+            .latency
+            .store(latency.nseconds(), Ordering::Relaxed);
+        Ok(output)
+    }
+
+    fn extra_latency(&self) -> gst::ClockTime {
+        gst::ClockTime::from_nseconds(self.pool.latency.load(Ordering::Relaxed))
+    }
+
+    fn flush(&self) {
+        self.pool.generation.fetch_add(1, Ordering::SeqCst);
+    }
+}
