@@ -356,7 +356,8 @@ impl Instance {
             c.buffer = None;
             c.count = 0;
         }
-        let input = frame.buffer.clone();
+        // Moved, not shared: in-place elements then need no copy.
+        let input = std::mem::replace(&mut frame.buffer, gst::Buffer::new());
         let flow = self.feed.push(input);
         let (buffer, count, error) = {
             let mut c = lock(&self.link.collected);

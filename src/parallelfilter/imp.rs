@@ -245,6 +245,8 @@ struct State {
     delay_bound: u64,
     /// Caps of the frames entering now.
     stream: Option<Arc<StreamInfo>>,
+    /// The src caps for `stream`, when the processor changed them.
+    src_caps: Option<gst::Caps>,
     /// The last frame in, for processors that compare with it.
     previous: Option<gst::Buffer>,
     segment: gst::FormattedSegment<gst::ClockTime>,
@@ -404,6 +406,7 @@ impl ParallelFilter {
         }
         state.hooks = None;
         state.stream = None;
+        state.src_caps = None;
         state.previous = None;
         state.eos = false;
         gst::info!(CAT, imp = self, "Stopped");
@@ -752,9 +755,16 @@ impl ParallelFilter {
                 // Sticky events still queued were discarded and upstream will
                 // not resend them: carry the current ones (but the segment
                 // and EOS) over, as queue does.
+                let src_caps = lock(&self.state).src_caps.clone();
                 self.sinkpad.sticky_events_foreach(|ev| {
-                    if !matches!(ev.type_(), gst::EventType::Segment | gst::EventType::Eos) {
-                        let _ = self.srcpad.store_sticky_event(ev);
+                    match (ev.type_(), &src_caps) {
+                        (gst::EventType::Segment | gst::EventType::Eos, _) => {}
+                        (gst::EventType::Caps, Some(caps)) => {
+                            let _ = self.srcpad.store_sticky_event(&gst::event::Caps::new(caps));
+                        }
+                        _ => {
+                            let _ = self.srcpad.store_sticky_event(ev);
+                        }
                     }
                     std::ops::ControlFlow::Continue(gst::EventForeachAction::Keep)
                 });
@@ -821,6 +831,7 @@ impl ParallelFilter {
                 {
                     let mut state = lock(&self.state);
                     state.stream = Some(Arc::new(StreamInfo::new(caps.clone())));
+                    state.src_caps = (src_caps != caps).then(|| src_caps.clone());
                     state.previous = None;
                 }
                 if src_caps != caps {
