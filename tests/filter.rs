@@ -573,3 +573,46 @@ fn state_cycles_with_a_filter_never_hang() {
     }
     pipeline.set_state(gst::State::Null).unwrap();
 }
+
+/// The latency parallelfilter reports in a live pipeline once frames flow.
+fn live_latency(filter: &str) -> gst::ClockTime {
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc is-live=true ! video/x-raw,width=64,height=48,framerate=25/1 ! \
+         parallelfilter name=pf workers=2 on-error=pass filter={filter} ! fakesink name=sink"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let (tx, rx) = std::sync::mpsc::sync_channel(8);
+    pipeline
+        .by_name("sink")
+        .unwrap()
+        .static_pad("sink")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            let _ = tx.try_send(());
+            gst::PadProbeReturn::Ok
+        });
+    pipeline.set_state(gst::State::Playing).unwrap();
+    rx.recv().unwrap();
+    let mut q = gst::query::Latency::new();
+    let pf = pipeline.by_name("pf").unwrap();
+    assert!(pf.static_pad("src").unwrap().query(&mut q));
+    pipeline.set_state(gst::State::Null).unwrap();
+    let (live, min, _) = q.result();
+    assert!(live);
+    min
+}
+
+#[test]
+fn latency_of_the_wrapped_chain_is_added() {
+    let _w = common::begin("latency_of_the_wrapped_chain_is_added", 60);
+    // videorate reports one input frame (40 ms at 25/1) once it knows the
+    // rate; on-error=pass keeps its held-back first frame from failing.
+    let plain = live_latency("identity");
+    let wrapped = live_latency("videorate");
+    assert!(
+        wrapped >= plain + gst::ClockTime::from_mseconds(40),
+        "{wrapped} vs {plain}"
+    );
+}

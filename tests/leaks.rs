@@ -169,6 +169,18 @@ fn no_leaks_after_seeks_eos_and_state_changes() {
          processor=overlay workers=3 post-messages=true ! fakesink",
         true,
     );
+    // processor=filter: instance pipelines, their pads, and instances
+    // replaced after an error.
+    run(
+        "videotestsrc num-buffers=30 ! video/x-raw,format=I420,width=64,height=48 ! \
+         parallelfilter filter=\"videoflip video-direction=90r\" workers=3 ! fakesink",
+        true,
+    );
+    run(
+        "videotestsrc num-buffers=30 ! video/x-raw,width=64,height=48 ! parallelfilter \
+         filter=\"identity error-after=4\" workers=2 on-error=drop ! fakesink",
+        false,
+    );
     cycle_with_stuck_frames();
     assert!(
         gstparallel::engine::wait_all_stopped(Duration::from_secs(30)),

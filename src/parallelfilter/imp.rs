@@ -821,6 +821,7 @@ impl ParallelFilter {
                 }
                 let caps = e.caps_owned();
                 gst::debug!(CAT, obj = pad, "Caps {caps:?}");
+                let latency_before = self.latency();
                 let src_caps = match hooks.map_or_else(|| Ok(caps.clone()), |h| h.set_caps(&caps)) {
                     Ok(src_caps) => src_caps,
                     Err(err) => {
@@ -828,6 +829,12 @@ impl ParallelFilter {
                         return false;
                     }
                 };
+                // A wrapped chain's latency can depend on the caps.
+                if self.latency() != latency_before {
+                    let _ = self
+                        .obj()
+                        .post_message(gst::message::Latency::builder().src(&*self.obj()).build());
+                }
                 {
                     let mut state = lock(&self.state);
                     state.stream = Some(Arc::new(StreamInfo::new(caps.clone())));

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MPL-2.0
+#
+# processor=filter speed: gaussianblur at 1280x720, serial against
+# parallelfilter filter=gaussianblur at workers=1 and workers=2, run
+# alternating in one go; prints the median time of each and the ratios.
+# The source is one frame repeated by imagefreeze, so it costs little.
+#
+#   scripts/filter-speed.sh [ROUNDS] [FRAMES]     (default 7 rounds, 120 frames)
+#
+# Times are gst-launch's own "Execution ended after" (PLAYING to EOS), so
+# process start-up and plugin loading are not counted.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${1:-7}
+FRAMES=${2:-120}
+
+cargo build --release --lib --quiet
+export GST_PLUGIN_PATH=$PWD/target/release
+
+SRC="videotestsrc num-buffers=1 ! video/x-raw,format=AYUV,width=1280,height=720,framerate=30/1 ! imagefreeze num-buffers=$FRAMES"
+declare -A CASES=(
+    [serial]="gaussianblur"
+    [workers1]="parallelfilter workers=1 filter=gaussianblur"
+    [workers2]="parallelfilter workers=2 filter=gaussianblur"
+)
+ORDER=(serial workers1 workers2)
+
+# Seconds from PLAYING to EOS, as gst-launch reports it (H:MM:SS.nnnnnnnnn).
+run_once() {
+    # shellcheck disable=SC2086
+    gst-launch-1.0 $SRC ! $1 ! fakesink 2>&1 |
+        sed -n 's/^Execution ended after \([0-9]*\):\([0-9]*\):\([0-9.]*\)$/\1 \2 \3/p' |
+        awk '{ printf "%.4f\n", $1 * 3600 + $2 * 60 + $3 }'
+}
+
+median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+
+declare -A TIMES
+for ((r = 1; r <= ROUNDS; r++)); do
+    for c in "${ORDER[@]}"; do
+        t=$(run_once "${CASES[$c]}")
+        TIMES[$c]+="$t "
+        printf 'round %d %-8s %s s\n' "$r" "$c" "$t"
+    done
+done
+
+echo "nproc $(nproc), load $(cut -d' ' -f1-3 /proc/loadavg), $FRAMES frames, $ROUNDS rounds"
+declare -A MED
+for c in "${ORDER[@]}"; do
+    MED[$c]=$(tr ' ' '\n' <<<"${TIMES[$c]}" | grep . | median)
+    printf '%-8s median %s s  (%s fps)  : %s\n' "$c" "${MED[$c]}" \
+        "$(awk -v t="${MED[$c]}" -v n="$FRAMES" 'BEGIN { printf "%.1f", n / t }')" "${CASES[$c]}"
+done
+awk -v s="${MED[serial]}" -v a="${MED[workers1]}" -v b="${MED[workers2]}" 'BEGIN {
+    printf "workers=1 / serial time: %.3f  (%+.1f%%)\n", a / s, (a / s - 1) * 100
+    printf "speedup workers=2 vs serial: %.2fx\n", s / b
+}'
