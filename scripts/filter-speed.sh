@@ -27,22 +27,28 @@ declare -A CASES=(
 )
 ORDER=(serial workers1 workers2)
 
-# Seconds from PLAYING to EOS, as gst-launch reports it (H:MM:SS.nnnnnnnnn).
+CPU_FILE=$(mktemp)
+trap 'rm -f "$CPU_FILE"' EXIT
+
+# Seconds from PLAYING to EOS, as gst-launch reports it (H:MM:SS.nnnnnnnnn),
+# then the process's CPU seconds (user + system).
 run_once() {
     # shellcheck disable=SC2086
-    gst-launch-1.0 $SRC ! $1 ! fakesink 2>&1 |
+    /usr/bin/time -f '%U %S' -o "$CPU_FILE" gst-launch-1.0 $SRC ! $1 ! fakesink 2>&1 |
         sed -n 's/^Execution ended after \([0-9]*\):\([0-9]*\):\([0-9.]*\)$/\1 \2 \3/p' |
-        awk '{ printf "%.4f\n", $1 * 3600 + $2 * 60 + $3 }'
+        awk '{ printf "%.4f ", $1 * 3600 + $2 * 60 + $3 }'
+    awk '{ printf "%.2f\n", $1 + $2 }' "$CPU_FILE"
 }
 
 median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
-declare -A TIMES
+declare -A TIMES CPU
 for ((r = 1; r <= ROUNDS; r++)); do
     for c in "${ORDER[@]}"; do
-        t=$(run_once "${CASES[$c]}")
+        read -r t cpu < <(run_once "${CASES[$c]}")
         TIMES[$c]+="$t "
-        printf 'round %d %-8s %s s\n' "$r" "$c" "$t"
+        CPU[$c]+="$cpu "
+        printf 'round %d %-8s %s s wall, %s s CPU\n' "$r" "$c" "$t" "$cpu"
     done
 done
 
@@ -50,8 +56,9 @@ echo "nproc $(nproc), load $(cut -d' ' -f1-3 /proc/loadavg), $FRAMES frames, $RO
 declare -A MED
 for c in "${ORDER[@]}"; do
     MED[$c]=$(tr ' ' '\n' <<<"${TIMES[$c]}" | grep . | median)
-    printf '%-8s median %s s  (%s fps)  : %s\n' "$c" "${MED[$c]}" \
-        "$(awk -v t="${MED[$c]}" -v n="$FRAMES" 'BEGIN { printf "%.1f", n / t }')" "${CASES[$c]}"
+    cpu=$(tr ' ' '\n' <<<"${CPU[$c]}" | grep . | median)
+    printf '%-8s median %s s (%s fps), CPU %s s : %s\n' "$c" "${MED[$c]}" \
+        "$(awk -v t="${MED[$c]}" -v n="$FRAMES" 'BEGIN { printf "%.1f", n / t }')" "$cpu" "${CASES[$c]}"
 done
 awk -v s="${MED[serial]}" -v a="${MED[workers1]}" -v b="${MED[workers2]}" 'BEGIN {
     printf "workers=1 / serial time: %.3f  (%+.1f%%)\n", a / s, (a / s - 1) * 100

@@ -393,6 +393,8 @@ fn bad_descriptions_fail_at_start_with_a_clear_error() {
         e.contains("exactly one free sink pad and one free src pad") && e.contains("2 src"),
         "{e}"
     );
+    let e = start_error("videoconvert ! queue ! videoflip");
+    assert!(e.contains("contains queue"), "{e}");
     let e = start_error("videotestsrc ! fakesink");
     assert!(e.contains("0 sink") && e.contains("0 src"), "{e}");
     // processor=filter without a description.

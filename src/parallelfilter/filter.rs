@@ -58,6 +58,13 @@ fn parse(description: &str) -> Result<Chain, String> {
     .map_err(|_| format!("filter '{description}' is not a bin"))?;
     let (mut sinks, mut srcs) = (Vec::new(), Vec::new());
     for element in bin.iterate_recurse().into_iter().flatten() {
+        let factory = element.factory().map(|f| f.name().to_string());
+        if let Some(factory @ ("queue" | "queue2" | "multiqueue")) = factory.as_deref() {
+            return Err(format!(
+                "filter '{description}' contains {factory}: an instance must process each \
+                 buffer in the thread that pushes it (the instances already run in parallel)"
+            ));
+        }
         for pad in element.pads() {
             if pad.peer().is_some() {
                 continue;
@@ -508,6 +515,9 @@ impl Pool {
     }
 }
 
+/// Instances created at start; more are created as workers need them.
+const MAX_EAGER: usize = 64;
+
 /// The `filter` processor.
 pub struct Filter {
     pool: Arc<Pool>,
@@ -526,8 +536,10 @@ impl Filter {
             announced: Mutex::new(None),
             latency: AtomicU64::new(0),
         });
-        let mut created = Vec::with_capacity(instances);
-        for _ in 0..instances.max(1) {
+        // At most MAX_EAGER up front: beyond that they come when needed.
+        let eager = instances.clamp(1, MAX_EAGER);
+        let mut created = Vec::with_capacity(eager);
+        for _ in 0..eager {
             let instance = pool
                 .take()
                 .map_err(|e| gst::error_msg!(gst::CoreError::Failed, ("Invalid filter: {e}")))?;
