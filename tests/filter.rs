@@ -490,6 +490,16 @@ fn an_error_inside_an_instance_names_the_wrapped_element() {
     // Frames 0, 1 pass; 2 fails; a fresh instance takes 3, 4, fails 5...
     assert_eq!(stat(&out, "errors"), 3);
     assert_eq!(out.frames.len(), 7);
+    // on-error=pass cannot pass a 64x48 original into a 48x64 stream: the
+    // failed frames are dropped with a GAP instead.
+    let out = run(&format!(
+        "{TEN} ! parallelfilter name=pf workers=1 on-error=pass \
+         filter=\"videoflip video-direction=90r ! identity error-after=3\" ! fakesink name=sink"
+    ));
+    assert_eq!(out.error, None);
+    assert_eq!(out.frames.len(), 7);
+    assert_eq!(out.gaps, 3);
+    assert!(out.frames.iter().all(|f| f.data.len() == 48 * 64 * 3 / 2));
 }
 
 #[test]

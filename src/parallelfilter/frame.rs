@@ -52,8 +52,8 @@ pub(crate) trait FrameProcessor: Processor<Frame> {
     /// processor whose output caps differ from its input caps; `None`:
     /// answered from [`FrameProcessor::caps`] as if src caps were sink
     /// caps. A processor answering them also answers ACCEPT_CAPS on the
-    /// sink pad, and ALLOCATION queries are not forwarded downstream (its
-    /// buffers are not upstream's).
+    /// sink pad; its kind says `changes_caps()`, so that ALLOCATION queries
+    /// are not forwarded downstream (its buffers are not upstream's).
     fn query_caps(
         &self,
         _direction: gst::PadDirection,

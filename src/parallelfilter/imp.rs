@@ -504,7 +504,8 @@ impl ParallelFilter {
                     }
                 }
                 // Also on-error=pass for a frame that entered before it was
-                // set, so no original was kept.
+                // set, or whose caps the processor changes, so no original
+                // was kept.
                 OnError::Drop | OnError::Pass => {
                     gst::warning!(
                         CAT,
@@ -624,7 +625,7 @@ impl ParallelFilter {
         buffer: gst::Buffer,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         gst::log!(CAT, obj = pad, "Handling {buffer:?}");
-        let (engine, segment, processor, epoch, stream, previous) = {
+        let (engine, segment, processor, epoch, stream, previous, caps_changed) = {
             let mut state = lock(&self.state);
             let engine = state.engine.clone().ok_or(gst::FlowError::Flushing)?;
             if state.eos_epoch == Some(state.epoch) {
@@ -662,6 +663,7 @@ impl ParallelFilter {
                 state.epoch,
                 stream,
                 previous,
+                state.src_caps.is_some(),
             )
         };
         let on_error = lock(&self.settings).on_error;
@@ -674,7 +676,9 @@ impl ParallelFilter {
             duration: buffer.duration(),
             segment,
             epoch,
-            original: (on_error == OnError::Pass).then(|| buffer.clone()),
+            // The original cannot stand in for a frame whose caps the
+            // processor changes.
+            original: (on_error == OnError::Pass && !caps_changed).then(|| buffer.clone()),
         };
         let bytes = buffer.size() as u64;
         let frame = Frame {
@@ -911,13 +915,11 @@ impl ParallelFilter {
         gst::Pad::query_default(pad, Some(&*self.obj()), query)
     }
 
-    /// Whether the processor answers caps queries itself (its output caps
-    /// are not its input caps).
+    /// Whether the running processor's output caps can differ from its
+    /// input caps.
     fn transforms_caps(&self) -> bool {
-        self.hooks().is_some_and(|h| {
-            h.query_caps(gst::PadDirection::Src, Some(&gst::Caps::new_empty()))
-                .is_some()
-        })
+        let state = lock(&self.state);
+        state.engine.is_some() && state.processor.changes_caps()
     }
 
     /// A CAPS query when the processor restricts or transforms the caps:
