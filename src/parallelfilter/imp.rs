@@ -1406,10 +1406,11 @@ impl ObjectImpl for ParallelFilter {
                     .filter(|f| !f.trim().is_empty());
                 if let Some(description) = settings.filter.clone() {
                     settings.processor = ProcessorKind::Filter;
-                    // Parsed once now for an early hint; start fails for good.
+                    // Parsed once now for an early hint (a debug-log warning,
+                    // not a g_warning that test harnesses make fatal); start
+                    // fails for good.
                     if let Err(err) = filter::check(&description) {
                         gst::warning!(CAT, imp = self, "{err}");
-                        glib::g_warning!("parallelfilter", "{err}");
                     }
                 }
             }
