@@ -545,8 +545,10 @@ impl Filter {
                 .map_err(|e| gst::error_msg!(gst::CoreError::Failed, ("Invalid filter: {e}")))?;
             created.push(instance);
         }
-        pool.latency
-            .store(created[0].latency().nseconds(), Ordering::Relaxed);
+        let latency = created
+            .first()
+            .map_or(gst::ClockTime::ZERO, Instance::latency);
+        pool.latency.store(latency.nseconds(), Ordering::Relaxed);
         *lock(&pool.idle) = created;
         Ok(Filter { pool })
     }
