@@ -208,7 +208,6 @@ impl Settings {
                 };
                 Some(Arc::new(remote::Remote::new(config, rt)?))
             }
-            _ => None,
         })
     }
 }
