@@ -530,16 +530,22 @@ fn not_linked_downstream_reaches_upstream_as_an_error() {
 }
 
 #[test]
-fn unavailable_processor_fails_negotiation_with_a_clear_error() {
-    let _wd = common::begin("unavailable", 60);
+fn misconfigured_processor_fails_at_start_with_one_clear_error() {
+    // Every processor is available now: processor=filter without its
+    // description stands for a processor that cannot run.
+    let _wd = common::begin("misconfigured", 60);
     let p = pipeline(
         "videotestsrc num-buffers=3 ! parallelfilter name=pf processor=filter ! fakesink name=sink",
     );
-    p.play();
+    assert!(p.pipeline.set_state(gst::State::Playing).is_err());
     let err = p.wait_end().expect("an error");
     p.stop();
     assert_eq!(err.src.as_deref(), Some("pf"));
-    assert!(err.text.contains("filter"), "{}", err.text);
+    assert!(
+        err.text.contains("needs the filter property"),
+        "{}",
+        err.text
+    );
     let from_pf = p
         .error_sources
         .lock()
