@@ -95,6 +95,8 @@ struct Settings {
     payload: Payload,
     retries: u32,
     max_requests_per_server: u32,
+    /// `timeout`, shared with a running remote processor: mutable in PLAYING.
+    live_timeout: remote::LiveTimeout,
     /// The application's processor for `processor=custom`; without one,
     /// the `process-frame` signal is the processor.
     custom: Option<CustomProcessor>,
@@ -122,6 +124,7 @@ impl Default for Settings {
             payload: Payload::default(),
             retries: DEFAULT_RETRIES,
             max_requests_per_server: DEFAULT_MAX_REQUESTS_PER_SERVER,
+            live_timeout: remote::LiveTimeout::new(DEFAULT_TIMEOUT),
             custom: None,
         }
     }
@@ -203,7 +206,7 @@ impl Settings {
                         0 => self.workers as usize,
                         n => n as usize,
                     },
-                    timeout: (self.timeout > 0).then(|| Duration::from_nanos(self.timeout)),
+                    timeout: self.live_timeout.clone(),
                     scene_threshold: self.scene_threshold.clone(),
                 };
                 Some(Arc::new(remote::Remote::new(config, rt)?))
@@ -1388,7 +1391,10 @@ impl ObjectImpl for ParallelFilter {
             }
             PROP_LEAKY => settings.leaky = value.get().unwrap_or(settings.leaky),
             PROP_PROCESSOR => settings.processor = value.get().unwrap_or(settings.processor),
-            PROP_TIMEOUT => settings.timeout = value.get().unwrap_or(settings.timeout),
+            PROP_TIMEOUT => {
+                settings.timeout = value.get().unwrap_or(settings.timeout);
+                settings.live_timeout.set(settings.timeout);
+            }
             PROP_ON_ERROR => settings.on_error = value.get().unwrap_or(settings.on_error),
             PROP_POST_MESSAGES => {
                 settings.post_messages = value.get().unwrap_or(settings.post_messages)

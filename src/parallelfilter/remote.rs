@@ -4,12 +4,15 @@
 //! outputs become the `GstParallelFilterInferenceMeta`.
 //!
 //! Scheduling: a request goes to the ready server with the fewest requests
-//! in flight, at most `max-requests-per-server` each. A server that fails
-//! (connection error, 5xx, deadline) is marked down and probed again in the
-//! background with a bounded backoff; the request is retried on another
-//! server. When every server is down a frame fails at once, so `on-error`
-//! applies without waiting.
+//! in flight, at most `max-requests-per-server` each. A server whose request
+//! fails (connection error, 5xx, no answer) becomes suspect and is probed at
+//! once; a failed probe marks it down, and it is probed again in the
+//! background with a bounded backoff. The request is retried, preferably on
+//! another server. A frame fails at once only when every server is down
+//! (confirmed by a probe); otherwise it waits for a usable server until its
+//! deadline.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
@@ -48,8 +51,13 @@ const PROBE_BACKOFF_MIN: Duration = Duration::from_millis(50);
 const PROBE_BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// Upper bound applied to the `retries` property.
 pub const MAX_RETRIES: u32 = 1000;
-/// Largest response body read; a bigger one is an error.
-const MAX_RESPONSE_BYTES: usize = 64 << 20;
+/// Largest response body read; a bigger one is an error. A JSON body is
+/// parsed into a tree about ten times its size, and every worker may hold
+/// one.
+pub const MAX_RESPONSE_BYTES: usize = 4 << 20;
+/// The frame's budget ends this long before the engine's `timeout`, so the
+/// remote's own error (with each attempt's reason) always wins the race.
+pub const ENGINE_MARGIN: Duration = Duration::from_millis(2);
 /// Input tensor name when the model metadata names none.
 const DEFAULT_INPUT_NAME: &str = "input";
 const HEADER_LENGTH: &str = "inference-header-content-length";
@@ -69,8 +77,30 @@ pub struct Config {
     /// Concurrent requests per server (already resolved: never 0).
     pub max_per_server: usize,
     /// The element's `timeout`: the whole budget of a frame, retries included.
-    pub timeout: Option<Duration>,
+    pub timeout: LiveTimeout,
     pub scene_threshold: super::analyze::SceneThreshold,
+}
+
+/// The `timeout` property shared with the running processor: a change in
+/// PLAYING applies from the next frame on, as the engine's does.
+#[derive(Debug, Clone, Default)]
+pub struct LiveTimeout(Arc<AtomicU64>);
+
+impl LiveTimeout {
+    pub fn new(ns: u64) -> Self {
+        LiveTimeout(Arc::new(AtomicU64::new(ns)))
+    }
+
+    pub fn set(&self, ns: u64) {
+        self.0.store(ns, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> Option<Duration> {
+        match self.0.load(Ordering::Relaxed) {
+            0 => None,
+            ns => Some(Duration::from_nanos(ns)),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,6 +108,9 @@ enum Health {
     /// Not probed yet: requests wait for the first probe.
     Unknown,
     Up,
+    /// A request failed and a probe decides: requests wait for it.
+    Suspect,
+    /// A probe failed.
     Down,
 }
 
@@ -99,6 +132,11 @@ struct ServerState {
     binary: bool,
     /// The model's first input, from its metadata.
     input_name: Option<String>,
+    /// Why the last probe or request failed: the error when all are down.
+    last_error: Option<String>,
+    /// Failed requests since the last success: delays the probe of a
+    /// server that passes probes but fails requests.
+    streak: u32,
     stats: ServerStats,
 }
 
@@ -110,6 +148,8 @@ struct Server {
 struct Inner {
     client: Client<HttpConnector, Full<Bytes>>,
     servers: Vec<Server>,
+    /// The model name as a path segment.
+    model_path: String,
     state: Mutex<Vec<ServerState>>,
     /// A slot was freed or a server changed health.
     changed: Notify,
@@ -135,6 +175,12 @@ fn config_error(msg: String) -> gst::ErrorMessage {
 pub fn parse_servers(servers: &str) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     for s in servers.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        // The request paths are appended to the URL.
+        if s.contains(['?', '#']) {
+            return Err(format!(
+                "server '{s}' has a query or fragment; give a base URL (http://host:port[/prefix])"
+            ));
+        }
         let url = s.trim_end_matches('/').to_string();
         let uri: Uri = url
             .parse()
@@ -159,14 +205,39 @@ pub fn parse_servers(servers: &str) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
+/// `model` as one URL path segment: everything but RFC 3986 unreserved
+/// characters percent-encoded.
+pub fn model_segment(model: &str) -> Result<String, String> {
+    use std::fmt::Write;
+    if model.is_empty() {
+        return Err("no model: set 'model'".into());
+    }
+    if model == "." || model == ".." {
+        return Err(format!("model name '{model}' is not valid"));
+    }
+    let mut out = String::with_capacity(model.len());
+    for b in model.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    Ok(out)
+}
+
 impl Remote {
     pub fn new(mut config: Config, rt: tokio::runtime::Handle) -> Result<Self, gst::ErrorMessage> {
         // The property is a plain uint; more attempts than this per frame
         // make no sense and would overflow the attempt count.
         config.retries = config.retries.min(MAX_RETRIES);
         let urls = parse_servers(&config.servers).map_err(config_error)?;
-        if config.model.is_empty() {
-            return Err(config_error("no model: set 'model'".into()));
+        let model_path = model_segment(&config.model).map_err(config_error)?;
+        for url in &urls {
+            let infer = format!("{url}/v2/models/{model_path}/infer");
+            infer
+                .parse::<Uri>()
+                .map_err(|e| config_error(format!("'{infer}' is not a valid URL: {e}")))?;
         }
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
@@ -184,12 +255,15 @@ impl Remote {
                 probing: true,
                 binary: false,
                 input_name: None,
+                last_error: None,
+                streak: 0,
                 stats: ServerStats::default(),
             })
             .collect();
         let inner = Arc::new(Inner {
             client,
             servers: urls.into_iter().map(|url| Server { url }).collect(),
+            model_path,
             state: Mutex::new(state),
             changed: Notify::new(),
             closed: watch::channel(false).0,
@@ -205,7 +279,7 @@ impl Remote {
 
 impl Drop for Remote {
     fn drop(&mut self) {
-        let _ = self.inner.closed.send(true);
+        self.inner.closed.send_replace(true);
     }
 }
 
@@ -324,13 +398,13 @@ impl Inner {
     /// Readiness of the server and the model, then what the server
     /// supports and the model's input name.
     async fn probe(&self, server: usize) -> Result<(bool, Option<String>), String> {
-        let model = &self.config.model;
+        let (model, path) = (&self.config.model, &self.model_path);
         let (status, _) = self.get_json(&self.url(server, "/v2/health/ready")).await?;
         if !status.is_success() {
             return Err(format!("server not ready ({status})"));
         }
         let (status, _) = self
-            .get_json(&self.url(server, &format!("/v2/models/{model}/ready")))
+            .get_json(&self.url(server, &format!("/v2/models/{path}/ready")))
             .await?;
         if !status.is_success() {
             return Err(format!("model '{model}' not ready ({status})"));
@@ -342,7 +416,7 @@ impl Inner {
             _ => false,
         };
         let input = match self
-            .get_json(&self.url(server, &format!("/v2/models/{model}")))
+            .get_json(&self.url(server, &format!("/v2/models/{path}")))
             .await
         {
             Ok((s, Some(meta))) if s.is_success() => {
@@ -385,19 +459,20 @@ impl Inner {
                         s.probing = false;
                         s.binary = binary;
                         s.input_name = input;
+                        s.last_error = None;
                         drop(st);
                         inner.changed.notify_waiters();
                         return;
                     }
                     Err(err) => {
-                        let first = {
+                        let was = {
                             let mut st = lock(&inner.state);
-                            let first = st[server].health == Health::Unknown;
-                            st[server].health = Health::Down;
-                            first
+                            let s = &mut st[server];
+                            s.last_error = Some(err.clone());
+                            std::mem::replace(&mut s.health, Health::Down)
                         };
-                        if first {
-                            gst::warning!(CAT, "{url} is not ready: {err}");
+                        if was != Health::Down {
+                            gst::warning!(CAT, "{url} is down: {err}");
                             inner.changed.notify_waiters();
                         } else {
                             gst::debug!(CAT, "{url} still down: {err}");
@@ -409,22 +484,60 @@ impl Inner {
         });
     }
 
-    fn mark_down(this: &Arc<Inner>, server: usize, why: &str) {
-        let start_probe = {
+    /// A request to `server` failed: it is suspect until a probe (at once,
+    /// or later when its requests keep failing) decides.
+    fn mark_suspect(this: &Arc<Inner>, server: usize, why: &str) {
+        let (start_probe, wait) = {
             let mut st = lock(&this.state);
             let s = &mut st[server];
-            s.health = Health::Down;
-            !std::mem::replace(&mut s.probing, true)
+            if s.health == Health::Up {
+                s.health = Health::Suspect;
+            }
+            s.last_error = Some(why.to_string());
+            s.streak = s.streak.saturating_add(1);
+            let wait = match s.streak {
+                0 | 1 => Duration::ZERO,
+                n => PROBE_BACKOFF_MIN
+                    .saturating_mul(1 << (n - 2).min(16))
+                    .min(PROBE_BACKOFF_MAX),
+            };
+            (!std::mem::replace(&mut s.probing, true), wait)
         };
         if start_probe {
-            gst::warning!(CAT, "{} marked down: {why}", this.servers[server].url);
-            Inner::spawn_probe(this, server, PROBE_BACKOFF_MIN);
+            gst::info!(CAT, "{} suspect: {why}", this.servers[server].url);
+            Inner::spawn_probe(this, server, wait);
         }
     }
 
+    /// Why no server can take a request: each server's state and last error.
+    fn unavailable(&self, st: &[ServerState]) -> String {
+        self.servers
+            .iter()
+            .zip(st)
+            .map(|(srv, s)| {
+                let state = match s.health {
+                    Health::Unknown => "not probed yet",
+                    Health::Up => "busy",
+                    Health::Suspect => "being probed",
+                    Health::Down => "down",
+                };
+                match &s.last_error {
+                    Some(e) => format!("{} {state} ({e})", srv.url),
+                    None => format!("{} {state}", srv.url),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
     /// Waits for a slot on the ready server with the fewest requests in
-    /// flight. Fails at once when every server is down.
-    async fn acquire(&self, deadline: Instant) -> Result<(Slot<'_>, bool, String), String> {
+    /// flight, preferring servers this frame has not tried. Fails at once
+    /// when every server is down.
+    async fn acquire(
+        &self,
+        deadline: Instant,
+        tried: &[usize],
+    ) -> Result<(Slot<'_>, bool, String), String> {
         loop {
             let notified = self.changed.notified();
             tokio::pin!(notified);
@@ -437,7 +550,7 @@ impl Inner {
                     .filter(|(_, s)| {
                         s.health == Health::Up && s.in_flight < self.config.max_per_server
                     })
-                    .min_by_key(|(_, s)| s.in_flight)
+                    .min_by_key(|(i, s)| (tried.contains(i), s.in_flight))
                     .map(|(i, _)| i);
                 if let Some(i) = best {
                     let s = &mut st[i];
@@ -457,14 +570,22 @@ impl Inner {
                     ));
                 }
                 if st.iter().all(|s| s.health == Health::Down) {
-                    return Err(format!("all {} servers are down", st.len()));
+                    return Err(format!(
+                        "all {} servers are down: {}",
+                        st.len(),
+                        self.unavailable(&st)
+                    ));
                 }
             }
             if tokio::time::timeout_at(deadline.into(), notified)
                 .await
                 .is_err()
             {
-                return Err("no server free before the deadline".into());
+                let st = lock(&self.state);
+                return Err(format!(
+                    "no server usable before the frame's deadline: {}",
+                    self.unavailable(&st)
+                ));
             }
         }
     }
@@ -478,7 +599,7 @@ impl Inner {
         tensor: &Arc<Tensor>,
         id: u64,
     ) -> Result<Vec<gst::Structure>, Failure> {
-        let url = self.url(server, &format!("/v2/models/{}/infer", self.config.model));
+        let url = self.url(server, &format!("/v2/models/{}/infer", self.model_path));
         let (body, header_len) = if tensor.bytes.len() > INLINE_BYTES {
             let (t, name) = (tensor.clone(), input_name.to_string());
             tokio::task::spawn_blocking(move || t.body(binary, &name, id))
@@ -538,18 +659,37 @@ impl Inner {
         })
     }
 
+    /// The frame's deadline, from `timeout` now: ends `ENGINE_MARGIN`
+    /// before the engine's, which starts after this is called.
+    fn deadline(&self) -> (Instant, bool) {
+        let now = Instant::now();
+        match self.config.timeout.get() {
+            Some(t) => (now + t.saturating_sub(ENGINE_MARGIN), true),
+            None => (
+                now + DEFAULT_REQUEST_TIMEOUT * (self.config.retries + 1),
+                false,
+            ),
+        }
+    }
+
     /// Tries servers until one answers, within the frame's budget.
-    async fn run(this: Arc<Inner>, tensor: Arc<Tensor>, id: u64) -> Result<(Answer, u32), String> {
-        let start = Instant::now();
-        let budget = this
-            .config
-            .timeout
-            .unwrap_or(DEFAULT_REQUEST_TIMEOUT * (this.config.retries + 1));
-        let deadline = start + budget;
+    ///
+    /// An attempt may use 3/4 of what is left (all of it on the last one),
+    /// so a slow server gets most of the budget and a hung one still leaves
+    /// time for a retry. Without `timeout`, an attempt is bounded by
+    /// `DEFAULT_REQUEST_TIMEOUT`. Running out of the frame's budget is not
+    /// the server's fault.
+    async fn run(
+        this: Arc<Inner>,
+        tensor: Arc<Tensor>,
+        id: u64,
+        (deadline, timed): (Instant, bool),
+    ) -> Result<(Answer, u32), String> {
         let attempts = this.config.retries + 1;
         let mut errors = Vec::new();
+        let mut tried = Vec::new();
         for attempt in 1..=attempts {
-            let (slot, binary, input) = match this.acquire(deadline).await {
+            let (slot, binary, input) = match this.acquire(deadline, &tried).await {
                 Ok(s) => s,
                 Err(e) => {
                     errors.push(e);
@@ -557,22 +697,29 @@ impl Inner {
                 }
             };
             let server = slot.server;
-            // Each attempt gets an equal share of what is left, so a hung
-            // server leaves time for a retry.
+            tried.push(server);
             let left = deadline.saturating_duration_since(Instant::now());
-            let share = left / (attempts - attempt + 1);
-            let share = match this.config.timeout {
-                Some(_) => share,
-                None => share.min(DEFAULT_REQUEST_TIMEOUT),
+            let mut bound = if attempt == attempts {
+                left
+            } else {
+                left / 4 * 3
             };
+            if !timed {
+                bound = bound.min(DEFAULT_REQUEST_TIMEOUT);
+            }
+            let budget_end = bound == left;
             let t0 = Instant::now();
             let result =
-                match tokio::time::timeout(share, this.infer(server, binary, &input, &tensor, id))
+                match tokio::time::timeout(bound, this.infer(server, binary, &input, &tensor, id))
                     .await
                 {
                     Ok(r) => r,
+                    Err(_) if budget_end => Err(Failure {
+                        msg: format!("no answer before the frame's deadline ({bound:?} left)"),
+                        server_fault: false,
+                    }),
                     Err(_) => Err(Failure {
-                        msg: format!("no answer within {share:?}"),
+                        msg: format!("no answer within {bound:?}"),
                         server_fault: true,
                     }),
                 };
@@ -582,7 +729,9 @@ impl Inner {
             match result {
                 Ok(outputs) => {
                     let mut st = lock(&this.state);
-                    let s = &mut st[server].stats;
+                    let s = &mut st[server];
+                    s.streak = 0;
+                    let s = &mut s.stats;
                     s.successes += 1;
                     s.latency_total += elapsed;
                     s.latency_max = s.latency_max.max(elapsed);
@@ -602,13 +751,14 @@ impl Inner {
                     if !f.server_fault {
                         break;
                     }
-                    Inner::mark_down(&this, server, &f.msg);
+                    Inner::mark_suspect(&this, server, &f.msg);
                 }
             }
         }
         Err(format!(
-            "inference of frame {id} on model '{}' failed: {}",
+            "inference of frame {id} on model '{}' failed after {} attempt(s): {}",
             this.config.model,
+            tried.len(),
             errors.join("; ")
         ))
     }
@@ -860,6 +1010,8 @@ fn analysis_tensor(
 impl Processor<Frame> for Remote {
     fn process(&self, frame: Frame, ctx: WorkCtx) -> Work<Frame> {
         let inner = self.inner.clone();
+        // Now, before the engine starts its own timeout.
+        let deadline = inner.deadline();
         Work::Async(
             async move {
                 let Frame {
@@ -897,7 +1049,7 @@ impl Processor<Frame> for Remote {
                     }
                 };
                 let (answer, attempts) =
-                    Inner::run(inner.clone(), Arc::new(tensor), ctx.seq).await?;
+                    Inner::run(inner.clone(), Arc::new(tensor), ctx.seq, deadline).await?;
                 let buf = buffer.make_mut();
                 let mut meta = gst::meta::CustomMeta::add(buf, INFERENCE_META)
                     .map_err(|e| format!("cannot add {INFERENCE_META}: {e}"))?;
@@ -1000,6 +1152,17 @@ mod tests {
         assert!(parse_servers("").is_err());
         assert!(parse_servers("https://a:1").is_err());
         assert!(parse_servers("a:1").is_err());
+        assert!(parse_servers("http://a:1/?x=1").is_err());
+        assert!(parse_servers("http://a:1/p#f").is_err());
+    }
+
+    #[test]
+    fn model_names_are_percent_encoded() {
+        assert_eq!(model_segment("resnet-50_v1.2~").unwrap(), "resnet-50_v1.2~");
+        assert_eq!(model_segment("my model/1").unwrap(), "my%20model%2F1");
+        assert_eq!(model_segment("é").unwrap(), "%C3%A9");
+        assert!(model_segment("").is_err());
+        assert!(model_segment("..").is_err());
     }
 
     #[test]
