@@ -2,7 +2,9 @@
 //! `processor=remote` against the in-tree Open Inference Protocol test
 //! server: results, order, binary and JSON tensors, failover on 5xx,
 //! dropped connections, hangs and stopped servers, a server coming back,
-//! all servers down, flushing and state changes with hung requests.
+//! all servers down, a failure on the only server, the frame's time budget
+//! (also set in PLAYING), the per-server cap, readiness, flushing and state
+//! changes with hung requests.
 //!
 //! Tests wait on what the element or the servers did (stats, counters,
 //! pulled buffers), never on time; the watchdog bounds each one.
@@ -210,8 +212,9 @@ fn failover_on_dropped_connection() {
 #[test]
 fn failover_on_hang_within_timeout() {
     let _w = common::begin("failover_on_hang_within_timeout", 60);
-    // 3 attempts share 6 s: a hung request is abandoned after 2 s.
-    failover(Fault::Hang, &[("workers", "4"), ("timeout", "6000000000")]);
+    // An attempt may use 3/4 of what is left: a hung request is abandoned
+    // after 3 s, leaving 1 s for the retry.
+    failover(Fault::Hang, &[("workers", "4"), ("timeout", "4000000000")]);
 }
 
 #[test]
@@ -240,7 +243,7 @@ fn stopped_server_is_avoided_and_used_again_when_back() {
     assert!(a.answered() >= 1);
 }
 
-fn all_down(on_error: &str) -> (Harness, gst::Element, gst::Bus) {
+fn all_down(on_error: &str) -> (Harness, gst::Element, gst::Bus, [TestServer; 2]) {
     let (a, b) = (TestServer::start(), TestServer::start());
     a.stop();
     b.stop();
@@ -252,13 +255,13 @@ fn all_down(on_error: &str) -> (Harness, gst::Element, gst::Bus) {
             assert_eq!(ret, Ok(gst::FlowSuccess::Ok));
         }
     }
-    (h, e, bus)
+    (h, e, bus, [a, b])
 }
 
 #[test]
 fn all_servers_down_drops_with_gaps() {
     let _w = common::begin("all_servers_down_drops_with_gaps", 60);
-    let (mut h, e, _bus) = all_down("drop");
+    let (mut h, e, _bus, _servers) = all_down("drop");
     assert!(h.push_event(gst::event::Eos::new()));
     assert!(h.pull_until_eos().unwrap().is_none(), "a frame came out");
     let mut gaps = 0;
@@ -273,7 +276,7 @@ fn all_servers_down_drops_with_gaps() {
 #[test]
 fn all_servers_down_passes_originals() {
     let _w = common::begin("all_servers_down_passes_originals", 60);
-    let (mut h, _e, _bus) = all_down("pass");
+    let (mut h, _e, _bus, _servers) = all_down("pass");
     for i in 0..5 {
         let b = h.pull().unwrap();
         assert_eq!(b.pts(), Some(FRAME * i));
@@ -284,7 +287,7 @@ fn all_servers_down_passes_originals() {
 #[test]
 fn all_servers_down_fails_with_clear_error() {
     let _w = common::begin("all_servers_down_fails_with_clear_error", 60);
-    let (_h, _e, bus) = all_down("fail");
+    let (_h, _e, bus, servers) = all_down("fail");
     let msg = bus
         .timed_pop_filtered(gst::ClockTime::from_seconds(40), &[gst::MessageType::Error])
         .expect("no error");
@@ -293,6 +296,11 @@ fn all_servers_down_fails_with_clear_error() {
     };
     let debug = err.debug().map(|d| d.to_string()).unwrap_or_default();
     assert!(debug.contains("servers are down"), "{debug}");
+    // Each server and why it is down.
+    for s in &servers {
+        assert!(debug.contains(&s.url()), "{debug}");
+    }
+    assert_eq!(debug.matches("Connection refused").count(), 2, "{debug}");
 }
 
 #[test]
@@ -315,7 +323,8 @@ fn client_errors_are_not_retried() {
 fn flush_and_stop_cancel_hung_requests() {
     let _w = common::begin("flush_and_stop_cancel_hung_requests", 60);
     let a = TestServer::start();
-    let (mut h, e, _bus) = harness(&[&a], &[("workers", "4")]);
+    // A timeout of an hour: only cancellation can end the hung requests.
+    let (mut h, e, _bus) = harness(&[&a], &[("workers", "4"), ("timeout", "3600000000000")]);
     wait_up(&e, 1);
     a.set_fault(Fault::Hang, u64::MAX);
     push(&mut h, 0..4);
@@ -472,4 +481,205 @@ fn large_frames(binary: bool) {
     }
     use std::sync::atomic::Ordering::SeqCst;
     assert_eq!(a.control.binary.load(SeqCst), if binary { 8 } else { 0 });
+}
+
+/// Pushes EOS and pulls every buffer before it.
+fn pull_all(h: &mut Harness) -> Vec<gst::Buffer> {
+    assert!(h.push_event(gst::event::Eos::new()));
+    let mut out = Vec::new();
+    while let Some(b) = h.pull_until_eos().unwrap() {
+        out.push(b);
+    }
+    out
+}
+
+fn check_enriched(buffers: &[gst::Buffer], n: u64) -> Vec<Result> {
+    assert_eq!(buffers.len() as u64, n, "frames were dropped");
+    buffers
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            assert_eq!(b.pts(), Some(FRAME * i as u64));
+            let r = result(b);
+            assert_eq!(r.mean, (i % 200) as f64, "frame {i}: {r:?}");
+            r
+        })
+        .collect()
+}
+
+#[test]
+fn one_failure_on_the_only_server_is_retried() {
+    let _w = common::begin("one_failure_on_the_only_server_is_retried", 60);
+    let a = TestServer::start();
+    let (mut h, e, _bus) = harness(
+        &[&a],
+        &[
+            ("workers", "4"),
+            ("timeout", "30000000000"),
+            ("on-error", "drop"),
+        ],
+    );
+    wait_up(&e, 1);
+    // One failed request makes the server suspect, not down: frames wait
+    // for its probe instead of failing as if every server were down.
+    a.set_fault(Fault::Status(503), 1);
+    push(&mut h, 0..20);
+    let results = check_enriched(&pull_all(&mut h), 20);
+    assert_eq!(results.iter().filter(|r| r.attempts == 2).count(), 1);
+    let s = &servers_stats(&e)[0];
+    assert_eq!(s.get::<u64>("failures").unwrap(), 1);
+}
+
+#[test]
+fn slow_server_gets_most_of_the_budget() {
+    let _w = common::begin("slow_server_gets_most_of_the_budget", 60);
+    let a = TestServer::start();
+    a.set_latency(Duration::from_secs(1));
+    // 4 attempts in 3 s: equal shares (750 ms) would never see an answer;
+    // the first attempt may use 3/4 of the budget.
+    let (mut h, e, _bus) = harness(
+        &[&a],
+        &[
+            ("workers", "4"),
+            ("timeout", "3000000000"),
+            ("retries", "3"),
+            ("on-error", "drop"),
+        ],
+    );
+    wait_up(&e, 1);
+    push(&mut h, 0..4);
+    let results = check_enriched(&pull_all(&mut h), 4);
+    assert!(results.iter().all(|r| r.attempts == 1), "{results:?}");
+    let s = &servers_stats(&e)[0];
+    assert_eq!(s.get::<u64>("failures").unwrap(), 0);
+    assert!(s.get::<bool>("up").unwrap());
+}
+
+#[test]
+fn out_of_budget_is_the_frames_error_not_the_servers() {
+    let _w = common::begin("out_of_budget_is_the_frames_error_not_the_servers", 60);
+    let a = TestServer::start();
+    let (mut h, e, _bus) = harness(
+        &[&a],
+        &[
+            ("workers", "4"),
+            ("timeout", "300000000"),
+            ("retries", "0"),
+            ("on-error", "drop"),
+        ],
+    );
+    wait_up(&e, 1);
+    a.set_fault(Fault::Hang, u64::MAX);
+    push(&mut h, 0..3);
+    assert!(pull_all(&mut h).is_empty());
+    // The remote's budget ends before the engine's timeout: the frames
+    // fail with the remote's error, never as engine timeouts.
+    let stats = e.property::<gst::Structure>("stats");
+    assert_eq!(stats.get::<u64>("errors").unwrap(), 3);
+    assert_eq!(stats.get::<u64>("timeouts").unwrap(), 0);
+    // A frame running out of time does not make the server suspect.
+    let s = &servers_stats(&e)[0];
+    assert!(s.get::<bool>("up").unwrap());
+    assert_eq!(s.get::<u64>("failures").unwrap(), 3);
+}
+
+#[test]
+fn timeout_set_in_playing_applies() {
+    let _w = common::begin("timeout_set_in_playing_applies", 60);
+    let (a, b) = (TestServer::start(), TestServer::start());
+    let (mut h, e, _bus) = harness(&[&a, &b], &[("workers", "2"), ("on-error", "drop")]);
+    wait_up(&e, 2);
+    // Set after start: the first attempt (on A, the first idle server) is
+    // bounded by 3/4 of it, leaving time for B.
+    e.set_property("timeout", 4_000_000_000u64);
+    a.set_fault(Fault::Hang, u64::MAX);
+    push(&mut h, 0..1);
+    let results = check_enriched(&pull_all(&mut h), 1);
+    assert_eq!(results[0].server, b.url());
+    assert_eq!(results[0].attempts, 2);
+}
+
+#[test]
+fn model_name_is_percent_encoded() {
+    let _w = common::begin("model_name_is_percent_encoded", 60);
+    let a = TestServer::start();
+    a.set_model("my model");
+    let (mut h, _e, _bus) = harness(
+        &[&a],
+        &[
+            ("workers", "2"),
+            ("model", "my model"),
+            ("on-error", "drop"),
+        ],
+    );
+    push(&mut h, 0..2);
+    let buffers = pull_all(&mut h);
+    assert_eq!(buffers.len(), 2, "frames were dropped");
+    for b in buffers {
+        let meta =
+            gst::meta::CustomMeta::from_buffer(&b, "GstParallelFilterInferenceMeta").unwrap();
+        assert_eq!(meta.structure().get::<&str>("model").unwrap(), "my model");
+    }
+    assert_eq!(a.answered(), 2);
+}
+
+#[test]
+fn server_url_with_a_query_fails_the_state_change() {
+    let _w = common::begin("server_url_with_a_query_fails_the_state_change", 60);
+    let e = gst::ElementFactory::make("parallelfilter")
+        .property_from_str("processor", "remote")
+        .property("servers", "http://127.0.0.1:1/?x=1")
+        .property("model", MODEL)
+        .build()
+        .unwrap();
+    let bus = gst::Bus::new();
+    e.set_bus(Some(&bus));
+    assert!(e.set_state(gst::State::Paused).is_err());
+    let msg = bus
+        .timed_pop_filtered(gst::ClockTime::from_seconds(5), &[gst::MessageType::Error])
+        .expect("no error");
+    let gst::MessageView::Error(err) = msg.view() else {
+        unreachable!()
+    };
+    assert!(err.error().message().contains("query"), "{}", err.error());
+    e.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn max_requests_per_server_is_a_cap() {
+    let _w = common::begin("max_requests_per_server_is_a_cap", 60);
+    let a = TestServer::start();
+    // Answers that overlap once released: requests beyond the cap would
+    // be seen at the server together with the held ones.
+    a.set_latency(Duration::from_millis(50));
+    let (mut h, e, _bus) = harness(&[&a], &[("workers", "8"), ("max-requests-per-server", "2")]);
+    wait_up(&e, 1);
+    a.set_hold(true);
+    push(&mut h, 0..8);
+    while a.received() < 2 {
+        std::thread::yield_now();
+    }
+    assert_eq!(servers_stats(&e)[0].get::<u32>("in-flight").unwrap(), 2);
+    a.set_hold(false);
+    check_enriched(&pull_all(&mut h), 8);
+    assert_eq!(a.max_concurrent(), 2);
+    assert_eq!(a.received(), 8);
+}
+
+#[test]
+fn server_whose_model_is_not_ready_is_not_used() {
+    let _w = common::begin("server_whose_model_is_not_ready_is_not_used", 60);
+    let (a, b) = (TestServer::start(), TestServer::start());
+    a.set_model_ready(false);
+    let (mut h, e, _bus) = harness(&[&a, &b], &[("workers", "4")]);
+    push(&mut h, 0..10);
+    let results = pull_enriched(&mut h, 0, 10);
+    assert!(results.iter().all(|r| r.server == b.url()));
+    assert_eq!(a.received(), 0);
+    assert!(!servers_stats(&e)[0].get::<bool>("up").unwrap());
+    // Once the model is ready, the server is used.
+    a.set_model_ready(true);
+    wait_up(&e, 2);
+    push(&mut h, 10..11);
+    assert_eq!(pull_enriched(&mut h, 10, 1)[0].server, a.url());
 }

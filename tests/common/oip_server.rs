@@ -43,6 +43,14 @@ pub struct Control {
     fault: Mutex<Option<(Fault, u64)>>,
     no_binary: AtomicBool,
     not_ready: AtomicBool,
+    model_not_ready: AtomicBool,
+    /// The model's name, when not `MODEL`.
+    model: Mutex<Option<String>>,
+    /// While true, inference requests wait (before latency and faults).
+    hold: tokio::sync::watch::Sender<bool>,
+    /// Inference requests being handled now, and the most at once.
+    pub concurrent: AtomicU64,
+    pub max_concurrent: AtomicU64,
     /// Inference requests received, answered, and answered with the binary
     /// extension.
     pub received: AtomicU64,
@@ -175,6 +183,26 @@ impl TestServer {
         self.control.not_ready.store(!on, Ordering::SeqCst);
     }
 
+    /// The server is ready, but `GET /v2/models/{model}/ready` says the
+    /// model is not.
+    pub fn set_model_ready(&self, on: bool) {
+        self.control.model_not_ready.store(!on, Ordering::SeqCst);
+    }
+
+    /// Serves the model under `name` (percent-decoded from the path).
+    pub fn set_model(&self, name: &str) {
+        *self.control.model.lock().unwrap() = Some(name.to_string());
+    }
+
+    /// While on, inference requests wait; off releases them.
+    pub fn set_hold(&self, on: bool) {
+        self.control.hold.send_replace(on);
+    }
+
+    pub fn max_concurrent(&self) -> u64 {
+        self.control.max_concurrent.load(Ordering::SeqCst)
+    }
+
     pub fn answered(&self) -> u64 {
         self.control.answered.load(Ordering::SeqCst)
     }
@@ -205,10 +233,36 @@ fn reply(status: StatusCode, body: Value) -> Reply {
     r
 }
 
+/// Percent-decoding of a URL path.
+fn decode_path(p: &str) -> String {
+    let b = p.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match (b[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(x)) => {
+                out.push(x);
+                i += 3;
+            }
+            (x, _) => {
+                out.push(x);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 async fn handle(c: Arc<Control>, req: Request<Incoming>) -> Result<Reply, std::io::Error> {
-    let path = req.uri().path().to_string();
+    let path = decode_path(req.uri().path());
     let ready = !c.not_ready.load(Ordering::SeqCst);
-    let model_path = format!("/v2/models/{MODEL}");
+    let model_ready = ready && !c.model_not_ready.load(Ordering::SeqCst);
+    let model = c.model.lock().unwrap().clone();
+    let model = model.as_deref().unwrap_or(MODEL);
+    let model_path = format!("/v2/models/{model}");
     let ok = |b| Ok(reply(StatusCode::OK, b));
     match (req.method().as_str(), path.as_str()) {
         ("GET", "/v2") => {
@@ -221,14 +275,20 @@ async fn handle(c: Arc<Control>, req: Request<Incoming>) -> Result<Reply, std::i
         }
         ("GET", "/v2/health/live") => ok(json!({})),
         ("GET", "/v2/health/ready") if ready => ok(json!({})),
-        ("GET", p) if p == format!("{model_path}/ready") && ready => ok(json!({})),
+        ("GET", p) if p == format!("{model_path}/ready") && model_ready => ok(json!({})),
         ("GET", p) if p == model_path => ok(json!({
-            "name": MODEL, "platform": "test",
+            "name": model, "platform": "test",
             "inputs": [{"name": INPUT_NAME, "datatype": "UINT8", "shape": [-1]}],
             "outputs": [{"name": "mean", "datatype": "FP32", "shape": [1]}],
         })),
-        ("POST", p) if p == format!("{model_path}/infer") => infer(c, req).await,
-        ("GET", _) if !ready => Ok(reply(
+        ("POST", p) if p == format!("{model_path}/infer") => {
+            let n = c.concurrent.fetch_add(1, Ordering::SeqCst) + 1;
+            c.max_concurrent.fetch_max(n, Ordering::SeqCst);
+            let r = infer(c.clone(), req, model).await;
+            c.concurrent.fetch_sub(1, Ordering::SeqCst);
+            r
+        }
+        ("GET", _) if !model_ready => Ok(reply(
             StatusCode::SERVICE_UNAVAILABLE,
             json!({"error": "not ready"}),
         )),
@@ -239,7 +299,11 @@ async fn handle(c: Arc<Control>, req: Request<Incoming>) -> Result<Reply, std::i
     }
 }
 
-async fn infer(c: Arc<Control>, req: Request<Incoming>) -> Result<Reply, std::io::Error> {
+async fn infer(
+    c: Arc<Control>,
+    req: Request<Incoming>,
+    model: &str,
+) -> Result<Reply, std::io::Error> {
     c.received.fetch_add(1, Ordering::SeqCst);
     let header_len = req
         .headers()
@@ -250,6 +314,8 @@ async fn infer(c: Arc<Control>, req: Request<Incoming>) -> Result<Reply, std::io
         Ok(b) => b.to_bytes(),
         Err(e) => return Err(std::io::Error::other(e)),
     };
+    let mut hold = c.hold.subscribe();
+    let _ = hold.wait_for(|h| !*h).await;
     let latency = *c.latency.lock().unwrap();
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -287,6 +353,9 @@ async fn infer(c: Arc<Control>, req: Request<Incoming>) -> Result<Reply, std::io
     let datatype = input["datatype"].as_str().unwrap_or_default();
     let values: Vec<f64> = match binary {
         Some(b) => {
+            if input["parameters"]["binary_data_size"].as_u64() != Some(b.len() as u64) {
+                return bad("binary_data_size differs from the bytes after the header");
+            }
             c.binary.fetch_add(1, Ordering::SeqCst);
             match datatype {
                 "UINT8" => b.iter().map(|&x| f64::from(x)).collect(),
@@ -302,6 +371,14 @@ async fn infer(c: Arc<Control>, req: Request<Incoming>) -> Result<Reply, std::io
             None => return bad("no data"),
         },
     };
+    let elements = input["shape"].as_array().map(|s| {
+        s.iter()
+            .map(|d| d.as_i64().unwrap_or(-1))
+            .try_fold(1i64, |n, d| (d >= 0).then(|| n * d))
+    });
+    if elements != Some(Some(values.len() as i64)) {
+        return bad("shape does not match the number of elements");
+    }
     let nbytes = match datatype {
         "FP32" => values.len() * 4,
         _ => values.len(),
@@ -313,7 +390,7 @@ async fn infer(c: Arc<Control>, req: Request<Incoming>) -> Result<Reply, std::io
     Ok(reply(
         StatusCode::OK,
         json!({
-            "model_name": MODEL,
+            "model_name": model,
             "id": v["id"],
             "outputs": [
                 {"name": "mean", "datatype": "FP32", "shape": [1], "data": [mean]},
