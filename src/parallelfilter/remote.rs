@@ -808,8 +808,21 @@ fn parse_response(body: &[u8], header_len: Option<usize>) -> Result<Vec<gst::Str
             } else {
                 let mut flat = Vec::new();
                 flatten(&o["data"], &mut flat);
-                flat.into_iter().map(|x| json_value(datatype, x)).collect()
+                flat.into_iter()
+                    .map(|x| json_value(datatype, x))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| format!("output '{name}': {e}"))?
             };
+        // A dynamic (negative) dimension cannot be checked.
+        let elements = shape.iter().try_fold(1u64, |n, &d| {
+            u64::try_from(d).ok().map(|d| n.saturating_mul(d))
+        });
+        if let Some(n) = elements.filter(|&n| n != data.len() as u64) {
+            return Err(format!(
+                "output '{name}': shape {shape:?} holds {n} elements, the data {}",
+                data.len()
+            ));
+        }
         out.push(
             gst::Structure::builder("output")
                 .field("name", name)
@@ -834,18 +847,21 @@ fn is_integer(datatype: &str) -> bool {
     datatype.starts_with("INT") || datatype.starts_with("UINT") || datatype == "BOOL"
 }
 
-fn json_value(datatype: &str, v: &Value) -> glib::SendValue {
+fn json_value(datatype: &str, v: &Value) -> Result<glib::SendValue, String> {
     use gst::prelude::*;
-    match v {
+    Ok(match v {
         Value::String(s) => s.to_send_value(),
         Value::Bool(b) => i64::from(*b).to_send_value(),
-        Value::Number(n) if is_integer(datatype) => n
-            .as_i64()
-            .unwrap_or_else(|| n.as_u64().map_or(0, |u| u.min(i64::MAX as u64) as i64))
-            .to_send_value(),
+        Value::Number(n) if is_integer(datatype) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => i,
+            (None, Some(u), _) => u.min(i64::MAX as u64) as i64,
+            (None, None, Some(f)) if f.fract() == 0.0 && f.abs() < 9.2e18 => f as i64,
+            _ => return Err(format!("{n} is not a {datatype} value")),
+        }
+        .to_send_value(),
         Value::Number(n) => n.as_f64().unwrap_or(f64::NAN).to_send_value(),
         other => other.to_string().to_send_value(),
-    }
+    })
 }
 
 fn half_to_f32(h: u16) -> f32 {
@@ -863,15 +879,22 @@ fn half_to_f32(h: u16) -> f32 {
 fn decode_binary(datatype: &str, b: &[u8]) -> Result<Vec<glib::SendValue>, String> {
     use gst::prelude::*;
     macro_rules! num {
-        ($t:ty, $conv:expr) => {
-            b.chunks_exact(std::mem::size_of::<$t>())
+        ($t:ty, $conv:expr) => {{
+            let size = std::mem::size_of::<$t>();
+            if b.len() % size != 0 {
+                return Err(format!(
+                    "{} bytes are not a whole number of {datatype} elements",
+                    b.len()
+                ));
+            }
+            b.chunks_exact(size)
                 .map(|c| {
                     let v = <$t>::from_le_bytes(c.try_into().unwrap_or_default());
                     #[allow(clippy::redundant_closure_call)]
                     ($conv)(v).to_send_value()
                 })
                 .collect()
-        };
+        }};
     }
     Ok(match datatype {
         "BOOL" | "UINT8" => num!(u8, i64::from),
@@ -896,6 +919,9 @@ fn decode_binary(datatype: &str, b: &[u8]) -> Result<Vec<glib::SendValue>, Strin
                 }
                 out.push(String::from_utf8_lossy(&rest[4..4 + n]).to_send_value());
                 rest = &rest[4 + n..];
+            }
+            if !rest.is_empty() {
+                return Err("BYTES data ends inside an element's length".into());
             }
             out
         }
@@ -1182,6 +1208,25 @@ mod tests {
         let b = out[1].get::<gst::Array>("data").unwrap();
         assert_eq!(b.as_slice()[0].get::<i64>().unwrap(), 7);
         assert!(parse_response(&body[..body.len() - 1], Some(header.len())).is_err());
+    }
+
+    #[test]
+    fn malformed_outputs_are_errors() {
+        gst::init().unwrap();
+        let parse =
+            |o: Value| parse_response(json!({ "outputs": [o] }).to_string().as_bytes(), None);
+        let out = |datatype: &str, shape: Value, data: Value| {
+            parse(json!({"name": "x", "datatype": datatype, "shape": shape, "data": data}))
+        };
+        assert!(out("INT32", json!([2]), json!([1, 2])).is_ok());
+        assert!(out("INT32", json!([2]), json!([1.0, 2])).is_ok());
+        assert!(out("INT32", json!([2]), json!([1.5, 2])).is_err());
+        assert!(out("FP32", json!([3]), json!([1, 2])).is_err());
+        assert!(out("FP32", json!([-1]), json!([1, 2])).is_ok());
+        assert!(decode_binary("FP32", &[0; 7]).is_err());
+        assert!(decode_binary("INT16", &[0; 4]).is_ok());
+        assert!(decode_binary("BYTES", &[1, 0, 0, 0, b'a', 0]).is_err());
+        assert!(decode_binary("BYTES", &[1, 0, 0, 0, b'a']).is_ok());
     }
 
     #[test]
