@@ -813,9 +813,12 @@ fn parse_response(body: &[u8], header_len: Option<usize>) -> Result<Vec<gst::Str
                     .collect::<Result<_, _>>()
                     .map_err(|e| format!("output '{name}': {e}"))?
             };
-        // A dynamic (negative) dimension cannot be checked.
-        let elements = shape.iter().try_fold(1u64, |n, &d| {
-            u64::try_from(d).ok().map(|d| n.saturating_mul(d))
+        // Without a shape, or with a dynamic (negative) dimension, there is
+        // nothing to check.
+        let elements = o["shape"].is_array().then_some(()).and_then(|()| {
+            shape.iter().try_fold(1u64, |n, &d| {
+                u64::try_from(d).ok().map(|d| n.saturating_mul(d))
+            })
         });
         if let Some(n) = elements.filter(|&n| n != data.len() as u64) {
             return Err(format!(
