@@ -286,7 +286,7 @@ impl Drop for Remote {
 /// Why an attempt failed, and whether another server may do better.
 struct Failure {
     msg: String,
-    /// The server is at fault (connection, 5xx, deadline): mark it down and
+    /// The server is at fault (connection, 5xx, no answer): it becomes suspect and
     /// retry elsewhere.
     server_fault: bool,
 }
