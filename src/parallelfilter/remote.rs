@@ -286,8 +286,8 @@ impl Drop for Remote {
 /// Why an attempt failed, and whether another server may do better.
 struct Failure {
     msg: String,
-    /// The server is at fault (connection, 5xx, no answer): it becomes suspect and
-    /// retry elsewhere.
+    /// The server is at fault (connection, 5xx, no answer within the
+    /// attempt's bound): it becomes suspect and the request is retried.
     server_fault: bool,
 }
 
