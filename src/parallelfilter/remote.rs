@@ -13,12 +13,13 @@
 //! deadline.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::FutureExt;
 use gst::glib;
+use gst::prelude::*;
 use gst_video::prelude::VideoFrameExt;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{Method, Request, StatusCode, Uri};
@@ -150,6 +151,8 @@ struct Inner {
     servers: Vec<Server>,
     /// The model name as a path segment.
     model_path: String,
+    /// The element, for logging; set at start.
+    element: OnceLock<glib::WeakRef<gst::Element>>,
     state: Mutex<Vec<ServerState>>,
     /// A slot was freed or a server changed health.
     changed: Notify,
@@ -264,6 +267,7 @@ impl Remote {
             client,
             servers: urls.into_iter().map(|url| Server { url }).collect(),
             model_path,
+            element: OnceLock::new(),
             state: Mutex::new(state),
             changed: Notify::new(),
             closed: watch::channel(false).0,
@@ -370,6 +374,17 @@ struct Answer {
 }
 
 impl Inner {
+    /// Logs with the element as the object once it is known.
+    fn log(&self, level: gst::DebugLevel, msg: std::fmt::Arguments) {
+        if !CAT.above_threshold(level) {
+            return;
+        }
+        match self.element.get().and_then(|w| w.upgrade()) {
+            Some(e) => gst::log_with_level!(CAT, level, obj = e, "{}", msg),
+            None => gst::log_with_level!(CAT, level, "{}", msg),
+        }
+    }
+
     fn url(&self, server: usize, path: &str) -> String {
         format!("{}{}", self.servers[server].url, path)
     }
@@ -449,9 +464,11 @@ impl Inner {
                 let url = &inner.servers[server].url;
                 match result {
                     Ok((binary, input)) => {
-                        gst::info!(
-                            CAT,
-                            "{url} is up (binary tensors: {binary}, input: {input:?})"
+                        inner.log(
+                            gst::DebugLevel::Info,
+                            format_args!(
+                                "{url} is up (binary tensors: {binary}, input: {input:?})"
+                            ),
                         );
                         let mut st = lock(&inner.state);
                         let s = &mut st[server];
@@ -472,10 +489,16 @@ impl Inner {
                             std::mem::replace(&mut s.health, Health::Down)
                         };
                         if was != Health::Down {
-                            gst::warning!(CAT, "{url} is down: {err}");
+                            inner.log(
+                                gst::DebugLevel::Warning,
+                                format_args!("{url} is down: {err}"),
+                            );
                             inner.changed.notify_waiters();
                         } else {
-                            gst::debug!(CAT, "{url} still down: {err}");
+                            inner.log(
+                                gst::DebugLevel::Debug,
+                                format_args!("{url} still down: {err}"),
+                            );
                         }
                     }
                 }
@@ -504,7 +527,10 @@ impl Inner {
             (!std::mem::replace(&mut s.probing, true), wait)
         };
         if start_probe {
-            gst::info!(CAT, "{} suspect: {why}", this.servers[server].url);
+            this.log(
+                gst::DebugLevel::Info,
+                format_args!("{} suspect: {why}", this.servers[server].url),
+            );
             Inner::spawn_probe(this, server, wait);
         }
     }
@@ -746,7 +772,10 @@ impl Inner {
                 }
                 Err(f) => {
                     lock(&this.state)[server].stats.failures += 1;
-                    gst::debug!(CAT, "frame {id}: attempt {attempt} on {url}: {}", f.msg);
+                    this.log(
+                        gst::DebugLevel::Debug,
+                        format_args!("frame {id}: attempt {attempt} on {url}: {}", f.msg),
+                    );
                     errors.push(format!("{url}: {}", f.msg));
                     if !f.server_fault {
                         break;
@@ -851,7 +880,6 @@ fn is_integer(datatype: &str) -> bool {
 }
 
 fn json_value(datatype: &str, v: &Value) -> Result<glib::SendValue, String> {
-    use gst::prelude::*;
     Ok(match v {
         Value::String(s) => s.to_send_value(),
         Value::Bool(b) => i64::from(*b).to_send_value(),
@@ -880,7 +908,6 @@ fn half_to_f32(h: u16) -> f32 {
 }
 
 fn decode_binary(datatype: &str, b: &[u8]) -> Result<Vec<glib::SendValue>, String> {
-    use gst::prelude::*;
     macro_rules! num {
         ($t:ty, $conv:expr) => {{
             let size = std::mem::size_of::<$t>();
@@ -1102,6 +1129,10 @@ impl Processor<Frame> for Remote {
 }
 
 impl FrameProcessor for Remote {
+    fn attach(&self, element: &gst::Element) {
+        let _ = self.inner.element.set(element.downgrade());
+    }
+
     fn caps(&self) -> Option<gst::Caps> {
         Some(
             gst_video::VideoCapsBuilder::new()
