@@ -20,6 +20,14 @@ use tokio::sync::oneshot;
 /// so the heap stays bounded by the waits in progress.
 const PRUNE_AT: usize = 4096;
 
+/// The waits, nearest deadline on top.
+struct Waits {
+    heap: BinaryHeap<Entry>,
+    /// Length at which the next prune runs: twice what the last one kept,
+    /// so that many live waits do not mean a full scan on every sleep.
+    prune_at: usize,
+}
+
 struct Entry {
     deadline: Instant,
     tx: oneshot::Sender<()>,
@@ -47,11 +55,11 @@ impl Ord for Entry {
 }
 
 struct Timer {
-    heap: Mutex<BinaryHeap<Entry>>,
+    waits: Mutex<Waits>,
     changed: Condvar,
 }
 
-fn lock(m: &Mutex<BinaryHeap<Entry>>) -> MutexGuard<'_, BinaryHeap<Entry>> {
+fn lock(m: &Mutex<Waits>) -> MutexGuard<'_, Waits> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -61,7 +69,10 @@ fn timer() -> Option<&'static Timer> {
     static TIMER: OnceLock<Option<&'static Timer>> = OnceLock::new();
     *TIMER.get_or_init(|| {
         let timer: &'static Timer = Box::leak(Box::new(Timer {
-            heap: Mutex::new(BinaryHeap::new()),
+            waits: Mutex::new(Waits {
+                heap: BinaryHeap::new(),
+                prune_at: PRUNE_AT,
+            }),
             changed: Condvar::new(),
         }));
         std::thread::Builder::new()
@@ -73,33 +84,33 @@ fn timer() -> Option<&'static Timer> {
 }
 
 fn run(timer: &Timer) {
-    let mut heap = lock(&timer.heap);
+    let mut waits = lock(&timer.waits);
     let mut due = Vec::new();
     loop {
         let now = Instant::now();
-        while heap.peek().is_some_and(|e| e.deadline <= now) {
-            due.extend(heap.pop());
+        while waits.heap.peek().is_some_and(|e| e.deadline <= now) {
+            due.extend(waits.heap.pop());
         }
         if !due.is_empty() {
             // Woken unlocked: a wake may run the waiting task at once.
-            drop(heap);
+            drop(waits);
             for entry in due.drain(..) {
                 let _ = entry.tx.send(());
             }
-            heap = lock(&timer.heap);
+            waits = lock(&timer.waits);
             continue;
         }
-        heap = match heap.peek().map(|e| e.deadline - now) {
+        waits = match waits.heap.peek().map(|e| e.deadline - now) {
             Some(wait) => {
                 timer
                     .changed
-                    .wait_timeout(heap, wait)
+                    .wait_timeout(waits, wait)
                     .unwrap_or_else(PoisonError::into_inner)
                     .0
             }
             None => timer
                 .changed
-                .wait(heap)
+                .wait(waits)
                 .unwrap_or_else(PoisonError::into_inner),
         };
     }
@@ -111,13 +122,14 @@ pub fn sleep(d: Duration) -> BoxFuture<'static, ()> {
         return tokio::time::sleep(d).boxed();
     };
     let (tx, rx) = oneshot::channel();
-    let mut heap = lock(&timer.heap);
-    if heap.len() >= PRUNE_AT {
-        heap.retain(|e| !e.tx.is_closed());
+    let mut waits = lock(&timer.waits);
+    if waits.heap.len() >= waits.prune_at {
+        waits.heap.retain(|e| !e.tx.is_closed());
+        waits.prune_at = (2 * waits.heap.len()).max(PRUNE_AT);
     }
-    let nearest = heap.peek().is_none_or(|e| deadline < e.deadline);
-    heap.push(Entry { deadline, tx });
-    drop(heap);
+    let nearest = waits.heap.peek().is_none_or(|e| deadline < e.deadline);
+    waits.heap.push(Entry { deadline, tx });
+    drop(waits);
     if nearest {
         timer.changed.notify_one();
     }
@@ -161,7 +173,7 @@ mod tests {
             }
             sleep(Duration::from_millis(1)).await;
         });
-        let len = timer().map_or(0, |t| lock(&t.heap).len());
+        let len = timer().map_or(0, |t| lock(&t.waits).heap.len());
         assert!(len <= PRUNE_AT + 1, "{len} entries kept");
     }
 }
