@@ -397,6 +397,10 @@ fn bad_descriptions_fail_at_start_with_a_clear_error() {
     assert!(e.contains("contains queue"), "{e}");
     let e = start_error("videotestsrc ! fakesink");
     assert!(e.contains("0 sink") && e.contains("0 src"), "{e}");
+    // A chain whose output caps stay ANY, with ANY downstream: nothing to
+    // fixate (this asserted once).
+    let e = start_error("tee name=t ! identity ! funnel name=f t. ! identity ! f.");
+    assert!(e.contains("does not fix its output caps"), "{e}");
     // processor=filter without a description.
     let out = run(
         "videotestsrc num-buffers=3 ! parallelfilter name=pf processor=filter ! \

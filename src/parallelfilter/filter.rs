@@ -639,7 +639,17 @@ impl FrameProcessor for Filter {
                     if caps.is_empty() {
                         return Err("the filter gives nothing downstream accepts".into());
                     }
+                    // ANY cannot be fixated (it would assert).
+                    if caps.is_any() {
+                        return Err(format!(
+                            "the filter does not fix its output caps (it and downstream \
+                             allow {caps}); fix them in the description or downstream"
+                        ));
+                    }
                     caps.fixate();
+                    if !caps.is_fixed() {
+                        return Err(format!("the filter does not fix its output caps: {caps}"));
+                    }
                     caps
                 }
             };
