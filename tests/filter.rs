@@ -423,6 +423,9 @@ fn setting_the_property_selects_the_filter_processor() {
 }
 
 const TEN: &str = "videotestsrc num-buffers=10 ! video/x-raw,format=I420,width=64,height=48";
+/// The caps of [`TEN`]'s frames, all fields.
+const TEN_CAPS: &str = "video/x-raw,format=I420,width=64,height=48,framerate=30/1,\
+                        multiview-mode=mono,pixel-aspect-ratio=1/1,interlace-mode=progressive";
 
 #[test]
 fn a_dropped_buffer_is_an_error_handled_per_on_error() {
@@ -453,25 +456,36 @@ fn a_dropped_buffer_is_an_error_handled_per_on_error() {
 #[test]
 fn extra_output_buffers_are_an_error_and_discarded() {
     let _w = common::begin("extra_output_buffers_are_an_error_and_discarded", 120);
-    // videorate doubling the rate: nothing for an instance's first frame,
-    // two buffers for each later one. Every frame is an error.
+    // tee and funnel: two buffers out for every buffer in. funnel
+    // announces its caps only with data, so the src caps come from
+    // downstream: exactly the input caps, so that on-error=pass can pass
+    // the originals.
     let desc = |on_error: &str| {
         format!(
-            "{TEN},framerate=10/1 ! parallelfilter name=pf workers=1 on-error={on_error} \
-             filter=\"videorate ! capsfilter caps=video/x-raw,framerate=20/1\" ! fakesink name=sink"
+            "{TEN} ! parallelfilter name=pf workers=2 on-error={on_error} \
+             filter=\"tee name=t ! identity ! funnel name=f t. ! identity ! f.\" ! \
+             {TEN_CAPS} ! fakesink name=sink"
         )
     };
+    let out = run(&desc("fail"));
+    let e = out.error.expect("an error");
+    assert!(
+        e.contains("the filter gave 2 output buffers for one input"),
+        "{e}"
+    );
+    assert!(out.frames.is_empty());
+
     let out = run(&desc("drop"));
     assert_eq!(out.error, None);
     assert!(out.frames.is_empty());
+    assert_eq!(out.gaps, 10);
     assert_eq!(stat(&out, "errors"), 10);
-    let out = run(&desc("fail"));
-    let e = out.error.expect("an error");
-    // The first frame of the instance gives nothing, the next two.
-    assert!(
-        e.contains("no output buffer") || e.contains("2 output buffers"),
-        "{e}"
-    );
+
+    let input = run(&format!("{TEN} ! fakesink name=sink"));
+    let out = run(&desc("pass"));
+    assert_eq!(out.error, None);
+    assert_eq!(stat(&out, "errors"), 10);
+    assert!(out.frames == input.frames, "originals pass unprocessed");
 }
 
 #[test]
