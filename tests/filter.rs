@@ -646,3 +646,177 @@ fn latency_of_the_wrapped_chain_is_added() {
         "{wrapped} vs {plain}"
     );
 }
+
+fn size(caps: &gst::Caps) -> (i32, i32) {
+    let s = caps.structure(0).unwrap();
+    (s.get("width").unwrap(), s.get("height").unwrap())
+}
+
+#[test]
+fn downstream_renegotiation_reaches_every_instance_in_order() {
+    let _w = common::begin(
+        "downstream_renegotiation_reaches_every_instance_in_order",
+        120,
+    );
+    // Downstream changes the size it wants while frames are in flight:
+    // nothing lost or reordered, the later frames in the new size.
+    let out = run_with(
+        "videotestsrc num-buffers=30 ! video/x-raw,format=I420,width=160,height=120 ! \
+         parallelfilter name=pf workers=2 filter=videoscale ! \
+         capsfilter name=cf caps=video/x-raw,width=80,height=60 ! fakesink name=sink",
+        |pipeline| {
+            let cf = pipeline.by_name("cf").unwrap();
+            let seen = Mutex::new(0);
+            pipeline
+                .by_name("sink")
+                .unwrap()
+                .static_pad("sink")
+                .unwrap()
+                .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+                    let mut n = seen.lock().unwrap();
+                    *n += 1;
+                    if *n == 10 {
+                        cf.set_property(
+                            "caps",
+                            gst::Caps::builder("video/x-raw")
+                                .field("width", 40)
+                                .field("height", 30)
+                                .build(),
+                        );
+                    }
+                    gst::PadProbeReturn::Ok
+                });
+        },
+    );
+    assert_eq!(out.error, None);
+    assert_eq!(out.frames.len(), 30);
+    for (i, f) in out.frames.iter().enumerate() {
+        let pts = gst::ClockTime::from_nseconds(i as u64 * 1_000_000_000 / 30);
+        assert_eq!(f.pts, Some(pts), "frame {i} out of order");
+        let (w, h) = size(f.caps.as_ref().unwrap());
+        assert_eq!(
+            f.data.len(),
+            (w * h * 3 / 2) as usize,
+            "frame {i} is not {w}x{h}"
+        );
+    }
+    let sizes: Vec<_> = out.caps.iter().map(size).collect();
+    assert_eq!(sizes, [(80, 60), (40, 30)]);
+    assert!(
+        out.frames[..10]
+            .iter()
+            .all(|f| f.data.len() == 80 * 60 * 3 / 2)
+    );
+    assert_eq!(out.frames[29].data.len(), 40 * 30 * 3 / 2);
+}
+
+/// A test element that posts an error for the buffer with offset 3 but
+/// returns OK.
+mod error_poster {
+    use gst::glib;
+    use gst::prelude::*;
+    use gst::subclass::prelude::*;
+    use gst_base::subclass::prelude::*;
+    use std::sync::LazyLock;
+
+    #[derive(Default)]
+    pub struct Imp;
+
+    #[glib::object_subclass]
+    impl ObjectSubclass for Imp {
+        const NAME: &'static str = "TestParallelErrorPoster";
+        type Type = ErrorPoster;
+        type ParentType = gst_base::BaseTransform;
+    }
+
+    impl ObjectImpl for Imp {}
+    impl GstObjectImpl for Imp {}
+
+    impl ElementImpl for Imp {
+        fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+            static META: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+                gst::subclass::ElementMetadata::new(
+                    "Error poster",
+                    "Filter",
+                    "Posts an error for the fourth buffer and returns OK",
+                    "tests",
+                )
+            });
+            Some(&META)
+        }
+
+        fn pad_templates() -> &'static [gst::PadTemplate] {
+            static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+                let caps = gst::Caps::new_any();
+                [gst::PadDirection::Src, gst::PadDirection::Sink]
+                    .into_iter()
+                    .map(|dir| {
+                        let name = if dir == gst::PadDirection::Src {
+                            "src"
+                        } else {
+                            "sink"
+                        };
+                        gst::PadTemplate::new(name, dir, gst::PadPresence::Always, &caps).unwrap()
+                    })
+                    .collect()
+            });
+            TEMPLATES.as_ref()
+        }
+    }
+
+    impl BaseTransformImpl for Imp {
+        const MODE: gst_base::subclass::BaseTransformMode =
+            gst_base::subclass::BaseTransformMode::AlwaysInPlace;
+        const PASSTHROUGH_ON_SAME_CAPS: bool = false;
+        const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
+
+        fn transform_ip(
+            &self,
+            buf: &mut gst::BufferRef,
+        ) -> Result<gst::FlowSuccess, gst::FlowError> {
+            if buf.offset() == 3 {
+                gst::element_imp_error!(self, gst::StreamError::Failed, ("posted, flow OK"));
+            }
+            Ok(gst::FlowSuccess::Ok)
+        }
+    }
+
+    glib::wrapper! {
+        pub struct ErrorPoster(ObjectSubclass<Imp>)
+            @extends gst_base::BaseTransform, gst::Element, gst::Object;
+    }
+
+    pub fn register() {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            gst::Element::register(
+                None,
+                "testerrorposter",
+                gst::Rank::NONE,
+                ErrorPoster::static_type(),
+            )
+            .unwrap();
+        });
+    }
+}
+
+#[test]
+fn an_error_posted_with_flow_ok_fails_the_frame() {
+    let _w = common::begin("an_error_posted_with_flow_ok_fails_the_frame", 120);
+    error_poster::register();
+    let desc = |on_error: &str| {
+        format!(
+            "{TEN} ! parallelfilter name=pf workers=2 on-error={on_error} \
+             filter=\"testerrorposter name=poster\" ! fakesink name=sink"
+        )
+    };
+    let out = run(&desc("fail"));
+    let e = out.error.expect("an error");
+    assert!(e.starts_with("pf: Processing frame #3 "), "{e}");
+    assert!(e.contains("poster: posted, flow OK"), "{e}");
+    let out = run(&desc("drop"));
+    assert_eq!(out.error, None);
+    assert_eq!(stat(&out, "errors"), 1);
+    assert_eq!(out.frames.len(), 9);
+    assert_eq!(out.gaps, 1);
+}

@@ -12,8 +12,13 @@
 //!
 //! Each instance keeps its own caps and segment and catches up with the
 //! frame's before processing it, so renegotiation reaches every instance
-//! in stream order. Queries the chain asks while negotiating are answered
-//! by the element's peers, so the chain's output fits downstream.
+//! in stream order. Queries the chain asks while the element negotiates are
+//! answered by the element's peers, so the chain's output fits downstream;
+//! while a frame is processed, the chain's downstream accepts only the src
+//! caps that frame leaves with, so a downstream change (RECONFIGURE) makes
+//! each instance renegotiate exactly where the new caps start in the
+//! stream. An error an element of the chain posts fails the frame, even if
+//! the push returned OK.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -145,6 +150,8 @@ struct Collected {
     count: usize,
     /// The chain's current output caps.
     caps: Option<gst::Caps>,
+    /// The chain announced caps since the last reset.
+    announced: bool,
     /// The first error the chain posted since the last take.
     error: Option<String>,
 }
@@ -155,6 +162,11 @@ struct Link {
     collected: Mutex<Collected>,
     /// Input caps currently set on the chain.
     input_caps: Mutex<Option<gst::Caps>>,
+    /// While a frame is processed, the src caps it must leave with: the
+    /// chain's downstream then accepts only these, so an instance that
+    /// renegotiates for an earlier or later frame than downstream's current
+    /// caps still gives what its place in the stream expects.
+    target: Mutex<Option<gst::Caps>>,
     /// A CAPS query on the element's src pad is running through this
     /// instance: the chain's upstream is the element's upstream, not the
     /// caps the instance streams with.
@@ -195,6 +207,7 @@ impl Instance {
             shared: shared.clone(),
             collected: Mutex::new(Collected::default()),
             input_caps: Mutex::new(None),
+            target: Mutex::new(None),
             ask_upstream: AtomicBool::new(false),
         });
         // Only the first error matters; everything else is dropped here so
@@ -249,7 +262,9 @@ impl Instance {
                 let link = link.clone();
                 move |_, _, event| {
                     if let gst::EventView::Caps(c) = event.view() {
-                        lock(&link.collected).caps = Some(c.caps_owned());
+                        let mut collected = lock(&link.collected);
+                        collected.caps = Some(c.caps_owned());
+                        collected.announced = true;
                     }
                     true
                 }
@@ -315,10 +330,14 @@ impl Instance {
         lock(&self.link.input_caps).clone()
     }
 
-    /// Sets new input caps; the chain's output caps, if it announced them.
+    /// Sets input caps (again); the chain's output caps, if it announced
+    /// them now.
     fn set_caps(&mut self, caps: &gst::Caps) -> Result<Option<gst::Caps>, String> {
         *lock(&self.link.input_caps) = Some(caps.clone());
-        lock(&self.link.collected).caps = None;
+        // Same caps again: the chain renegotiates with downstream at once
+        // (or, if the pad skips an unchanged event, at its next buffer).
+        let _ = self.collect.push_event(gst::event::Reconfigure::new());
+        lock(&self.link.collected).announced = false;
         if !self.feed.push_event(gst::event::Caps::new(caps)) {
             *lock(&self.link.input_caps) = None;
             return Err(format!(
@@ -326,7 +345,13 @@ impl Instance {
                 self.error_suffix()
             ));
         }
-        Ok(lock(&self.link.collected).caps.clone())
+        let c = lock(&self.link.collected);
+        Ok(c.caps.clone().filter(|_| c.announced))
+    }
+
+    /// The chain's output caps as it last announced them.
+    fn output_caps(&self) -> Option<gst::Caps> {
+        lock(&self.link.collected).caps.clone()
     }
 
     fn flush(&mut self) {
@@ -343,7 +368,12 @@ impl Instance {
             self.flush();
             self.generation = generation;
         }
-        if self.input_caps().as_ref() != Some(&frame.stream.caps) {
+        // Also when downstream asked for other src caps: the frame's
+        // stream carries the caps it leaves with.
+        let expected = frame.stream.output_caps();
+        *lock(&self.link.target) = Some(expected.clone());
+        let stale = self.output_caps().is_some_and(|output| &output != expected);
+        if stale || self.input_caps().as_ref() != Some(&frame.stream.caps) {
             self.set_caps(&frame.stream.caps)?;
         }
         if self.segment.as_ref() != Some(&frame.segment) {
@@ -366,22 +396,31 @@ impl Instance {
         // Moved, not shared: in-place elements then need no copy.
         let input = std::mem::replace(&mut frame.buffer, gst::Buffer::new());
         let flow = self.feed.push(input);
-        let (buffer, count, error) = {
+        let (buffer, count, error, output) = {
             let mut c = lock(&self.link.collected);
             (
                 c.buffer.take(),
                 std::mem::take(&mut c.count),
                 c.error.take(),
+                c.caps.clone(),
             )
         };
+        // An error posted inside fails the frame even if the push went
+        // through: the element said something went wrong.
+        if let Some(error) = error {
+            return Err(error);
+        }
         if let Err(flow) = flow {
-            return Err(match error {
-                Some(error) => error,
-                None => format!("the filter returned {flow:?}"),
-            });
+            return Err(format!("the filter returned {flow:?}"));
         }
         match (buffer, count) {
             (Some(buffer), 1) => {
+                if let Some(output) = output.filter(|o| o != expected) {
+                    return Err(format!(
+                        "instance {} negotiated {output}, but {expected} went downstream",
+                        self.id
+                    ));
+                }
                 frame.buffer = buffer;
                 Ok(())
             }
@@ -454,14 +493,23 @@ impl Link {
     fn collect_query(&self, query: &mut gst::QueryRef) -> bool {
         match query.view_mut() {
             gst::QueryViewMut::Caps(q) => {
-                let caps = self.shared.downstream_caps(q.filter_owned().as_ref());
+                let filter = q.filter_owned();
+                let caps = match (lock(&self.target).clone(), &filter) {
+                    (Some(target), Some(f)) => {
+                        f.intersect_with_mode(&target, gst::CapsIntersectMode::First)
+                    }
+                    (Some(target), None) => target,
+                    (None, _) => self.shared.downstream_caps(filter.as_ref()),
+                };
                 q.set_result(&caps);
                 true
             }
             gst::QueryViewMut::AcceptCaps(q) => {
                 let caps = q.caps_owned();
-                let accepted = match self.shared.pad("src") {
-                    Some(pad) if pad.peer().is_some() => pad.peer_query_accept_caps(&caps),
+                let target = lock(&self.target).clone();
+                let accepted = match (target, self.shared.pad("src")) {
+                    (Some(target), _) => caps.is_subset(&target),
+                    (None, Some(pad)) if pad.peer().is_some() => pad.peer_query_accept_caps(&caps),
                     _ => true,
                 };
                 q.set_result(accepted);
@@ -496,8 +544,6 @@ struct Pool {
     next_id: AtomicU64,
     /// Bumped by a flush: instances catch up before their next frame.
     generation: AtomicU64,
-    /// Input caps and the output caps announced downstream for them.
-    announced: Mutex<Option<(gst::Caps, gst::Caps)>>,
     latency: AtomicU64,
 }
 
@@ -533,7 +579,6 @@ impl Filter {
             idle: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(0),
             generation: AtomicU64::new(0),
-            announced: Mutex::new(None),
             latency: AtomicU64::new(0),
         });
         // At most MAX_EAGER up front: beyond that they come when needed.
@@ -569,20 +614,8 @@ impl Processor<Frame> for Filter {
             let mut instance = pool.take()?;
             let generation = pool.generation.load(Ordering::SeqCst);
             let result = instance.process(&mut frame, generation);
-            let announced = lock(&pool.announced).clone();
-            let result = result.and_then(|()| match announced {
-                Some((input, output)) if input == frame.stream.caps => {
-                    let got = lock(&instance.link.collected).caps.clone();
-                    match got {
-                        Some(got) if got != output => Err(format!(
-                            "instance {} negotiated {got}, but {output} went downstream",
-                            instance.id
-                        )),
-                        _ => Ok(()),
-                    }
-                }
-                _ => Ok(()),
-            });
+            // Back to what downstream accepts now, for set_caps.
+            *lock(&instance.link.target) = None;
             match result {
                 Ok(()) => {
                     pool.give_back(instance);
@@ -663,7 +696,6 @@ impl FrameProcessor for Filter {
             )
         })?;
         gst::debug!(CAT, "Input caps {caps} give output caps {output}");
-        *lock(&self.pool.announced) = Some((caps.clone(), output.clone()));
         self.pool
             .latency
             .store(latency.nseconds(), Ordering::Relaxed);

@@ -13,12 +13,24 @@ pub struct StreamInfo {
     /// `None` for raw-video caps that do not describe a frame layout; the
     /// processors that read pixels refuse such caps at negotiation.
     pub info: Option<gst_video::VideoInfo>,
+    /// The src caps these frames go out with, when the processor changes
+    /// them: a renegotiation starts a new `StreamInfo` for the same input.
+    pub(crate) output: Option<gst::Caps>,
 }
 
 impl StreamInfo {
     pub fn new(caps: gst::Caps) -> Self {
+        Self::with_output(caps, None)
+    }
+
+    pub(crate) fn with_output(caps: gst::Caps, output: Option<gst::Caps>) -> Self {
         let info = gst_video::VideoInfo::from_caps(&caps).ok();
-        StreamInfo { caps, info }
+        StreamInfo { caps, info, output }
+    }
+
+    /// The caps frames of this stream leave the element with.
+    pub(crate) fn output_caps(&self) -> &gst::Caps {
+        self.output.as_ref().unwrap_or(&self.caps)
     }
 }
 

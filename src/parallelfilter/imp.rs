@@ -266,6 +266,9 @@ struct State {
     /// The 'processor not available' error went out already: sticky caps
     /// are retried on every push, one error is enough.
     unavailable_posted: bool,
+    /// Downstream asked to reconfigure a processor that changes caps: the
+    /// next frame renegotiates first.
+    renegotiate: bool,
 }
 
 pub struct ParallelFilter {
@@ -627,6 +630,20 @@ impl ParallelFilter {
         buffer: gst::Buffer,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         gst::log!(CAT, obj = pad, "Handling {buffer:?}");
+        let renegotiate = {
+            let mut state = lock(&self.state);
+            match (std::mem::take(&mut state.renegotiate), &state.engine) {
+                (true, Some(engine)) => state
+                    .hooks
+                    .clone()
+                    .zip(state.stream.clone())
+                    .map(|(hooks, stream)| (engine.clone(), hooks, stream)),
+                _ => None,
+            }
+        };
+        if let Some((engine, hooks, stream)) = renegotiate {
+            self.renegotiate(&engine, &hooks, &stream)?;
+        }
         let (engine, segment, processor, epoch, stream, previous, caps_changed) = {
             let mut state = lock(&self.state);
             let engine = state.engine.clone().ok_or(gst::FlowError::Flushing)?;
@@ -703,6 +720,57 @@ impl ParallelFilter {
                 Err(err)
             }
         }
+    }
+
+    /// Runs the processor's negotiation for `caps`, posting a LATENCY
+    /// message if its latency changed; the src caps.
+    fn negotiate(
+        &self,
+        hooks: &SharedProcessor,
+        caps: &gst::Caps,
+    ) -> Result<gst::Caps, gst::ErrorMessage> {
+        let latency_before = self.latency();
+        let src_caps = hooks.set_caps(caps)?;
+        // A wrapped chain's latency can depend on the caps.
+        if self.latency() != latency_before {
+            let _ = self
+                .obj()
+                .post_message(gst::message::Latency::builder().src(&*self.obj()).build());
+        }
+        Ok(src_caps)
+    }
+
+    /// Downstream asked for other caps: negotiates again for the current
+    /// input caps; new src caps go out in stream order, before the next
+    /// frame, and the frames from here on carry them.
+    fn renegotiate(
+        &self,
+        engine: &FrameEngine,
+        hooks: &SharedProcessor,
+        stream: &StreamInfo,
+    ) -> Result<(), gst::FlowError> {
+        let caps = &stream.caps;
+        let src_caps = self.negotiate(hooks, caps).map_err(|err| {
+            self.post_error_message(err);
+            gst::FlowError::NotNegotiated
+        })?;
+        if &src_caps == stream.output_caps() {
+            return Ok(());
+        }
+        gst::debug!(CAT, imp = self, "Renegotiated src caps {src_caps:?}");
+        let output = (&src_caps != caps).then(|| src_caps.clone());
+        {
+            let mut state = lock(&self.state);
+            state.stream = Some(Arc::new(StreamInfo::with_output(
+                caps.clone(),
+                output.clone(),
+            )));
+            state.src_caps = output;
+            state.previous = None;
+        }
+        engine
+            .submit_item(Serialized::Event(gst::event::Caps::new(&src_caps)))
+            .map(|_| ())
     }
 
     fn post_unavailable(&self, processor: ProcessorKind) {
@@ -827,24 +895,25 @@ impl ParallelFilter {
                 }
                 let caps = e.caps_owned();
                 gst::debug!(CAT, obj = pad, "Caps {caps:?}");
-                let latency_before = self.latency();
-                let src_caps = match hooks.map_or_else(|| Ok(caps.clone()), |h| h.set_caps(&caps)) {
-                    Ok(src_caps) => src_caps,
-                    Err(err) => {
-                        self.post_error_message(err);
-                        return false;
-                    }
-                };
-                // A wrapped chain's latency can depend on the caps.
-                if self.latency() != latency_before {
-                    let _ = self
-                        .obj()
-                        .post_message(gst::message::Latency::builder().src(&*self.obj()).build());
-                }
+                // Negotiated with downstream as it is from now on; a
+                // RECONFIGURE during the negotiation still counts.
+                lock(&self.state).renegotiate = false;
+                let src_caps =
+                    match hooks.map_or_else(|| Ok(caps.clone()), |h| self.negotiate(&h, &caps)) {
+                        Ok(src_caps) => src_caps,
+                        Err(err) => {
+                            self.post_error_message(err);
+                            return false;
+                        }
+                    };
                 {
                     let mut state = lock(&self.state);
-                    state.stream = Some(Arc::new(StreamInfo::new(caps.clone())));
-                    state.src_caps = (src_caps != caps).then(|| src_caps.clone());
+                    let output = (src_caps != caps).then(|| src_caps.clone());
+                    state.stream = Some(Arc::new(StreamInfo::with_output(
+                        caps.clone(),
+                        output.clone(),
+                    )));
+                    state.src_caps = output;
                     state.previous = None;
                 }
                 if src_caps != caps {
@@ -1008,6 +1077,13 @@ impl ParallelFilter {
         if event.type_() == gst::EventType::Reconfigure
             && let Some(engine) = self.engine()
         {
+            // Downstream may want other caps than the processor chose.
+            {
+                let mut state = lock(&self.state);
+                if state.processor.changes_caps() {
+                    state.renegotiate = true;
+                }
+            }
             // Linked again: resume pushing what is waiting.
             self.resume_task(&engine, gst::FlowError::NotLinked);
         }
