@@ -658,11 +658,11 @@ fn downstream_renegotiation_reaches_every_instance_in_order() {
         "downstream_renegotiation_reaches_every_instance_in_order",
         120,
     );
-    // Downstream changes the size it wants while frames are in flight:
-    // nothing lost or reordered, the later frames in the new size.
+    // Downstream changes the size it wants while frames are in flight, and
+    // back: nothing lost or reordered, the later frames in the new size.
     let out = run_with(
-        "videotestsrc num-buffers=30 ! video/x-raw,format=I420,width=160,height=120 ! \
-         parallelfilter name=pf workers=2 filter=videoscale ! \
+        "videotestsrc num-buffers=40 ! video/x-raw,format=I420,width=160,height=120 ! \
+         parallelfilter name=pf workers=3 filter=videoscale ! \
          capsfilter name=cf caps=video/x-raw,width=80,height=60 ! fakesink name=sink",
         |pipeline| {
             let cf = pipeline.by_name("cf").unwrap();
@@ -675,21 +675,22 @@ fn downstream_renegotiation_reaches_every_instance_in_order() {
                 .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
                     let mut n = seen.lock().unwrap();
                     *n += 1;
-                    if *n == 10 {
-                        cf.set_property(
-                            "caps",
-                            gst::Caps::builder("video/x-raw")
-                                .field("width", 40)
-                                .field("height", 30)
-                                .build(),
-                        );
-                    }
+                    let (width, height) = match *n {
+                        10 => (40, 30),
+                        25 => (80, 60),
+                        _ => return gst::PadProbeReturn::Ok,
+                    };
+                    let caps = gst::Caps::builder("video/x-raw")
+                        .field("width", width)
+                        .field("height", height)
+                        .build();
+                    cf.set_property("caps", caps);
                     gst::PadProbeReturn::Ok
                 });
         },
     );
     assert_eq!(out.error, None);
-    assert_eq!(out.frames.len(), 30);
+    assert_eq!(out.frames.len(), 40);
     for (i, f) in out.frames.iter().enumerate() {
         let pts = gst::ClockTime::from_nseconds(i as u64 * 1_000_000_000 / 30);
         assert_eq!(f.pts, Some(pts), "frame {i} out of order");
@@ -701,13 +702,15 @@ fn downstream_renegotiation_reaches_every_instance_in_order() {
         );
     }
     let sizes: Vec<_> = out.caps.iter().map(size).collect();
-    assert_eq!(sizes, [(80, 60), (40, 30)]);
+    assert_eq!(sizes, [(80, 60), (40, 30), (80, 60)]);
     assert!(
         out.frames[..10]
             .iter()
             .all(|f| f.data.len() == 80 * 60 * 3 / 2)
     );
-    assert_eq!(out.frames[29].data.len(), 40 * 30 * 3 / 2);
+    // The frame that triggered the switch back came out at 40x30.
+    assert_eq!(out.frames[24].data.len(), 40 * 30 * 3 / 2);
+    assert_eq!(out.frames[39].data.len(), 80 * 60 * 3 / 2);
 }
 
 /// A test element that posts an error for the buffer with offset 3 but
