@@ -130,11 +130,15 @@ impl<'a> Luma<'a> {
 /// point, rounded.
 #[inline]
 pub fn luma_of_rgb(r: u8, g: u8, b: u8) -> u8 {
-    const KR: u32 = 16829;
-    const KG: u32 = 33039;
-    const KB: u32 = 6416;
-    ((KR * r as u32 + KG * g as u32 + KB * b as u32 + (16 << 16) + (1 << 15)) >> 16) as u8
+    let [kr, kg, kb] = BT601_Y;
+    ((kr * r as i32 + kg * g as i32 + kb * b as i32 + (16 << 16) + (1 << 15)) >> 16) as u8
 }
+
+/// BT.601 studio-range R'G'B' to Y'CbCr rows (Y', Cb, Cr) in 16-bit fixed
+/// point; the offsets are 16 for Y' and 128 for chroma.
+pub const BT601_Y: [i32; 3] = [16829, 33039, 6416];
+pub const BT601_CB: [i32; 3] = [-9714, -19070, 28784];
+pub const BT601_CR: [i32; 3] = [28784, -24103, -4681];
 
 fn rgb_to_luma(raw: &[u8], out: &mut [u8], r: usize, g: usize, b: usize, step: usize) {
     for (o, px) in out.iter_mut().zip(raw.chunks(step)) {
@@ -317,6 +321,7 @@ pub fn abs_diff_row(a: &[u8], b: &[u8]) -> u64 {
 
 /// Sum and sum of squares of the 4-neighbour Laplacian
 /// `4 c - left - right - up - down` at the interior pixels of `mid`.
+#[inline(always)]
 pub fn laplacian_row(up: &[u8], mid: &[u8], down: &[u8]) -> (i64, u64) {
     let w = mid.len();
     if w < 3 || up.len() < w || down.len() < w {
@@ -349,8 +354,8 @@ pub fn laplacian_row(up: &[u8], mid: &[u8], down: &[u8]) -> (i64, u64) {
     (sum, sq)
 }
 
-/// All sums of `frame`, and the difference to `previous` when given (which
-/// must have the same size).
+/// All sums of `frame`, and the difference to `previous` when given and of
+/// the same size (else motion is 0, as for a first frame).
 pub fn analyze(frame: &Luma, previous: Option<&Luma>) -> Result<Sums, String> {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
@@ -371,14 +376,9 @@ fn analyze_avx2(frame: &Luma, previous: Option<&Luma>) -> Result<Sums, String> {
 #[inline(always)]
 fn analyze_rows(frame: &Luma, previous: Option<&Luma>) -> Result<Sums, String> {
     let (w, h) = (frame.width, frame.height);
-    if let Some(p) = previous
-        && (p.width != w || p.height != h)
-    {
-        return Err(format!(
-            "previous frame is {}x{}, this one {w}x{h}",
-            p.width, p.height
-        ));
-    }
+    // A previous frame of another size has nothing to compare with: as
+    // for the first frame, no motion.
+    let previous = previous.filter(|p| p.width == w && p.height == h);
     // Converted rows: a ring of three for the Laplacian, one for the
     // previous frame. Planes are read in place and need none.
     let mut ring = if frame.converts() {
@@ -552,8 +552,12 @@ mod tests {
         let expected = (40 * even + 10 * odd) as f64 / (255.0 * (w * h) as f64);
         assert_eq!(s.motion(), expected);
         assert_eq!(analyze(&la, Some(&la)).unwrap().motion(), 0.0);
+        // A previous frame of another size: as for a first frame.
         let small = Luma::new(&a, w, w - 1, h, Layout::Plane).unwrap();
-        assert!(analyze(&lb, Some(&small)).is_err());
+        assert_eq!(
+            analyze(&lb, Some(&small)).unwrap(),
+            analyze(&lb, None).unwrap()
+        );
     }
 
     #[test]

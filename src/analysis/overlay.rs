@@ -9,6 +9,7 @@
 use gst_video::prelude::*;
 
 use super::font;
+use super::kernel;
 use super::result::AnalysisResult;
 
 /// An sRGB colour; converted once per rectangle to the format's
@@ -27,10 +28,11 @@ const THRESHOLD: Rgb = Rgb(255, 220, 0);
 /// BT.601 studio-range Y'CbCr, the matrix videoconvert uses for SD.
 fn to_yuv(c: Rgb) -> [u8; 3] {
     let (r, g, b) = (c.0 as i32, c.1 as i32, c.2 as i32);
-    let y = (16829 * r + 33039 * g + 6416 * b + (16 << 16) + (1 << 15)) >> 16;
-    let u = (-9714 * r - 19070 * g + 28784 * b + (128 << 16) + (1 << 15)) >> 16;
-    let v = (28784 * r - 24103 * g - 4681 * b + (128 << 16) + (1 << 15)) >> 16;
-    [y as u8, u.clamp(0, 255) as u8, v.clamp(0, 255) as u8]
+    let row = |k: [i32; 3], offset: i32| (k[0] * r + k[1] * g + k[2] * b + (offset << 16) + (1 << 15)) >> 16;
+    let y = kernel::luma_of_rgb(c.0, c.1, c.2);
+    let u = row(kernel::BT601_CB, 128);
+    let v = row(kernel::BT601_CR, 128);
+    [y, u.clamp(0, 255) as u8, v.clamp(0, 255) as u8]
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -4,10 +4,11 @@
 //! onto the frame.
 
 use std::sync::Arc;
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use gst::glib;
 use gst_video::VideoFormat;
 use gst_video::prelude::*;
 
@@ -50,6 +51,13 @@ pub const FORMATS: &[VideoFormat] = &[
     VideoFormat::Xbgr,
 ];
 
+/// Caps `analyze` and `overlay` accept: raw video in [`FORMATS`].
+pub fn caps() -> gst::Caps {
+    gst_video::VideoCapsBuilder::new()
+        .format_list(FORMATS.iter().copied())
+        .build()
+}
+
 /// The `scene-threshold` property, shared with the running processor so
 /// that changes apply from the next frame on.
 #[derive(Debug, Clone)]
@@ -69,7 +77,7 @@ impl SceneThreshold {
     }
 }
 
-/// Where luma sits in a frame of `info`'s format.
+/// Where luma sits in a frame of `format`.
 fn layout(format: VideoFormat) -> Option<Layout> {
     use VideoFormat as F;
     let rgb = |r, g, b, step| Layout::Rgb { r, g, b, step };
@@ -109,6 +117,8 @@ pub struct Analyze {
     /// `overlay`: draw the results onto the frame.
     draw: bool,
     threshold: SceneThreshold,
+    /// The element, for logging.
+    element: OnceLock<glib::WeakRef<gst::Element>>,
 }
 
 impl Analyze {
@@ -116,11 +126,16 @@ impl Analyze {
         Analyze {
             draw: kind == ProcessorKind::Overlay,
             threshold,
+            element: OnceLock::new(),
         }
     }
 
     fn name(&self) -> &'static str {
         if self.draw { "overlay" } else { "analyze" }
+    }
+
+    fn element(&self) -> Option<gst::Element> {
+        self.element.get().and_then(|e| e.upgrade())
     }
 }
 
@@ -131,20 +146,45 @@ pub(crate) fn luma_sums(
     previous: Option<&gst::BufferRef>,
     info: &gst_video::VideoInfo,
 ) -> Result<kernel::Sums, String> {
+    sums_for(buffer, previous, info, None)
+}
+
+/// [`luma_sums`], logging against `element` when known.
+fn sums_for(
+    buffer: &gst::BufferRef,
+    previous: Option<&gst::BufferRef>,
+    info: &gst_video::VideoInfo,
+    element: Option<&gst::Element>,
+) -> Result<kernel::Sums, String> {
     let current = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, info)
         .map_err(|e| format!("cannot map {buffer:?} as {:?}: {e}", info.format()))?;
-    let previous = previous
-        .map(|p| {
-            gst_video::VideoFrameRef::from_buffer_ref_readable(p, info)
-                .map_err(|e| format!("cannot map previous frame {p:?}: {e}"))
-        })
-        .transpose()?;
+    // A previous frame that does not fit the caps (its own turn reported
+    // it) has nothing to compare with: motion 0, as for a first frame.
+    let previous = previous.and_then(|p| {
+        match gst_video::VideoFrameRef::from_buffer_ref_readable(p, info) {
+            Ok(frame) => Some(frame),
+            Err(e) => {
+                let text = format!("Previous frame {p:?} does not map ({e}): no motion");
+                match element {
+                    Some(element) => gst::debug!(CAT, obj = element, "{text}"),
+                    None => gst::debug!(CAT, "{text}"),
+                }
+                None
+            }
+        }
+    });
     let previous = previous.as_ref().map(luma).transpose()?;
     kernel::analyze(&luma(&current)?, previous.as_ref())
 }
 
 /// The whole per-frame job, on a blocking-pool thread.
-fn run(frame: Frame, ctx: WorkCtx, draw: bool, threshold: f64) -> Result<Frame, String> {
+fn run(
+    frame: Frame,
+    ctx: WorkCtx,
+    draw: bool,
+    threshold: f64,
+    element: Option<gst::Element>,
+) -> Result<Frame, String> {
     let start = Instant::now();
     let Frame {
         mut buffer,
@@ -156,7 +196,7 @@ fn run(frame: Frame, ctx: WorkCtx, draw: bool, threshold: f64) -> Result<Frame, 
         .info
         .as_ref()
         .ok_or_else(|| format!("caps {} describe no video frame", stream.caps))?;
-    let sums = luma_sums(&buffer, previous.as_deref(), info)?;
+    let sums = sums_for(&buffer, previous.as_deref(), info, element.as_ref())?;
     // Done with the previous frame: release it before the drawing.
     drop(previous);
     let motion = sums.motion();
@@ -203,18 +243,18 @@ fn elapsed(start: Instant) -> gst::ClockTime {
 
 impl Processor<Frame> for Analyze {
     fn process(&self, frame: Frame, ctx: WorkCtx) -> Work<Frame> {
-        let (draw, threshold) = (self.draw, self.threshold.get());
-        Work::Blocking(Box::new(move || run(frame, ctx, draw, threshold)))
+        let (draw, threshold, element) = (self.draw, self.threshold.get(), self.element());
+        Work::Blocking(Box::new(move || run(frame, ctx, draw, threshold, element)))
     }
 }
 
 impl FrameProcessor for Analyze {
     fn caps(&self) -> Option<gst::Caps> {
-        Some(
-            gst_video::VideoCapsBuilder::new()
-                .format_list(FORMATS.iter().copied())
-                .build(),
-        )
+        Some(caps())
+    }
+
+    fn attach(&self, element: &gst::Element) {
+        let _ = self.element.set(element.downgrade());
     }
 
     fn set_caps(&self, caps: &gst::Caps) -> Result<gst::Caps, gst::ErrorMessage> {
@@ -250,7 +290,10 @@ impl FrameProcessor for Analyze {
                 ["processor {name}: invalid caps {caps}: {e}"]
             )
         })?;
-        gst::debug!(CAT, "{name}: analysing {format}");
+        match self.element() {
+            Some(element) => gst::debug!(CAT, obj = &element, "{name}: analysing {format}"),
+            None => gst::debug!(CAT, "{name}: analysing {format}"),
+        }
         Ok(caps.clone())
     }
 

@@ -908,13 +908,17 @@ impl ParallelFilter {
                     };
                 {
                     let mut state = lock(&self.state);
+                    // The same caps again (e.g. a renegotiation that kept
+                    // them) keep the previous frame: motion stays valid.
+                    if state.stream.as_ref().is_none_or(|s| s.caps != caps) {
+                        state.previous = None;
+                    }
                     let output = (src_caps != caps).then(|| src_caps.clone());
                     state.stream = Some(Arc::new(StreamInfo::with_output(
                         caps.clone(),
                         output.clone(),
                     )));
                     state.src_caps = output;
-                    state.previous = None;
                 }
                 if src_caps != caps {
                     gst::debug!(CAT, obj = pad, "Src caps {src_caps:?}");
@@ -993,10 +997,20 @@ impl ParallelFilter {
         state.engine.is_some() && state.processor.changes_caps()
     }
 
+    /// The caps the processor accepts when it restricts them: the running
+    /// processor's, or before start those of the configured kind.
+    fn restricted_caps(&self) -> Option<gst::Caps> {
+        match self.hooks() {
+            Some(hooks) => hooks.caps(),
+            None => lock(&self.settings).processor.static_caps(),
+        }
+    }
+
     /// A CAPS query when the processor restricts or transforms the caps:
     /// the processor's answer, or what the peer of `other` accepts within
-    /// the processor's caps. ACCEPT_CAPS on the sink pad of a processor that
-    /// transforms caps: whether they are within its CAPS answer.
+    /// the processor's caps. ACCEPT_CAPS on the sink pad: within the
+    /// processor's CAPS answer when it transforms caps, else within its
+    /// caps and accepted downstream.
     fn caps_query(&self, other: &gst::Pad, query: &mut gst::QueryRef) -> Option<bool> {
         let direction = if other == &self.srcpad {
             gst::PadDirection::Sink
@@ -1008,32 +1022,49 @@ impl ParallelFilter {
                 return None;
             }
             let caps = q.caps_owned();
-            let allowed = self.hooks()?.query_caps(direction, Some(&caps))?;
-            q.set_result(caps.is_subset(&allowed));
+            let hooks = self.hooks();
+            if let Some(allowed) = hooks
+                .as_ref()
+                .and_then(|h| h.query_caps(direction, Some(&caps)))
+            {
+                q.set_result(caps.is_subset(&allowed));
+                return Some(true);
+            }
+            // PROXY_CAPS would only ask downstream.
+            let allowed = self.restricted_caps()?;
+            let accepted = caps.is_subset(&allowed) && other.peer_query_accept_caps(&caps);
+            gst::debug!(CAT, imp = self, "Accept caps {caps:?}: {accepted}");
+            q.set_result(accepted);
             return Some(true);
         }
         let gst::QueryViewMut::Caps(q) = query.view_mut() else {
             return None;
         };
-        let Some(hooks) = self.hooks() else {
-            if !lock(&self.settings).processor.changes_caps() {
-                return None;
+        let caps = match self.hooks() {
+            Some(hooks) => {
+                if let Some(caps) = hooks.query_caps(direction, q.filter_owned().as_ref()) {
+                    q.set_result(&caps);
+                    return Some(true);
+                }
+                hooks.caps()?
             }
-            // Not started yet: anything the template allows, not the other
-            // side's caps, so that linking works before the chain exists.
-            let template = gst::Caps::builder("video/x-raw").build();
-            let caps = match q.filter() {
-                Some(f) => f.intersect_with_mode(&template, gst::CapsIntersectMode::First),
-                None => template,
-            };
-            q.set_result(&caps);
-            return Some(true);
+            None => {
+                let kind = lock(&self.settings).processor;
+                if kind.changes_caps() {
+                    // Not started yet: anything the template allows, not the
+                    // other side's caps, so that linking works before the
+                    // chain exists.
+                    let template = gst::Caps::builder("video/x-raw").build();
+                    let caps = match q.filter() {
+                        Some(f) => f.intersect_with_mode(&template, gst::CapsIntersectMode::First),
+                        None => template,
+                    };
+                    q.set_result(&caps);
+                    return Some(true);
+                }
+                kind.static_caps()?
+            }
         };
-        if let Some(caps) = hooks.query_caps(direction, q.filter_owned().as_ref()) {
-            q.set_result(&caps);
-            return Some(true);
-        }
-        let caps = hooks.caps()?;
         let filter = match q.filter() {
             Some(filter) => filter.intersect_with_mode(&caps, gst::CapsIntersectMode::First),
             None => caps.clone(),

@@ -138,6 +138,16 @@ impl ProcessorKind {
         self == ProcessorKind::Filter
     }
 
+    /// Caps the kind accepts, known before it is built (in READY, for
+    /// CAPS and ACCEPT_CAPS queries); `None`: any raw video, or only known
+    /// once the processor runs.
+    pub(crate) fn static_caps(self) -> Option<gst::Caps> {
+        match self {
+            ProcessorKind::Analyze | ProcessorKind::Overlay => Some(analyze::caps()),
+            _ => None,
+        }
+    }
+
     pub fn nick(self) -> &'static str {
         match self {
             ProcessorKind::Passthrough => "passthrough",
