@@ -203,10 +203,17 @@ const RGB_FORMATS: &[&str] = &[
 /// Luma statistics of one frame of `pattern` converted to `format`. The
 /// picture is painted in RGB, so every format is a conversion of the same
 /// in-gamut pixels (the YUV test patterns hold colours no RGB can show).
+/// GRAY8 goes through I420: from RGB, videoconvert makes full-range GRAY8
+/// (0..255, other samples than I420's Y), from I420 it copies the Y plane.
 fn stats_in(format: &str, pattern: &str) -> AnalysisResult {
+    let via = if format == "GRAY8" {
+        "video/x-raw,format=I420 ! videoconvert ! "
+    } else {
+        ""
+    };
     let (buffers, _) = run(&format!(
         "videotestsrc num-buffers=1 pattern={pattern} ! \
-         video/x-raw,format=RGB,width=320,height=240 ! videoconvert ! \
+         video/x-raw,format=RGB,width=320,height=240 ! videoconvert ! {via}\
          video/x-raw,format={format} ! parallelfilter ! fakesink name=sink"
     ))
     .unwrap_or_else(|e| panic!("{format}: {e}"));
@@ -219,14 +226,12 @@ fn every_format_gives_the_same_luma_statistics() {
     let _wd = common::begin("every_format", 300);
     for pattern in ["smpte", "gradient", "zone-plate", "ball"] {
         let reference = stats_in("I420", pattern);
-        // GRAY8 is left out: videoconvert makes it full range (0..255),
-        // and its luma is its samples as they are.
-        for format in FORMATS.iter().filter(|f| **f != "GRAY8") {
+        for format in FORMATS {
             let r = stats_in(format, pattern);
             let ctx = format!("{format} {pattern}: {r:?}\nvs I420 {reference:?}");
             if !RGB_FORMATS.contains(format) {
                 // videoconvert writes the same Y samples into every YUV
-                // layout: identical statistics.
+                // layout (and GRAY8 from I420): identical statistics.
                 assert_eq!(r.luma_average, reference.luma_average, "{ctx}");
                 assert_eq!(r.luma_variance, reference.luma_variance, "{ctx}");
                 assert_eq!(r.histogram, reference.histogram, "{ctx}");
@@ -440,4 +445,205 @@ fn short_buffer_is_a_processing_error() {
     assert!(err.error().to_string().contains("#0"), "{}", err.error());
     let debug = err.debug().map(|d| d.to_string()).unwrap_or_default();
     assert!(debug.contains("map"), "{debug}");
+}
+
+/// A harness around a `processor=analyze` element, playing, with I420
+/// caps of `w`x`h` at 25 fps.
+fn analyze_harness(w: u32, h: u32) -> gst_check::Harness {
+    let e = gst::ElementFactory::make("parallelfilter")
+        .property("workers", 3u32)
+        .build()
+        .unwrap();
+    let mut harness = gst_check::Harness::with_element(&e, Some("sink"), Some("src"));
+    harness.set_src_caps(i420_caps(w, h, 25));
+    harness
+}
+
+fn i420_caps(w: u32, h: u32, fps: i32) -> gst::Caps {
+    gst_video::VideoCapsBuilder::new()
+        .format(gst_video::VideoFormat::I420)
+        .width(w as i32)
+        .height(h as i32)
+        .framerate(gst::Fraction::new(fps, 1))
+        .build()
+}
+
+/// Pushes a flat frame of luma `y` and returns its motion.
+fn motion_of(h: &mut gst_check::Harness, y: u8, pts: u64) -> f64 {
+    assert_eq!(h.push(flat_i420(64, 48, y, pts)), Ok(gst::FlowSuccess::Ok));
+    let out = h.pull().expect("a frame");
+    AnalysisResult::from_buffer(&out).unwrap().unwrap().motion
+}
+
+#[test]
+fn same_caps_again_keep_motion_and_other_caps_reset_it() {
+    let _wd = common::begin("same_caps_again", 60);
+    let mut h = analyze_harness(64, 48);
+    let jump = (235.0 - 16.0) / 255.0;
+    assert_eq!(motion_of(&mut h, 16, 0), 0.0, "first frame");
+    assert_eq!(motion_of(&mut h, 235, 1), jump);
+    // Identical caps re-sent mid-stream (a new event, equal caps).
+    assert!(h.push_event(gst::event::Caps::new(&i420_caps(64, 48, 25))));
+    assert_eq!(motion_of(&mut h, 16, 2), jump, "same caps reset motion");
+    // Other caps (same frame size): a new stream, nothing to compare with.
+    assert!(h.push_event(gst::event::Caps::new(&i420_caps(64, 48, 30))));
+    assert_eq!(motion_of(&mut h, 235, 3), 0.0, "new caps keep motion");
+    assert_eq!(motion_of(&mut h, 16, 4), jump);
+}
+
+#[test]
+fn motion_is_zero_after_a_flush() {
+    let _wd = common::begin("motion_after_flush", 60);
+    let mut h = analyze_harness(64, 48);
+    let jump = (235.0 - 16.0) / 255.0;
+    assert_eq!(motion_of(&mut h, 16, 0), 0.0);
+    assert_eq!(motion_of(&mut h, 235, 1), jump);
+    assert!(h.push_event(gst::event::FlushStart::new()));
+    assert!(h.push_event(gst::event::FlushStop::new(true)));
+    let segment = gst::FormattedSegment::<gst::ClockTime>::new();
+    assert!(h.push_event(gst::event::Segment::new(&segment)));
+    assert_eq!(
+        motion_of(&mut h, 16, 2),
+        0.0,
+        "previous frame kept over a flush"
+    );
+    assert_eq!(motion_of(&mut h, 235, 3), jump);
+}
+
+/// The formats in a CAPS answer.
+fn caps_formats(caps: &gst::Caps) -> Vec<String> {
+    caps.iter()
+        .flat_map(|s| match s.get::<gst::List>("format") {
+            Ok(list) => list.iter().map(|v| v.get::<String>().unwrap()).collect(),
+            Err(_) => vec![s.get::<String>("format").unwrap()],
+        })
+        .collect()
+}
+
+#[test]
+fn accept_caps_checks_the_processor_formats_and_downstream() {
+    let _wd = common::begin("accept_caps", 60);
+    let caps_of = |format: &str| -> gst::Caps {
+        format!("video/x-raw,format={format},width=64,height=48,framerate=25/1")
+            .parse()
+            .unwrap()
+    };
+    for processor in ["analyze", "overlay"] {
+        let e = gst::ElementFactory::make("parallelfilter")
+            .property_from_str("processor", processor)
+            .build()
+            .unwrap();
+        let sink = e.static_pad("sink").unwrap();
+        // Before start (NULL, then READY): the kind's own formats.
+        for state in [gst::State::Null, gst::State::Ready] {
+            e.set_state(state).unwrap();
+            assert_eq!(caps_formats(&sink.query_caps(None)), FORMATS, "{state:?}");
+            assert!(!sink.query_accept_caps(&caps_of("I420_10LE")), "{state:?}");
+            assert!(sink.query_accept_caps(&caps_of("NV12")), "{state:?}");
+        }
+        e.set_state(gst::State::Null).unwrap();
+        // Running, downstream accepting only NV12.
+        let mut h = gst_check::Harness::with_element(&e, Some("sink"), Some("src"));
+        h.set_sink_caps_str("video/x-raw,format=NV12,width=64,height=48,framerate=25/1");
+        h.play();
+        assert!(
+            !sink.query_accept_caps(&caps_of("I420_10LE")),
+            "{processor}"
+        );
+        assert!(
+            !sink.query_accept_caps(&caps_of("I420")),
+            "{processor}: downstream refuses"
+        );
+        assert!(sink.query_accept_caps(&caps_of("NV12")), "{processor}");
+        assert_eq!(
+            caps_formats(&sink.query_caps(None)),
+            ["NV12"],
+            "{processor}"
+        );
+        drop(h);
+    }
+}
+
+#[test]
+fn meta_on_every_buffer_at_an_appsink() {
+    let _wd = common::begin("meta_at_appsink", 120);
+    let pipeline = gst::parse::launch(
+        "videotestsrc num-buffers=20 pattern=ball ! video/x-raw,format=NV12,width=96,height=64 ! \
+         parallelfilter workers=3 ! appsink name=sink sync=false",
+    )
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let appsink = pipeline.by_name("sink").unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let mut results = Vec::new();
+    // pull-sample returns NULL at EOS (or on an error, then the count
+    // below fails).
+    while let Some(sample) = appsink.emit_by_name::<Option<gst::Sample>>("pull-sample", &[]) {
+        let buffer = sample.buffer().expect("a buffer");
+        results.push(
+            AnalysisResult::from_buffer(buffer)
+                .expect("the analysis meta")
+                .unwrap(),
+        );
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert_eq!(results.len(), 20);
+    for (i, r) in results.iter().enumerate() {
+        assert_eq!(r.seq, i as u64);
+        assert_eq!(
+            r.histogram.iter().map(|&n| u64::from(n)).sum::<u64>(),
+            96 * 64
+        );
+    }
+}
+
+#[test]
+fn odd_sizes_in_every_format() {
+    let _wd = common::begin("odd_sizes", 600);
+    for (w, h) in [(1, 1), (2, 1), (1, 2), (3, 3), (5, 7), (17, 9)] {
+        let mut reference: Option<Vec<AnalysisResult>> = None;
+        for format in FORMATS {
+            for processor in ["analyze", "overlay"] {
+                // Two frames: the second compares with the first (the ball
+                // moves). zone-plate divides by zero at 1x1 in videotestsrc.
+                let (buffers, _) = run(&format!(
+                    "videotestsrc num-buffers=2 pattern=ball ! \
+                     video/x-raw,format=RGB,width={w},height={h} ! videoconvert ! \
+                     video/x-raw,format={format} ! parallelfilter processor={processor} ! \
+                     fakesink name=sink"
+                ))
+                .unwrap_or_else(|e| panic!("{format} {w}x{h} {processor}: {e}"));
+                assert_eq!(buffers.len(), 2, "{format} {w}x{h} {processor}");
+                let results = results(&buffers);
+                for r in &results {
+                    let total: u64 = r.histogram.iter().map(|&n| u64::from(n)).sum();
+                    assert_eq!(total, (w * h) as u64, "{format} {w}x{h} {processor}");
+                }
+                if processor != "analyze" || RGB_FORMATS.contains(format) || *format == "GRAY8" {
+                    continue;
+                }
+                // The same Y samples in every YUV layout.
+                let stats = |r: &AnalysisResult| {
+                    (
+                        r.luma_average,
+                        r.luma_variance,
+                        r.luma_min,
+                        r.luma_max,
+                        r.histogram,
+                        r.sharpness,
+                        r.motion,
+                    )
+                };
+                match &reference {
+                    None => reference = Some(results),
+                    Some(reference) => {
+                        for (a, b) in results.iter().zip(reference) {
+                            assert_eq!(stats(a), stats(b), "{format} {w}x{h} vs I420");
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

@@ -28,7 +28,9 @@ const THRESHOLD: Rgb = Rgb(255, 220, 0);
 /// BT.601 studio-range Y'CbCr, the matrix videoconvert uses for SD.
 fn to_yuv(c: Rgb) -> [u8; 3] {
     let (r, g, b) = (c.0 as i32, c.1 as i32, c.2 as i32);
-    let row = |k: [i32; 3], offset: i32| (k[0] * r + k[1] * g + k[2] * b + (offset << 16) + (1 << 15)) >> 16;
+    let row = |k: [i32; 3], offset: i32| {
+        (k[0] * r + k[1] * g + k[2] * b + (offset << 16) + (1 << 15)) >> 16
+    };
     let y = kernel::luma_of_rgb(c.0, c.1, c.2);
     let u = row(kernel::BT601_CB, 128);
     let v = row(kernel::BT601_CR, 128);

@@ -4,8 +4,8 @@
 //! onto the frame.
 
 use std::sync::Arc;
-use std::sync::{LazyLock, OnceLock};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{LazyLock, OnceLock};
 use std::time::Instant;
 
 use gst::glib;
@@ -160,8 +160,8 @@ fn sums_for(
         .map_err(|e| format!("cannot map {buffer:?} as {:?}: {e}", info.format()))?;
     // A previous frame that does not fit the caps (its own turn reported
     // it) has nothing to compare with: motion 0, as for a first frame.
-    let previous = previous.and_then(|p| {
-        match gst_video::VideoFrameRef::from_buffer_ref_readable(p, info) {
+    let previous = previous.and_then(
+        |p| match gst_video::VideoFrameRef::from_buffer_ref_readable(p, info) {
             Ok(frame) => Some(frame),
             Err(e) => {
                 let text = format!("Previous frame {p:?} does not map ({e}): no motion");
@@ -171,8 +171,8 @@ fn sums_for(
                 }
                 None
             }
-        }
-    });
+        },
+    );
     let previous = previous.as_ref().map(luma).transpose()?;
     kernel::analyze(&luma(&current)?, previous.as_ref())
 }
