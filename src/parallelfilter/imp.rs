@@ -1314,7 +1314,8 @@ impl ObjectImpl for ParallelFilter {
             // run concurrently on several threads and must be thread-safe.
             // The buffer is writable (pixels and metas); returning FALSE is
             // a processing error, handled by on-error. With several
-            // handlers, the first FALSE stops the emission.
+            // handlers, the first FALSE stops the emission. Its caps are the
+            // sink pad's when it entered (DESIGN: buffer and seq only).
             vec![
                 glib::subclass::Signal::builder(PROCESS_FRAME_SIGNAL)
                     .param_types([gst::Buffer::static_type(), u64::static_type()])

@@ -41,7 +41,9 @@ glib::wrapper! {
     /// number, for up to `workers` frames at once, so handlers run
     /// concurrently on several threads and must be thread-safe. Returning
     /// FALSE is a processing error, handled by `on-error`; with several
-    /// handlers, the first FALSE stops the emission.
+    /// handlers, the first FALSE stops the emission. The frame's caps are
+    /// the sink pad's caps when the frame entered the element: its current
+    /// caps, unless new caps arrived while the frame was being processed.
     pub struct ParallelFilter(ObjectSubclass<imp::ParallelFilter>) @extends gst::Element, gst::Object;
 }
 
