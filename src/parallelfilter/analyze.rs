@@ -340,6 +340,24 @@ mod tests {
     }
 
     #[test]
+    fn set_caps_names_an_unsupported_format() {
+        gst::init().unwrap();
+        for kind in [ProcessorKind::Analyze, ProcessorKind::Overlay] {
+            let p = Analyze::new(kind, SceneThreshold::new(0.3));
+            let caps: gst::Caps = "video/x-raw,format=I420_10LE,width=64,height=48"
+                .parse()
+                .unwrap();
+            let text = format!("{:?}", p.set_caps(&caps).unwrap_err());
+            assert!(text.contains("I420_10LE"), "{text}");
+            assert!(text.contains(kind.nick()), "{text}");
+            let caps: gst::Caps = "video/x-raw,format=NV12,width=64,height=48"
+                .parse()
+                .unwrap();
+            assert_eq!(p.set_caps(&caps).unwrap(), caps);
+        }
+    }
+
+    #[test]
     fn threshold_is_shared() {
         let t = SceneThreshold::new(0.3);
         let p = Analyze::new(ProcessorKind::Analyze, t.clone());
