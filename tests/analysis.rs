@@ -390,6 +390,8 @@ fn unsupported_format_is_refused() {
     let _wd = common::begin("unsupported_format", 60);
     common::init();
     let e = gst::ElementFactory::make("parallelfilter").build().unwrap();
+    let bus = gst::Bus::new();
+    e.set_bus(Some(&bus));
     let mut h = gst_check::Harness::with_element(&e, Some("sink"), Some("src"));
     h.play();
     assert!(h.push_event(gst::event::StreamStart::new("s")));
@@ -409,6 +411,19 @@ fn unsupported_format_is_refused() {
     );
     // The caps query answers exactly the supported formats.
     assert_eq!(caps_formats(&sink.query_caps(None)), FORMATS);
+    // The bus says which format was refused, once.
+    let msg = bus
+        .timed_pop_filtered(WAIT, &[gst::MessageType::Warning])
+        .expect("a warning naming the format");
+    let gst::MessageView::Warning(w) = msg.view() else {
+        unreachable!()
+    };
+    assert!(
+        w.error().to_string().contains("I420_10LE") && w.error().to_string().contains("analyze"),
+        "{}",
+        w.error()
+    );
+    assert!(bus.pop_filtered(&[gst::MessageType::Warning]).is_none());
     drop(h);
 }
 

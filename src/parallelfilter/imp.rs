@@ -266,6 +266,8 @@ struct State {
     /// The 'processor not available' error went out already: sticky caps
     /// are retried on every push, one error is enough.
     unavailable_posted: bool,
+    /// Formats refused in queries that a warning named already.
+    refused_formats: Vec<String>,
     /// Downstream asked to reconfigure a processor that changes caps: the
     /// next frame renegotiates first.
     renegotiate: bool,
@@ -1006,6 +1008,43 @@ impl ParallelFilter {
         }
     }
 
+    /// Upstream's not-negotiated error does not say which format the
+    /// processor refused, so name it on the bus. A warning, not an error:
+    /// queries can be speculative (autoplugging tries formats). Once per
+    /// format, and at most 16 formats, so a probing upstream cannot flood
+    /// the bus.
+    fn warn_unsupported(&self, offered: &gst::CapsRef, supported: &gst::Caps) {
+        let mut formats: Vec<String> = offered
+            .iter()
+            .filter_map(|s| {
+                s.value("format")
+                    .ok()
+                    .map(|v| v.serialize().map(String::from))
+            })
+            .filter_map(Result::ok)
+            .collect();
+        formats.dedup();
+        let format = if formats.is_empty() {
+            offered.to_string()
+        } else {
+            formats.join(", ")
+        };
+        {
+            let mut state = lock(&self.state);
+            if state.refused_formats.contains(&format) || state.refused_formats.len() >= 16 {
+                return;
+            }
+            state.refused_formats.push(format.clone());
+        }
+        let nick = lock(&self.settings).processor.nick();
+        gst::element_imp_warning!(
+            self,
+            gst::CoreError::Negotiation,
+            ("Format {format} is not supported by processor {nick}"),
+            ["supported: {supported}"]
+        );
+    }
+
     /// A CAPS query when the processor restricts or transforms the caps:
     /// the processor's answer, or what the peer of `other` accepts within
     /// the processor's caps. ACCEPT_CAPS on the sink pad: within the
@@ -1032,7 +1071,11 @@ impl ParallelFilter {
             }
             // PROXY_CAPS would only ask downstream.
             let allowed = self.restricted_caps()?;
-            let accepted = caps.is_subset(&allowed) && other.peer_query_accept_caps(&caps);
+            let supported = caps.is_subset(&allowed);
+            if !supported {
+                self.warn_unsupported(&caps, &allowed);
+            }
+            let accepted = supported && other.peer_query_accept_caps(&caps);
             gst::debug!(CAT, imp = self, "Accept caps {caps:?}: {accepted}");
             q.set_result(accepted);
             return Some(true);
@@ -1066,7 +1109,14 @@ impl ParallelFilter {
             }
         };
         let filter = match q.filter() {
-            Some(filter) => filter.intersect_with_mode(&caps, gst::CapsIntersectMode::First),
+            Some(offered) => {
+                let filter = offered.intersect_with_mode(&caps, gst::CapsIntersectMode::First);
+                if filter.is_empty() && !offered.is_empty() && direction == gst::PadDirection::Sink
+                {
+                    self.warn_unsupported(offered, &caps);
+                }
+                filter
+            }
             None => caps.clone(),
         };
         let peer = other.peer_query_caps(Some(&filter));
