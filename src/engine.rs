@@ -252,6 +252,9 @@ struct Shared<T, M, E> {
     done: usize,
     /// Producers blocked in submit or wait_released: the waiters on `room`.
     blocked: usize,
+    /// Of those, producers of frames waiting for room (not items or
+    /// barriers): they are woken with hysteresis, see `wake_room`.
+    blocked_frames: usize,
     /// Consumers waiting in pop: the waiters on `ready`. Notifying only
     /// when someone waits saves a futex syscall per frame on each side.
     waiting_consumers: usize,
@@ -266,6 +269,22 @@ struct Shared<T, M, E> {
 }
 
 impl<T, M, E> Shared<T, M, E> {
+    /// Whether a pop or a frame leaving wakes the waiters on `room`. Frame
+    /// producers only once a quarter of the limit is free (at least one
+    /// frame): a fast upstream then refills in bursts instead of paying a
+    /// context switch per frame, and the frames still inside keep the
+    /// workers busy. Waiters for items and barriers wake at once.
+    fn wake_room(&self) -> bool {
+        if self.blocked > self.blocked_frames {
+            return true;
+        }
+        if self.blocked_frames == 0 {
+            return false;
+        }
+        let limit = self.config.frame_limit();
+        self.frames + self.leaving <= limit - (limit / 4).max(1)
+    }
+
     fn has_room(&self, bytes: u64) -> bool {
         // A frame being pushed is still inside, so it counts.
         let inside = self.frames + self.leaving;
@@ -528,6 +547,7 @@ where
                 items: 0,
                 done: 0,
                 blocked: 0,
+                blocked_frames: 0,
                 waiting_consumers: 0,
                 leaving: 0,
                 leaving_bytes: 0,
@@ -595,7 +615,11 @@ where
                 return Ok(Admission::Queued { seq });
             }
             match s.config.leaky {
-                Leaky::No => s = self.wait_for_room(s),
+                Leaky::No => {
+                    s.blocked_frames += 1;
+                    s = self.wait_for_room(s);
+                    s.blocked_frames -= 1;
+                }
                 Leaky::Upstream => {
                     s.counters.frames_in += 1;
                     s.counters.dropped += 1;
@@ -703,7 +727,7 @@ where
             if let Some(pos) = s.next_release()
                 && let Some(out) = s.release(pos)
             {
-                let wake = s.blocked > 0;
+                let wake = s.wake_room();
                 drop(s);
                 if wake {
                     self.inner.room.notify_all();
@@ -728,7 +752,7 @@ where
             return Err(halt);
         }
         let out = s.next_release().and_then(|pos| s.release(pos));
-        let wake = s.blocked > 0;
+        let wake = s.wake_room();
         drop(s);
         if out.is_some() && wake {
             self.inner.room.notify_all();
@@ -811,7 +835,7 @@ where
         } else {
             c.dropped += 1;
         }
-        let wake = s.blocked > 0;
+        let wake = s.wake_room();
         drop(s);
         // Its place is free now.
         if wake {
