@@ -20,6 +20,7 @@ mod cpu;
 mod latency;
 mod memory;
 mod overhead;
+mod remote;
 mod report;
 mod roundrobin;
 mod scaling;
@@ -81,6 +82,12 @@ const SCENARIOS: &[(&str, &str, &str, ScenarioFn)] = &[
         "h",
         "gaussianblur 1280x720: serial vs filter=gaussianblur workers 1 and 2",
         cpu::run_filter,
+    ),
+    (
+        "remote",
+        "i",
+        "remote on 2 test servers +20 ms, workers=32: frames/s vs 32 / 20 ms",
+        remote::run,
     ),
 ];
 
