@@ -506,7 +506,7 @@ impl<T, M, E> Drop for Inner<T, M, E> {
     }
 }
 
-fn lock<S>(m: &Mutex<S>) -> MutexGuard<'_, S> {
+pub(crate) fn lock<S>(m: &Mutex<S>) -> MutexGuard<'_, S> {
     // Nothing panics while holding the lock; if something ever did, the
     // state is still consistent enough to tear down.
     m.lock().unwrap_or_else(PoisonError::into_inner)

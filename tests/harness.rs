@@ -1446,3 +1446,35 @@ fn max_size_bytes_bounds_the_element() {
     assert_eq!(stat(&s, "in-flight"), 3, "{s}");
     assert_eq!(stat(&s, "dropped"), 7, "{s}");
 }
+
+/// With on-error=pass the element keeps the input for the error path, but
+/// not while it pushes: downstream must get the only reference, or every
+/// in-place element after it copies each frame.
+#[test]
+fn pass_mode_pushes_writable_buffers() {
+    let _wd = common::begin("pass_mode_pushes_writable_buffers", 60);
+    let Fixture { mut h, e, rec, .. } = start(&[
+        ("processor", "passthrough"),
+        ("on-error", "pass"),
+        ("workers", "2"),
+    ]);
+    let (tx, rx) = mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    e.static_pad("src")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if let Some(b) = info.buffer() {
+                let _ = tx.lock().unwrap().send(b.is_writable());
+            }
+            gst::PadProbeReturn::Ok
+        });
+    for i in 0..8 {
+        push_ok(&mut h, frame(i));
+    }
+    assert!(h.push_event(gst::event::Eos::new()));
+    let mut expected = frames(0..8);
+    expected.push(Item::Eos);
+    assert_eq!(rec.until_eos(), expected);
+    let writable: Vec<bool> = rx.try_iter().collect();
+    assert_eq!(writable, vec![true; 8]);
+}

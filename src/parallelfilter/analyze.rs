@@ -192,10 +192,7 @@ fn run(
         segment,
         previous,
     } = frame;
-    let info = stream
-        .info
-        .as_ref()
-        .ok_or_else(|| format!("caps {} describe no video frame", stream.caps))?;
+    let info = stream.video_info()?;
     let sums = sums_for(&buffer, previous.as_deref(), info, element.as_ref())?;
     // Done with the previous frame: release it before the drawing.
     drop(previous);

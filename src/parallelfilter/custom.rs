@@ -279,12 +279,7 @@ impl CustomProcessor {
 struct Custom(CustomProcessor, gst::Caps);
 
 fn context(frame: &mut Frame, ctx: WorkCtx) -> Result<FrameContext, String> {
-    let info = frame.stream.info.clone().ok_or_else(|| {
-        format!(
-            "caps {} do not describe a video frame layout",
-            frame.stream.caps
-        )
-    })?;
+    let info = frame.stream.video_info()?.clone();
     Ok(FrameContext {
         seq: ctx.seq,
         worker: ctx.worker,

@@ -20,8 +20,9 @@
 //! stream. An error an element of the chain posts fails the frame, even if
 //! the push returned OK.
 
+use crate::engine::lock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 
 use gst::glib;
 use gst::prelude::*;
@@ -36,10 +37,6 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
         Some("parallelfilter: instances of a wrapped filter chain"),
     )
 });
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// The parsed description, checked: exactly one free sink and one free src
 /// pad.

@@ -19,6 +19,13 @@ pub struct StreamInfo {
 }
 
 impl StreamInfo {
+    /// The frame layout, for processors that read pixels.
+    pub(crate) fn video_info(&self) -> Result<&gst_video::VideoInfo, String> {
+        self.info
+            .as_ref()
+            .ok_or_else(|| format!("caps {} do not describe a video frame layout", self.caps))
+    }
+
     pub fn new(caps: gst::Caps) -> Self {
         Self::with_output(caps, None)
     }

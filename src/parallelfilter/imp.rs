@@ -6,7 +6,9 @@
 //! `settings`, then the engine's own lock. Nothing is pushed, posted or
 //! waited on with `state` or `settings` held.
 
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
+use crate::engine::lock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use gst::glib;
@@ -169,7 +171,8 @@ fn latency_of(processor: ProcessorKind, delay_bound: u64, timeout: u64) -> gst::
 }
 
 impl Settings {
-    /// The processor for a run; `None` for one this build lacks.
+    /// The processor for a run; `None` for processor=custom without a Rust
+    /// processor, where the `process-frame` signal is the processor.
     fn processor(&self) -> Result<Option<SharedProcessor>, gst::ErrorMessage> {
         Ok(match self.processor {
             ProcessorKind::Passthrough => Some(Arc::new(Passthrough)),
@@ -263,14 +266,8 @@ struct State {
     last_stats: Option<engine::Stats>,
     /// The processor's own counters at the last stop.
     last_processor_stats: Option<gst::Structure>,
-    /// The 'processor not available' error went out already: sticky caps
-    /// are retried on every push, one error is enough.
-    unavailable_posted: bool,
     /// Formats refused in queries that a warning named already.
     refused_formats: Vec<String>,
-    /// Downstream asked to reconfigure a processor that changes caps: the
-    /// next frame renegotiates first.
-    renegotiate: bool,
 }
 
 pub struct ParallelFilter {
@@ -281,6 +278,10 @@ pub struct ParallelFilter {
     /// Serializes the task pausing itself with restarts (RECONFIGURE,
     /// FLUSH_STOP) and with the src pad's deactivation.
     task_lock: Mutex<()>,
+    /// Downstream asked to reconfigure a processor that changes caps: the
+    /// next frame renegotiates first. An atomic, so the chain function does
+    /// not lock the state twice per buffer to read it.
+    renegotiate: AtomicBool,
 }
 
 /// GStreamer's name of a flow return, as in its own error messages.
@@ -299,10 +300,6 @@ fn flow_name(err: gst::FlowError) -> &'static str {
 /// A flow error that stops the stream for good (not a flush, not EOS).
 fn is_fatal(err: gst::FlowError) -> bool {
     !matches!(err, gst::FlowError::Flushing | gst::FlowError::Eos)
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl ParallelFilter {
@@ -336,15 +333,14 @@ impl ParallelFilter {
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let settings = lock(&self.settings).clone();
+        self.renegotiate.store(false, Ordering::Release);
         let handle = crate::runtime::handle()
             .map_err(|e| gst::error_msg!(gst::LibraryError::Init, ["{e}"]))?;
-        // An unavailable processor gets its error at negotiation, so that
-        // inspecting and state changes keep working.
-        let processor = match (settings.processor, &settings.custom) {
-            (ProcessorKind::Custom, None) => Some(self.signal_processor()?),
-            _ => settings.processor()?,
+        let processor = match settings.processor()? {
+            Some(processor) => processor,
+            // processor=custom without a Rust processor: the signal.
+            None => self.signal_processor()?,
         };
-        let processor: SharedProcessor = processor.unwrap_or_else(|| Arc::new(Passthrough));
         processor.attach(self.obj().upcast_ref());
         let engine = Engine::new(settings.engine_config(), processor.clone(), handle);
         gst::info!(
@@ -470,7 +466,7 @@ impl ParallelFilter {
     fn push_frame(&self, engine: &FrameEngine, processed: Processed<Frame, Tag>) {
         let Processed {
             seq,
-            tag,
+            mut tag,
             result,
             worker,
             processing_time,
@@ -482,7 +478,12 @@ impl ParallelFilter {
             (s.on_error, s.post_messages)
         };
         let buffer = match result {
-            Ok(frame) => frame.buffer,
+            // Not held across the push: downstream would get a shared
+            // buffer and copy it to write.
+            Ok(frame) => {
+                tag.original = None;
+                frame.buffer
+            }
             Err(err) => match on_error {
                 OnError::Fail => {
                     // Counted before the error is posted, so the stats are
@@ -505,7 +506,7 @@ impl ParallelFilter {
                         "Passing frame #{seq} (pts {}) unprocessed: {err}",
                         tag.pts.display()
                     );
-                    match tag.original.clone() {
+                    match tag.original.take() {
                         Some(original) => original,
                         None => return,
                     }
@@ -632,30 +633,32 @@ impl ParallelFilter {
         buffer: gst::Buffer,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         gst::log!(CAT, obj = pad, "Handling {buffer:?}");
-        let renegotiate = {
-            let mut state = lock(&self.state);
-            match (std::mem::take(&mut state.renegotiate), &state.engine) {
-                (true, Some(engine)) => state
+        let renegotiate = if self.renegotiate.swap(false, Ordering::AcqRel) {
+            let state = lock(&self.state);
+            match &state.engine {
+                Some(engine) => state
                     .hooks
                     .clone()
                     .zip(state.stream.clone())
                     .map(|(hooks, stream)| (engine.clone(), hooks, stream)),
-                _ => None,
+                None => None,
             }
+        } else {
+            None
         };
         if let Some((engine, hooks, stream)) = renegotiate {
             self.renegotiate(&engine, &hooks, &stream)?;
         }
-        let (engine, segment, processor, epoch, stream, previous, caps_changed) = {
+        let (engine, segment, epoch, stream, previous, caps_changed) = {
             let mut state = lock(&self.state);
             let engine = state.engine.clone().ok_or(gst::FlowError::Flushing)?;
             if state.eos_epoch == Some(state.epoch) {
                 return Err(gst::FlowError::Eos);
             }
-            let needs_caps = state.hooks.as_ref().is_some_and(|p| p.caps().is_some());
             let stream = match state.stream.clone() {
                 Some(stream) => stream,
-                None if !needs_caps => {
+                // Only without caps: building the processor's caps costs.
+                None if state.hooks.as_ref().is_none_or(|p| p.caps().is_none()) => {
                     // passthrough and delay never look at the caps.
                     let stream =
                         Arc::new(StreamInfo::new(gst::Caps::new_empty_simple("video/x-raw")));
@@ -680,7 +683,6 @@ impl ParallelFilter {
             (
                 engine,
                 state.segment.clone(),
-                state.processor,
                 state.epoch,
                 stream,
                 previous,
@@ -688,10 +690,6 @@ impl ParallelFilter {
             )
         };
         let on_error = lock(&self.settings).on_error;
-        if !processor.is_available() {
-            self.post_unavailable(processor);
-            return Err(gst::FlowError::NotNegotiated);
-        }
         let tag = Tag {
             pts: buffer.pts(),
             duration: buffer.duration(),
@@ -773,21 +771,6 @@ impl ParallelFilter {
         engine
             .submit_item(Serialized::Event(gst::event::Caps::new(&src_caps)))
             .map(|_| ())
-    }
-
-    fn post_unavailable(&self, processor: ProcessorKind) {
-        if std::mem::replace(&mut lock(&self.state).unavailable_posted, true) {
-            return;
-        }
-        gst::element_imp_error!(
-            self,
-            gst::CoreError::NotImplemented,
-            (
-                "Processor '{}' is not available in this build",
-                processor.nick()
-            ),
-            ["available processors: passthrough, delay, analyze, overlay, filter, custom, remote"]
-        );
     }
 
     fn sink_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
@@ -887,19 +870,12 @@ impl ParallelFilter {
                 state.epoch += 1;
             }
             EventView::Caps(e) => {
-                let (processor, hooks) = {
-                    let state = lock(&self.state);
-                    (state.processor, state.hooks.clone())
-                };
-                if !processor.is_available() {
-                    self.post_unavailable(processor);
-                    return false;
-                }
+                let hooks = self.hooks();
                 let caps = e.caps_owned();
                 gst::debug!(CAT, obj = pad, "Caps {caps:?}");
                 // Negotiated with downstream as it is from now on; a
                 // RECONFIGURE during the negotiation still counts.
-                lock(&self.state).renegotiate = false;
+                self.renegotiate.store(false, Ordering::Release);
                 let src_caps =
                     match hooks.map_or_else(|| Ok(caps.clone()), |h| self.negotiate(&h, &caps)) {
                         Ok(src_caps) => src_caps,
@@ -1159,11 +1135,8 @@ impl ParallelFilter {
             && let Some(engine) = self.engine()
         {
             // Downstream may want other caps than the processor chose.
-            {
-                let mut state = lock(&self.state);
-                if state.processor.changes_caps() {
-                    state.renegotiate = true;
-                }
+            if lock(&self.state).processor.changes_caps() {
+                self.renegotiate.store(true, Ordering::Release);
             }
             // Linked again: resume pushing what is waiting.
             self.resume_task(&engine, gst::FlowError::NotLinked);
@@ -1351,6 +1324,7 @@ impl ObjectSubclass for ParallelFilter {
             settings: Mutex::new(Settings::default()),
             state: Mutex::new(State::default()),
             task_lock: Mutex::new(()),
+            renegotiate: AtomicBool::new(false),
         }
     }
 }
@@ -1595,14 +1569,6 @@ impl ObjectImpl for ParallelFilter {
         gst::info!(CAT, imp = self, "Changing {name} from {old:?} to {value:?}");
         let config = settings.engine_config();
 
-        if matches!(name, PROP_PROCESSOR | PROP_FILTER) && !settings.processor.is_available() {
-            gst::warning!(
-                CAT,
-                imp = self,
-                "Processor '{}' is not available in this build",
-                settings.processor.nick()
-            );
-        }
         drop(settings);
         let latency_changed = self.latency() != latency_before;
         if let Some(engine) = self.engine() {

@@ -120,20 +120,6 @@ pub enum ProcessorKind {
 }
 
 impl ProcessorKind {
-    /// Whether this build implements the processor.
-    pub fn is_available(self) -> bool {
-        matches!(
-            self,
-            ProcessorKind::Passthrough
-                | ProcessorKind::Delay
-                | ProcessorKind::Analyze
-                | ProcessorKind::Overlay
-                | ProcessorKind::Filter
-                | ProcessorKind::Custom
-                | ProcessorKind::Remote
-        )
-    }
-
     /// Whether the output caps can differ from the input caps, so caps
     /// must not be proxied from one pad to the other.
     pub fn changes_caps(self) -> bool {

@@ -12,8 +12,9 @@
 //! (confirmed by a probe); otherwise it waits for a usable server until its
 //! deadline.
 
+use crate::engine::lock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -164,10 +165,6 @@ struct Inner {
 
 pub struct Remote {
     inner: Arc<Inner>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn config_error(msg: String) -> gst::ErrorMessage {
@@ -977,7 +974,8 @@ fn frame_tensor(buffer: &gst::BufferRef, info: &gst_video::VideoInfo) -> Result<
         let row = finfo.scale_width(comp as u8, w) as usize
             * finfo.pixel_stride()[comp as usize] as usize;
         let rows = finfo.scale_height(comp as u8, h) as usize;
-        let stride = frame.plane_stride()[plane as usize] as usize;
+        let stride = usize::try_from(frame.plane_stride()[plane as usize])
+            .map_err(|_| format!("plane {plane} has a negative stride"))?;
         let data = frame
             .plane_data(plane)
             .map_err(|_| format!("cannot read plane {plane}"))?;
@@ -1076,10 +1074,12 @@ impl Processor<Frame> for Remote {
                     segment,
                     previous,
                 } = frame;
-                let info = stream
-                    .info
-                    .clone()
-                    .ok_or_else(|| "caps do not describe a video frame".to_string())?;
+                let info = stream.video_info()?.clone();
+                // Only the analysis reads it; the frame's own worker would
+                // otherwise find its buffer shared during the request.
+                let previous = (inner.config.payload == Payload::Analysis)
+                    .then_some(previous)
+                    .flatten();
                 let tensor = match inner.config.payload {
                     Payload::Frame if buffer.size() <= INLINE_BYTES => {
                         frame_tensor(&buffer, &info)?
@@ -1092,11 +1092,8 @@ impl Processor<Frame> for Remote {
                     }
                     Payload::Analysis => {
                         // CPU work: off the async threads.
-                        let (b, p, th) = (
-                            buffer.clone(),
-                            previous.clone(),
-                            inner.config.scene_threshold.get(),
-                        );
+                        let (b, p, th) =
+                            (buffer.clone(), previous, inner.config.scene_threshold.get());
                         tokio::task::spawn_blocking(move || {
                             analysis_tensor(&b, p.as_ref(), &info, th)
                         })
@@ -1120,7 +1117,7 @@ impl Processor<Frame> for Remote {
                     buffer,
                     stream,
                     segment,
-                    previous,
+                    previous: None,
                 })
             }
             .boxed(),

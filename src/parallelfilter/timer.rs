@@ -7,9 +7,10 @@
 //! timeouts) and completes the waiting futures: waits still hold no thread
 //! each, and they end within tens of microseconds of their deadline.
 
+use crate::engine::lock;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
-use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Condvar, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
@@ -57,10 +58,6 @@ impl Ord for Entry {
 struct Timer {
     waits: Mutex<Waits>,
     changed: Condvar,
-}
-
-fn lock(m: &Mutex<Waits>) -> MutexGuard<'_, Waits> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The process's timer thread, started on first use; `None` if no thread
