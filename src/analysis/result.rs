@@ -60,10 +60,26 @@ impl AnalysisResult {
         let mut meta = gst::meta::CustomMeta::add(buffer, ANALYSIS_META)?;
         let s = meta.mut_structure();
         s.set_name(MESSAGE_NAME);
-        for (name, value) in gst::Structure::from(self.clone()).iter() {
-            s.set_value(name, value.clone());
-        }
+        self.write_fields(s);
         Ok(())
+    }
+
+    /// The contract's fields in their order: written straight into the
+    /// meta per frame, with no intermediate structure.
+    fn write_fields(&self, s: &mut gst::StructureRef) {
+        s.set("timestamp", clock_time_ns(self.timestamp));
+        s.set("duration", clock_time_ns(self.duration));
+        s.set("seq", self.seq);
+        s.set("worker", self.worker);
+        s.set("processing-time", self.processing_time.nseconds());
+        s.set("luma-average", self.luma_average);
+        s.set("luma-variance", self.luma_variance);
+        s.set("luma-min", u32::from(self.luma_min));
+        s.set("luma-max", u32::from(self.luma_max));
+        s.set("histogram", gst::Array::new(self.histogram));
+        s.set("sharpness", self.sharpness);
+        s.set("motion", self.motion);
+        s.set("scene-change", self.scene_change);
     }
 }
 
@@ -77,21 +93,9 @@ fn clock_time_of(ns: u64) -> Option<gst::ClockTime> {
 
 impl From<AnalysisResult> for gst::Structure {
     fn from(r: AnalysisResult) -> Self {
-        gst::Structure::builder(MESSAGE_NAME)
-            .field("timestamp", clock_time_ns(r.timestamp))
-            .field("duration", clock_time_ns(r.duration))
-            .field("seq", r.seq)
-            .field("worker", r.worker)
-            .field("processing-time", r.processing_time.nseconds())
-            .field("luma-average", r.luma_average)
-            .field("luma-variance", r.luma_variance)
-            .field("luma-min", u32::from(r.luma_min))
-            .field("luma-max", u32::from(r.luma_max))
-            .field("histogram", gst::Array::new(r.histogram))
-            .field("sharpness", r.sharpness)
-            .field("motion", r.motion)
-            .field("scene-change", r.scene_change)
-            .build()
+        let mut s = gst::Structure::new_empty(MESSAGE_NAME);
+        r.write_fields(&mut s);
+        s
     }
 }
 

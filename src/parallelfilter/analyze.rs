@@ -240,7 +240,12 @@ fn elapsed(start: Instant) -> gst::ClockTime {
 
 impl Processor<Frame> for Analyze {
     fn process(&self, frame: Frame, ctx: WorkCtx) -> Work<Frame> {
-        let (draw, threshold, element) = (self.draw, self.threshold.get(), self.element());
+        // Only for debug logs: upgrading the weak ref costs per frame.
+        let element = CAT
+            .above_threshold(gst::DebugLevel::Debug)
+            .then(|| self.element())
+            .flatten();
+        let (draw, threshold) = (self.draw, self.threshold.get());
         Work::Blocking(Box::new(move || run(frame, ctx, draw, threshold, element)))
     }
 }

@@ -360,7 +360,7 @@ impl Instance {
     }
 
     /// Runs one frame through the chain: exactly one buffer must come out.
-    fn process(&mut self, frame: &mut Frame, generation: u64) -> Result<(), String> {
+    fn process(&mut self, mut frame: Frame, generation: u64) -> Result<Frame, String> {
         if self.generation != generation {
             self.flush();
             self.generation = generation;
@@ -391,8 +391,7 @@ impl Instance {
             c.count = 0;
         }
         // Moved, not shared: in-place elements then need no copy.
-        let input = std::mem::replace(&mut frame.buffer, gst::Buffer::new());
-        let flow = self.feed.push(input);
+        let flow = self.feed.push(frame.buffer);
         let (buffer, count, error, output) = {
             let mut c = lock(&self.link.collected);
             (
@@ -419,7 +418,7 @@ impl Instance {
                     ));
                 }
                 frame.buffer = buffer;
-                Ok(())
+                Ok(frame)
             }
             (None, _) => Err("the filter gave no output buffer (it dropped the frame)".into()),
             (Some(_), n) => Err(format!(
@@ -605,16 +604,16 @@ impl Filter {
 }
 
 impl Processor<Frame> for Filter {
-    fn process(&self, mut frame: Frame, ctx: WorkCtx) -> Work<Frame> {
+    fn process(&self, frame: Frame, ctx: WorkCtx) -> Work<Frame> {
         let pool = self.pool.clone();
         Work::Blocking(Box::new(move || {
             let mut instance = pool.take()?;
             let generation = pool.generation.load(Ordering::SeqCst);
-            let result = instance.process(&mut frame, generation);
+            let result = instance.process(frame, generation);
             // Back to what downstream accepts now, for set_caps.
             *lock(&instance.link.target) = None;
             match result {
-                Ok(()) => {
+                Ok(frame) => {
                     pool.give_back(instance);
                     Ok(frame)
                 }
