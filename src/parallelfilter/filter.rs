@@ -427,6 +427,57 @@ impl Instance {
         }
     }
 
+    /// The output caps for `input` (already set) when the chain did not
+    /// announce any: what it can give for these input caps and downstream
+    /// accepts, keeping what flows now where it still fits, else the input
+    /// caps themselves where the chain can keep them, else the candidates
+    /// fixated as close to the input as they allow.
+    fn choose_output(&self, input: &gst::Caps) -> Result<gst::Caps, String> {
+        // Not upstream's range: fixating that gives 1x1 at 0/1.
+        let possible = self
+            .collect
+            .peer()
+            .map_or_else(gst::Caps::new_empty, |p| p.query_caps(None));
+        let candidates = self.link.shared.downstream_caps(Some(&possible));
+        if candidates.is_empty() {
+            return Err(format!(
+                "the filter gives nothing downstream accepts (it can give {possible} \
+                 for {input})"
+            ));
+        }
+        // ANY cannot be fixated (it would assert).
+        if candidates.is_any() {
+            return Err(format!(
+                "the filter does not fix its output caps (it and downstream allow \
+                 {candidates}); fix them in the description or downstream"
+            ));
+        }
+        if let Some(current) = self.output_caps().filter(|c| c.is_subset(&candidates)) {
+            return Ok(current);
+        }
+        let same = candidates.intersect_with_mode(input, gst::CapsIntersectMode::First);
+        let mut caps = if same.is_empty() { candidates } else { same };
+        caps.truncate();
+        if let (Some(s), Some(near)) = (caps.make_mut().structure_mut(0), input.structure(0)) {
+            for (name, value) in near.iter() {
+                if s.has_field(name) && !s.value(name).is_ok_and(|v| v.is_fixed()) {
+                    if let Ok(v) = value.get::<i32>() {
+                        s.fixate_field_nearest_int(name, v);
+                    } else if let Ok(v) = value.get::<gst::Fraction>() {
+                        s.fixate_field_nearest_fraction(name, v);
+                    } else if let Ok(v) = value.get::<&str>() {
+                        s.fixate_field_str(name, v);
+                    }
+                }
+            }
+        }
+        caps.fixate();
+        if !caps.is_fixed() {
+            return Err(format!("the filter does not fix its output caps: {caps}"));
+        }
+        Ok(caps)
+    }
+
     /// A CAPS query on the element's pad of `direction`, through the chain.
     fn query_caps(
         &self,
@@ -655,32 +706,11 @@ impl FrameProcessor for Filter {
 
     fn set_caps(&self, caps: &gst::Caps) -> Result<gst::Caps, gst::ErrorMessage> {
         let negotiate = |i: &mut Instance| -> Result<(gst::Caps, gst::ClockTime), String> {
-            let announced = i.set_caps(caps)?;
-            let output = match announced {
+            let output = match i.set_caps(caps)? {
                 Some(output) => output,
-                // The chain holds its caps back until data flows: take the
-                // first of what it can give that downstream accepts.
-                None => {
-                    let possible = i
-                        .query_caps(gst::PadDirection::Src, None)
-                        .unwrap_or_else(gst::Caps::new_empty);
-                    let mut caps = i.link.shared.downstream_caps(Some(&possible));
-                    if caps.is_empty() {
-                        return Err("the filter gives nothing downstream accepts".into());
-                    }
-                    // ANY cannot be fixated (it would assert).
-                    if caps.is_any() {
-                        return Err(format!(
-                            "the filter does not fix its output caps (it and downstream \
-                             allow {caps}); fix them in the description or downstream"
-                        ));
-                    }
-                    caps.fixate();
-                    if !caps.is_fixed() {
-                        return Err(format!("the filter does not fix its output caps: {caps}"));
-                    }
-                    caps
-                }
+                // The chain holds its caps back until data flows, or did not
+                // announce them again because its input caps are unchanged.
+                None => i.choose_output(caps)?,
             };
             Ok((output, i.latency()))
         };

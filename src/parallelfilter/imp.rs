@@ -750,10 +750,21 @@ impl ParallelFilter {
         stream: &StreamInfo,
     ) -> Result<(), gst::FlowError> {
         let caps = &stream.caps;
-        let src_caps = self.negotiate(hooks, caps).map_err(|err| {
-            self.post_error_message(err);
-            gst::FlowError::NotNegotiated
-        })?;
+        let src_caps = match self.negotiate(hooks, caps) {
+            Ok(src_caps) => src_caps,
+            // Not for these input caps: upstream saw the RECONFIGURE too
+            // and its new caps will come; until then frames keep the caps
+            // they have, as with any other element.
+            Err(err) => {
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "Keeping src caps {}: {err}",
+                    stream.output_caps()
+                );
+                return Ok(());
+            }
+        };
         if &src_caps == stream.output_caps() {
             return Ok(());
         }

@@ -1,0 +1,323 @@
+// SPDX-License-Identifier: MPL-2.0
+//! Downstream renegotiation never stops the stream: playbin's
+//! `video-filter`, a bare RECONFIGURE from the sink, and a capsfilter after
+//! the element whose caps change mid-stream, for every kind of processor
+//! and several worker counts.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use gst::prelude::*;
+
+/// Frames in each test file and each live run.
+const FRAMES: usize = 24;
+
+/// What the processor does, as properties of the element.
+const PROCESSORS: &[&str] = &[
+    "filter=identity",
+    "filter=videoconvert",
+    "filter=\"videoconvert ! gaussianblur ! videoconvert\"",
+    "processor=analyze",
+    "processor=overlay",
+    "processor=passthrough",
+    "processor=delay delay-max=2000000",
+];
+
+const WORKERS: &[u32] = &[1, 2, 4];
+
+#[derive(Debug, Default)]
+struct Out {
+    /// Each buffer's PTS and size, with the caps it came with.
+    frames: Vec<(Option<gst::ClockTime>, usize, gst::Caps)>,
+    caps: Vec<gst::Caps>,
+    error: Option<String>,
+    /// `frames-in` of the element named `pf`, if any.
+    frames_in: Option<u64>,
+}
+
+/// Records buffers and caps reaching `pad`.
+fn record(pad: &gst::Pad) -> Arc<Mutex<Out>> {
+    let out = Arc::new(Mutex::new(Out::default()));
+    let o = out.clone();
+    pad.add_probe(
+        gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+        move |_, info| {
+            let mut o = o.lock().unwrap();
+            match &info.data {
+                Some(gst::PadProbeData::Buffer(b)) => {
+                    let caps = o.caps.last().cloned().expect("a buffer before caps");
+                    o.frames.push((b.pts(), b.size(), caps));
+                }
+                Some(gst::PadProbeData::Event(e)) => {
+                    if let gst::EventView::Caps(c) = e.view() {
+                        o.caps.push(c.caps_owned());
+                    }
+                }
+                _ => {}
+            }
+            gst::PadProbeReturn::Ok
+        },
+    );
+    out
+}
+
+/// Plays `pipeline` to EOS or error and stops it.
+fn play(pipeline: &gst::Element, out: &Arc<Mutex<Out>>) -> Out {
+    let bus = pipeline.bus().unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let msg = bus
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(60),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .expect("neither EOS nor error within 60 s");
+    if let gst::MessageView::Error(e) = msg.view() {
+        out.lock().unwrap().error = Some(format!("{} ({:?})", e.error(), e.debug()));
+    }
+    if let Some(pf) = pipeline
+        .downcast_ref::<gst::Bin>()
+        .and_then(|b| b.by_name("pf"))
+    {
+        let stats = pf.property::<gst::Structure>("stats");
+        out.lock().unwrap().frames_in = Some(stats.get("frames-in").unwrap());
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    std::mem::take(&mut *out.lock().unwrap())
+}
+
+/// The frame size `caps` describe.
+fn frame_size(caps: &gst::Caps) -> usize {
+    gst_video::VideoInfo::from_caps(caps).unwrap().size()
+}
+
+/// Every frame arrived, in order, each the size its caps say.
+fn assert_complete(out: &Out, what: &str) {
+    assert_eq!(out.error, None, "{what}");
+    assert_eq!(out.frames.len(), FRAMES, "{what}: frames lost");
+    assert_ordered_and_sized(out, what);
+}
+
+/// Every frame that entered the element left it, in order, each the size
+/// its caps say. (`videotestsrc` itself may lose a frame as it
+/// renegotiates, behind `queue` too.)
+fn assert_all_out(out: &Out, what: &str) {
+    assert_eq!(out.error, None, "{what}");
+    let frames_in = out.frames_in.expect("stats of the element");
+    assert_eq!(out.frames.len() as u64, frames_in, "{what}: frames lost");
+    assert_ordered_and_sized(out, what);
+}
+
+fn assert_ordered_and_sized(out: &Out, what: &str) {
+    for pair in out.frames.windows(2) {
+        assert!(pair[0].0 < pair[1].0, "{what}: out of order {pair:?}");
+    }
+    for (i, (_, size, caps)) in out.frames.iter().enumerate() {
+        assert_eq!(*size, frame_size(caps), "{what}: frame {i} is not {caps}");
+    }
+}
+
+/// A WebM file of FRAMES VP8 frames, with a Vorbis track if `audio`.
+fn media(audio: bool) -> PathBuf {
+    static FILES: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    let (video, both) = FILES.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("negotiation");
+        std::fs::create_dir_all(&dir).unwrap();
+        let encode = |name: &str, audio_branch: &str| {
+            let path = dir.join(name);
+            let desc = format!(
+                "videotestsrc num-buffers={FRAMES} pattern=ball ! \
+                 video/x-raw,width=160,height=120,framerate=25/1 ! vp8enc deadline=1 ! mux. \
+                 {audio_branch} webmmux name=mux ! filesink location={}",
+                path.display()
+            );
+            let pipeline = gst::parse::launch(&desc).unwrap();
+            let out = Arc::new(Mutex::new(Out::default()));
+            let done = play(&pipeline, &out);
+            assert_eq!(done.error, None, "cannot write {}", path.display());
+            path
+        };
+        (
+            encode("video.webm", ""),
+            encode(
+                "audio-video.webm",
+                "audiotestsrc num-buffers=20 samplesperbuffer=2048 ! vorbisenc ! mux.",
+            ),
+        )
+    });
+    if audio { both.clone() } else { video.clone() }
+}
+
+fn playbin(file: &Path, filter: &str) -> Out {
+    let playbin = gst::ElementFactory::make("playbin")
+        .property("uri", format!("file://{}", file.display()))
+        .build()
+        .unwrap();
+    let filter = gst::parse::bin_from_description(filter, true).unwrap();
+    let sink = gst::ElementFactory::make("fakesink").build().unwrap();
+    let audio = gst::ElementFactory::make("fakesink").build().unwrap();
+    let out = record(&sink.static_pad("sink").unwrap());
+    playbin.set_property("video-filter", &filter);
+    playbin.set_property("video-sink", &sink);
+    playbin.set_property("audio-sink", &audio);
+    play(&playbin, &out)
+}
+
+#[test]
+fn playbin_video_filter_plays_every_frame() {
+    let _w = common::begin("playbin_video_filter_plays_every_frame", 600);
+    for audio in [false, true] {
+        let file = media(audio);
+        for processor in PROCESSORS {
+            for workers in [1, 3] {
+                let filter = format!("parallelfilter workers={workers} {processor}");
+                let out = playbin(&file, &filter);
+                assert_complete(&out, &format!("{filter} on {}", file.display()));
+            }
+        }
+    }
+}
+
+#[test]
+fn playbin_video_filter_chains_around_the_element() {
+    let _w = common::begin("playbin_video_filter_chains_around_the_element", 300);
+    let file = media(true);
+    for filter in [
+        "videoconvert ! parallelfilter workers=2 filter=videoflip ! videoconvert",
+        "parallelfilter workers=2 processor=analyze ! videoscale ! capsfilter caps=video/x-raw,width=80,height=60",
+        "parallelfilter workers=2 filter=\"videoscale ! capsfilter caps=video/x-raw,width=320,height=240\"",
+    ] {
+        let out = playbin(&file, filter);
+        assert_complete(&out, filter);
+    }
+}
+
+/// `videotestsrc` with `source_caps` through the element with `props`, into `downstream`
+/// (ending at a sink named `sink`); `on_frame(n, sink_pad)` runs as frame
+/// n (from 1) reaches the sink.
+fn run_live(
+    frames: usize,
+    source_caps: &str,
+    props: &str,
+    downstream: &str,
+    on_frame: impl Fn(usize, &gst::Pad) + Send + Sync + 'static,
+) -> Out {
+    let desc = format!(
+        "videotestsrc num-buffers={frames} ! {source_caps} ! parallelfilter name=pf {props} ! {downstream}"
+    );
+    let pipeline = gst::parse::launch(&desc)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let pad = pipeline
+        .by_name("sink")
+        .unwrap()
+        .static_pad("sink")
+        .unwrap();
+    let out = record(&pad);
+    let seen = Mutex::new(0);
+    pad.add_probe(gst::PadProbeType::BUFFER, move |pad, _| {
+        let n = {
+            let mut seen = seen.lock().unwrap();
+            *seen += 1;
+            *seen
+        };
+        on_frame(n, pad);
+        gst::PadProbeReturn::Ok
+    });
+    play(pipeline.upcast_ref(), &out)
+}
+
+#[test]
+fn a_bare_reconfigure_never_stops_the_stream() {
+    let _w = common::begin("a_bare_reconfigure_never_stops_the_stream", 300);
+    for processor in PROCESSORS {
+        for workers in WORKERS {
+            let props = format!("workers={workers} {processor}");
+            let out = run_live(
+                FRAMES,
+                "video/x-raw,format=I420,width=160,height=120",
+                &props,
+                "fakesink name=sink",
+                |n, pad| {
+                    if n % 5 == 0 {
+                        pad.push_event(gst::event::Reconfigure::new());
+                    }
+                },
+            );
+            assert_complete(&out, &props);
+            assert!(
+                out.caps.iter().all(|c| c == &out.caps[0]),
+                "{props}: caps changed without reason: {:?}",
+                out.caps
+            );
+        }
+    }
+}
+
+fn caps(s: &str) -> gst::Caps {
+    s.parse().unwrap_or_else(|e| panic!("bad caps {s}: {e}"))
+}
+
+/// Frames of a run whose downstream changes its caps twice: enough for
+/// both changes to get through a full element and a source lagging behind.
+const CHANGING_FRAMES: usize = 60;
+
+/// A capsfilter after the element asks for `second` from frame 4 on, and
+/// for `first` again once the first frame in `second` reached the sink.
+fn change_downstream_caps(first: &str, second: &str) {
+    for processor in PROCESSORS {
+        for workers in WORKERS {
+            let props = format!("workers={workers} {processor}");
+            let (first_caps, second_caps) = (caps(first), caps(second));
+            let switched_back = Arc::new(Mutex::new(false));
+            let back = switched_back.clone();
+            // The source is free to follow downstream.
+            let out = run_live(
+                CHANGING_FRAMES,
+                "video/x-raw",
+                &props,
+                &format!("capsfilter name=cf caps={first} ! fakesink name=sink"),
+                move |n, pad| {
+                    let current = pad.current_caps().unwrap();
+                    let mut back = back.lock().unwrap();
+                    let caps = if n == 4 {
+                        second_caps.clone()
+                    } else if n > 4 && !*back && current.can_intersect(&second_caps) {
+                        *back = true;
+                        first_caps.clone()
+                    } else {
+                        return;
+                    };
+                    let pipeline = pad.parent_element().unwrap().parent().unwrap();
+                    let cf = pipeline.downcast::<gst::Bin>().unwrap().by_name("cf");
+                    cf.unwrap().set_property("caps", caps);
+                },
+            );
+            let what = format!("{props}, {first} then {second}");
+            assert_all_out(&out, &what);
+            assert!(*switched_back.lock().unwrap(), "{what}: never changed");
+            let (_, _, last) = out.frames.last().unwrap();
+            assert!(
+                last.can_intersect(&caps(first)),
+                "{what}: the last frame is {last}"
+            );
+        }
+    }
+}
+
+#[test]
+fn downstream_size_change_mid_stream() {
+    let _w = common::begin("downstream_size_change_mid_stream", 300);
+    change_downstream_caps(
+        "video/x-raw,width=160,height=120",
+        "video/x-raw,width=80,height=60",
+    );
+}
+
+#[test]
+fn downstream_format_change_mid_stream() {
+    let _w = common::begin("downstream_format_change_mid_stream", 300);
+    change_downstream_caps("video/x-raw,format=I420", "video/x-raw,format=Y42B");
+}
