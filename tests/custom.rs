@@ -108,22 +108,35 @@ fn run(n: u32, props: &str) -> Run {
 impl Run {
     /// Plays to EOS or an error; returns the error text (message and debug).
     fn play(&self) -> Option<String> {
+        self.play_with_warnings().0
+    }
+
+    /// [`Run::play`], and the text of the warnings posted meanwhile.
+    fn play_with_warnings(&self) -> (Option<String>, Vec<String>) {
         self.pipeline.set_state(gst::State::Playing).unwrap();
-        let msg = self
-            .pipeline
-            .bus()
-            .unwrap()
-            .timed_pop_filtered(
-                gst::ClockTime::from_seconds(WAIT.as_secs()),
-                &[gst::MessageType::Eos, gst::MessageType::Error],
-            )
-            .expect("neither EOS nor an error");
-        let err = match msg.view() {
-            gst::MessageView::Error(e) => Some(format!("{} / {:?}", e.error(), e.debug())),
-            _ => None,
+        let bus = self.pipeline.bus().unwrap();
+        let mut warnings = Vec::new();
+        let err = loop {
+            let msg = bus
+                .timed_pop_filtered(
+                    gst::ClockTime::from_seconds(WAIT.as_secs()),
+                    &[
+                        gst::MessageType::Eos,
+                        gst::MessageType::Error,
+                        gst::MessageType::Warning,
+                    ],
+                )
+                .expect("neither EOS nor an error");
+            match msg.view() {
+                gst::MessageView::Error(e) => {
+                    break Some(format!("{} / {:?}", e.error(), e.debug()));
+                }
+                gst::MessageView::Warning(w) => warnings.push(w.error().to_string()),
+                _ => break None,
+            }
         };
         self.pipeline.set_state(gst::State::Null).unwrap();
-        err
+        (err, warnings)
     }
 
     fn out(&self) -> Vec<Out> {
@@ -457,6 +470,83 @@ fn signal_handler_returning_false_is_a_processing_error() {
     expected.push(Out::Gap(pts(2)));
     expected.extend(processed(3..8));
     assert_eq!(r.out(), expected);
+}
+
+#[test]
+fn a_connected_handler_selects_custom_unless_a_processor_was_set() {
+    let _wd = common::begin("handler_selects_custom", 60);
+    // processor never set: the handler is the processor.
+    let r = run(30, "workers=4");
+    let calls = Arc::new(AtomicUsize::new(0));
+    connect_marking_handler(&r.pf, None, calls.clone(), None);
+    assert_eq!(r.play_with_warnings(), (None, vec![]));
+    assert_eq!(r.out(), processed(0..30));
+    assert_eq!(calls.load(Ordering::SeqCst), 30);
+
+    // Set, even to the default: the handler is not called, and a warning
+    // says so.
+    for processor in ["analyze", "passthrough"] {
+        let r = run(10, &format!("processor={processor}"));
+        let calls = Arc::new(AtomicUsize::new(0));
+        connect_marking_handler(&r.pf, None, calls.clone(), None);
+        let (err, warnings) = r.play_with_warnings();
+        assert_eq!(err, None);
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+        assert_eq!(r.out().len(), 10);
+        assert_eq!(
+            warnings,
+            [format!(
+                "process-frame handlers are connected but not called: processor={processor}"
+            )]
+        );
+    }
+}
+
+#[test]
+fn failures_name_their_cause_in_the_message_text() {
+    let _wd = common::begin("failure_text", 60);
+    let r = run(4, "workers=2 on-error=fail");
+    r.pf.set_processor(|_, ctx| {
+        if ctx.seq() == 2 {
+            Err("the model server refused the connection".to_string())
+        } else {
+            Ok(())
+        }
+    });
+    let err = r.play().expect("no error");
+    let text = err.split(" / ").next().unwrap();
+    assert!(
+        text.starts_with("Processing frame #2 (pts 0:00:00.066666666) failed: ")
+            && text.contains("the model server refused the connection (worker "),
+        "{err}"
+    );
+}
+
+#[test]
+fn failures_let_through_still_reach_the_bus_at_most_once_a_second() {
+    let _wd = common::begin("failure_warnings", 60);
+    for (on_error, what) in [("drop", "dropping it"), ("pass", "passing it unprocessed")] {
+        let r = run(50, &format!("workers=2 on-error={on_error}"));
+        r.pf.set_processor(|_, ctx| Err(format!("no luck with #{}", ctx.seq())));
+        let started = std::time::Instant::now();
+        let (err, warnings) = r.play_with_warnings();
+        let elapsed = started.elapsed();
+        assert_eq!(err, None);
+        assert!(
+            warnings[0].starts_with("Processing frame #0 (pts 0:00:00.000000000) failed: ")
+                && warnings[0].contains("no luck with #0 (worker ")
+                && warnings[0].ends_with(what),
+            "{warnings:?}"
+        );
+        // The first, then one a second at most (however slow the run).
+        assert!(
+            warnings.len() as u64 <= 1 + elapsed.as_secs(),
+            "{} warnings in {elapsed:?}",
+            warnings.len()
+        );
+        let stats = r.pf.property::<gst::Structure>("stats");
+        assert_eq!(stats.get::<u64>("errors").unwrap(), 50);
+    }
 }
 
 #[test]

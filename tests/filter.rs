@@ -823,3 +823,75 @@ fn an_error_posted_with_flow_ok_fails_the_frame() {
     assert_eq!(out.frames.len(), 9);
     assert_eq!(out.gaps, 1);
 }
+
+#[test]
+fn a_filter_set_before_another_processor_gets_a_warning() {
+    let _w = common::begin("a_filter_set_before_another_processor_gets_a_warning", 60);
+    let pipeline = gst::parse::launch(&format!(
+        "{TEN} ! parallelfilter name=pf filter=gaussianblur processor=passthrough ! \
+         fakesink name=sink"
+    ))
+    .unwrap();
+    let bus = pipeline.bus().unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let mut warnings = Vec::new();
+    loop {
+        let msg = bus
+            .timed_pop_filtered(
+                gst::ClockTime::from_seconds(60),
+                &[
+                    gst::MessageType::Eos,
+                    gst::MessageType::Error,
+                    gst::MessageType::Warning,
+                ],
+            )
+            .expect("no EOS");
+        match msg.view() {
+            gst::MessageView::Warning(w) => warnings.push(w.error().to_string()),
+            gst::MessageView::Error(e) => panic!("{}", error_text(e)),
+            _ => break,
+        }
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    // The last one set wins: passthrough ran, and the filter was named.
+    assert_eq!(
+        warnings,
+        ["filter 'gaussianblur' is not used: processor=passthrough was set after it"]
+    );
+}
+
+#[test]
+fn a_missing_element_posts_a_missing_plugin_message() {
+    let _w = common::begin("a_missing_element_posts_a_missing_plugin_message", 60);
+    let pipeline = gst::parse::launch(&format!(
+        "{TEN} ! parallelfilter filter=\"videoconvert ! nosuchfilter\" ! fakesink"
+    ))
+    .unwrap();
+    let bus = pipeline.bus().unwrap();
+    assert!(pipeline.set_state(gst::State::Paused).is_err());
+    let mut missing = Vec::new();
+    let mut error = None;
+    while let Some(msg) = bus.pop() {
+        match msg.view() {
+            gst::MessageView::Element(_) if gst_pbutils::MissingPluginMessage::is(&msg) => {
+                let m = gst_pbutils::MissingPluginMessage::parse(&msg).unwrap();
+                missing.push(m.installer_detail().to_string());
+            }
+            gst::MessageView::Error(e) => {
+                assert_eq!(
+                    e.error().kind::<gst::CoreError>(),
+                    Some(gst::CoreError::MissingPlugin)
+                );
+                error = Some(e.error().to_string());
+            }
+            _ => {}
+        }
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert_eq!(missing.len(), 1, "{missing:?}");
+    assert!(missing[0].contains("element-nosuchfilter"), "{missing:?}");
+    assert_eq!(
+        error.as_deref(),
+        Some("filter 'videoconvert ! nosuchfilter' needs nosuchfilter, which is not installed")
+    );
+}

@@ -193,6 +193,7 @@ fn run(
         previous,
     } = frame;
     let info = stream.video_info()?;
+    stream.check_size(&buffer)?;
     let sums = sums_for(&buffer, previous.as_deref(), info, element.as_ref())?;
     // Done with the previous frame: release it before the drawing.
     drop(previous);

@@ -280,6 +280,7 @@ struct Custom(CustomProcessor, gst::Caps);
 
 fn context(frame: &mut Frame, ctx: WorkCtx) -> Result<FrameContext, String> {
     let info = frame.stream.video_info()?.clone();
+    frame.stream.check_size(&frame.buffer)?;
     Ok(FrameContext {
         seq: ctx.seq,
         worker: ctx.worker,
@@ -433,6 +434,7 @@ impl Processor<Frame> for SignalProcessor {
                 segment,
                 ..
             } = frame;
+            stream.check_size(&buffer)?;
             buffer.make_mut();
             let (buffer, ok) = emit_process_frame(&element, buffer, ctx.seq)?;
             if !ok {

@@ -104,6 +104,26 @@ fn parse(description: &str) -> Result<Chain, String> {
     })
 }
 
+/// The element factories `description` names that are not installed.
+pub(crate) fn missing_elements(description: &str) -> Vec<String> {
+    let mut context = gst::ParseContext::new();
+    match gst::parse::bin_from_description_full(
+        description,
+        false,
+        Some(&mut context),
+        gst::ParseFlags::FATAL_ERRORS,
+    ) {
+        Err(err) if err.kind::<gst::ParseError>() == Some(gst::ParseError::NoSuchElement) => {
+            context
+                .missing_elements()
+                .into_iter()
+                .filter(|name| gst::ElementFactory::find(name).is_none())
+                .collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
 /// Checks a description without starting anything: for a warning when the
 /// property is set.
 pub(crate) fn check(description: &str) -> Result<(), String> {

@@ -26,6 +26,26 @@ impl StreamInfo {
             .ok_or_else(|| format!("caps {} do not describe a video frame layout", self.caps))
     }
 
+    /// Refuses a buffer too small for the caps, naming both sizes and the
+    /// caps: mapping it would only say "cannot map". A buffer with a video
+    /// meta has its own layout and is left to the map.
+    pub(crate) fn check_size(&self, buffer: &gst::BufferRef) -> Result<(), String> {
+        match &self.info {
+            Some(info)
+                if buffer.size() < info.size()
+                    && buffer.meta::<gst_video::VideoMeta>().is_none() =>
+            {
+                Err(format!(
+                    "the buffer has {} bytes, but its caps {} need {}",
+                    buffer.size(),
+                    self.caps,
+                    info.size()
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
     pub fn new(caps: gst::Caps) -> Self {
         Self::with_output(caps, None)
     }

@@ -9,7 +9,7 @@
 use crate::engine::lock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use gst::glib;
 use gst::prelude::*;
@@ -22,7 +22,7 @@ use super::frame::{Frame, SharedProcessor, StreamInfo};
 use super::processors::{Delay, Passthrough};
 use super::remote;
 use super::{Leaky, MESSAGE_NAME, OnError, Payload, ProcessorKind, STATS_NAME};
-use crate::engine::{self, Admission, Engine, Output, Processed};
+use crate::engine::{self, Admission, Engine, Output, ProcessError, Processed};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -90,6 +90,9 @@ struct Settings {
     seed: u64,
     ordered: bool,
     filter: Option<String>,
+    /// `processor` or `filter` was set: a `process-frame` handler no longer
+    /// selects `custom`.
+    processor_chosen: bool,
     /// Shared with a running analyze/overlay processor: mutable in PLAYING.
     scene_threshold: SceneThreshold,
     servers: Option<String>,
@@ -120,6 +123,7 @@ impl Default for Settings {
             seed: DEFAULT_SEED,
             ordered: DEFAULT_ORDERED,
             filter: None,
+            processor_chosen: false,
             scene_threshold: SceneThreshold::new(DEFAULT_SCENE_THRESHOLD),
             servers: None,
             model: None,
@@ -268,6 +272,10 @@ struct State {
     last_processor_stats: Option<gst::Structure>,
     /// Formats refused in queries that a warning named already.
     refused_formats: Vec<String>,
+    /// When a frame failure was last posted as a bus warning.
+    last_failure_warning: Option<Instant>,
+    /// Failures not posted since then.
+    unreported_failures: u64,
 }
 
 pub struct ParallelFilter {
@@ -296,6 +304,18 @@ fn flow_name(err: gst::FlowError) -> &'static str {
         _ => "custom-error",
     }
 }
+
+/// Why a frame failed, in the words a user sees in the error message.
+fn cause(err: &ProcessError) -> String {
+    match err {
+        ProcessError::Failed(msg) => msg.clone(),
+        ProcessError::Panicked(msg) => format!("the processor panicked: {msg}"),
+        ProcessError::TimedOut(d) => format!("timed out after {d:?} (the timeout property)"),
+    }
+}
+
+/// At most one bus warning a second for failures on-error lets through.
+const FAILURE_WARNING_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A flow error that stops the stream for good (not a flush, not EOS).
 fn is_fatal(err: gst::FlowError) -> bool {
@@ -332,15 +352,17 @@ impl ParallelFilter {
     }
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
-        let settings = lock(&self.settings).clone();
+        let settings = self.settings_for_start();
         self.renegotiate.store(false, Ordering::Release);
         let handle = crate::runtime::handle()
             .map_err(|e| gst::error_msg!(gst::LibraryError::Init, ["{e}"]))?;
-        let processor = match settings.processor()? {
-            Some(processor) => processor,
+        let processor = match settings.processor() {
+            Ok(Some(processor)) => processor,
             // processor=custom without a Rust processor: the signal.
-            None => self.signal_processor()?,
+            Ok(None) => self.signal_processor()?,
+            Err(err) => return Err(self.missing_plugins(&settings).unwrap_or(err)),
         };
+        self.warn_unused(&settings);
         processor.attach(self.obj().upcast_ref());
         let engine = Engine::new(settings.engine_config(), processor.clone(), handle);
         gst::info!(
@@ -360,6 +382,82 @@ impl ParallelFilter {
             ..State::default()
         };
         Ok(())
+    }
+
+    /// The settings for this run: a `process-frame` handler connected while
+    /// `processor` was never chosen selects `custom`.
+    fn settings_for_start(&self) -> Settings {
+        let mut settings = lock(&self.settings);
+        if !settings.processor_chosen
+            && settings.processor != ProcessorKind::Custom
+            && custom::has_signal_handler(&self.obj())
+        {
+            gst::info!(
+                CAT,
+                imp = self,
+                "A {PROCESS_FRAME_SIGNAL} handler is connected: processor=custom"
+            );
+            settings.processor = ProcessorKind::Custom;
+        }
+        settings.clone()
+    }
+
+    /// Settings the chosen processor leaves unused, where a user would
+    /// expect them to act: a warning on the bus, not silence.
+    fn warn_unused(&self, settings: &Settings) {
+        let nick = settings.processor.nick();
+        if let Some(description) = settings
+            .filter
+            .as_deref()
+            .filter(|_| settings.processor != ProcessorKind::Filter)
+        {
+            gst::element_imp_warning!(
+                self,
+                gst::LibraryError::Settings,
+                ("filter '{description}' is not used: processor={nick} was set after it"),
+                ["the property set last wins; set filter last (or processor=filter) to run it"]
+            );
+        }
+        if settings.processor != ProcessorKind::Custom && custom::has_signal_handler(&self.obj()) {
+            gst::element_imp_warning!(
+                self,
+                gst::LibraryError::Settings,
+                ("{PROCESS_FRAME_SIGNAL} handlers are connected but not called: processor={nick}"),
+                ["set processor=custom, or leave processor unset, to call them"]
+            );
+        }
+    }
+
+    /// For a `filter` naming elements that are not installed: a
+    /// missing-plugin message for each (so applications can offer to
+    /// install them) and the error to post.
+    fn missing_plugins(&self, settings: &Settings) -> Option<gst::ErrorMessage> {
+        if settings.processor != ProcessorKind::Filter {
+            return None;
+        }
+        let description = settings.filter.as_deref()?;
+        let missing = filter::missing_elements(description);
+        if missing.is_empty() {
+            return None;
+        }
+        let obj = self.obj();
+        for name in &missing {
+            let msg = gst_pbutils::MissingPluginMessage::builder_for_element(name)
+                .src(&*obj)
+                .build();
+            let _ = obj.post_message(msg);
+        }
+        let names = missing.join(", ");
+        let quoted = missing
+            .iter()
+            .map(|n| format!("\"{n}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Some(gst::error_msg!(
+            gst::CoreError::MissingPlugin,
+            ("filter '{description}' needs {names}, which is not installed"),
+            ["no element {quoted}: install the plugin that provides it"]
+        ))
     }
 
     /// `processor=custom` without a Rust processor: the `process-frame`
@@ -484,51 +582,50 @@ impl ParallelFilter {
                 tag.original = None;
                 frame.buffer
             }
-            Err(err) => match on_error {
-                OnError::Fail => {
-                    // Counted before the error is posted, so the stats are
-                    // complete for whoever reacts to the error.
-                    engine.frame_left(false, admitted.elapsed(), bytes);
-                    gst::element_imp_error!(
-                        self,
-                        gst::StreamError::Failed,
-                        ("Processing frame #{seq} (pts {}) failed", tag.pts.display()),
-                        ["worker {worker}: {err}"]
-                    );
-                    engine.halt(gst::FlowError::Error);
-                    self.pause_if_halted(engine);
-                    return;
-                }
-                OnError::Pass if tag.original.is_some() => {
-                    gst::warning!(
-                        CAT,
-                        imp = self,
-                        "Passing frame #{seq} (pts {}) unprocessed: {err}",
-                        tag.pts.display()
-                    );
-                    match tag.original.take() {
-                        Some(original) => original,
-                        None => return,
+            Err(err) => {
+                // The cause in the message text: many applications show
+                // only that.
+                let text = format!(
+                    "Processing frame #{seq} (pts {}) failed: {} (worker {worker})",
+                    tag.pts.display(),
+                    cause(&err)
+                );
+                match on_error {
+                    OnError::Fail => {
+                        // Counted before the error is posted, so the stats
+                        // are complete for whoever reacts to the error.
+                        engine.frame_left(false, admitted.elapsed(), bytes);
+                        gst::element_imp_error!(
+                            self,
+                            gst::StreamError::Failed,
+                            ("{text}"),
+                            ["worker {worker}: {err}"]
+                        );
+                        engine.halt(gst::FlowError::Error);
+                        self.pause_if_halted(engine);
+                        return;
+                    }
+                    OnError::Pass if tag.original.is_some() => {
+                        self.warn_failure(&format!("{text}; passing it unprocessed"));
+                        match tag.original.take() {
+                            Some(original) => original,
+                            None => return,
+                        }
+                    }
+                    // Also on-error=pass for a frame that entered before it
+                    // was set, or whose caps the processor changes, so no
+                    // original was kept.
+                    OnError::Drop | OnError::Pass => {
+                        self.warn_failure(&format!("{text}; dropping it"));
+                        engine.frame_left(false, admitted.elapsed(), bytes);
+                        if let Some(pts) = tag.pts {
+                            let gap = gst::event::Gap::builder(pts).duration(tag.duration).build();
+                            let _ = self.srcpad.push_event(gap);
+                        }
+                        return;
                     }
                 }
-                // Also on-error=pass for a frame that entered before it was
-                // set, or whose caps the processor changes, so no original
-                // was kept.
-                OnError::Drop | OnError::Pass => {
-                    gst::warning!(
-                        CAT,
-                        imp = self,
-                        "Dropping frame #{seq} (pts {}): {err}",
-                        tag.pts.display()
-                    );
-                    engine.frame_left(false, admitted.elapsed(), bytes);
-                    if let Some(pts) = tag.pts {
-                        let gap = gst::event::Gap::builder(pts).duration(tag.duration).build();
-                        let _ = self.srcpad.push_event(gap);
-                    }
-                    return;
-                }
-            },
+            }
         };
         if post_messages {
             self.post_frame_message(&tag, &buffer, seq, worker, processing_time);
@@ -540,6 +637,34 @@ impl ParallelFilter {
         engine.frame_left(result.is_ok(), latency, bytes);
         if let Err(err) = result {
             self.handle_push_error(engine, err, tag.epoch);
+        }
+    }
+
+    /// A failure that on-error lets the stream survive still reaches the
+    /// bus: the first one, then at most one a second, saying how many
+    /// went unreported in between (the `errors` stat counts them all).
+    fn warn_failure(&self, text: &str) {
+        gst::warning!(CAT, imp = self, "{text}");
+        let unreported = {
+            let mut state = lock(&self.state);
+            let now = Instant::now();
+            if state
+                .last_failure_warning
+                .is_some_and(|last| now.duration_since(last) < FAILURE_WARNING_INTERVAL)
+            {
+                state.unreported_failures += 1;
+                return;
+            }
+            state.last_failure_warning = Some(now);
+            std::mem::take(&mut state.unreported_failures)
+        };
+        match unreported {
+            0 => gst::element_imp_warning!(self, gst::StreamError::Failed, ("{text}")),
+            n => gst::element_imp_warning!(
+                self,
+                gst::StreamError::Failed,
+                ("{text} ({n} more failures since the last warning)")
+            ),
         }
     }
 
@@ -1533,7 +1658,10 @@ impl ObjectImpl for ParallelFilter {
                 settings.max_size_bytes = value.get().unwrap_or(settings.max_size_bytes)
             }
             PROP_LEAKY => settings.leaky = value.get().unwrap_or(settings.leaky),
-            PROP_PROCESSOR => settings.processor = value.get().unwrap_or(settings.processor),
+            PROP_PROCESSOR => {
+                settings.processor = value.get().unwrap_or(settings.processor);
+                settings.processor_chosen = true;
+            }
             PROP_TIMEOUT => {
                 settings.timeout = value.get().unwrap_or(settings.timeout);
                 settings.live_timeout.set(settings.timeout);
@@ -1554,6 +1682,7 @@ impl ObjectImpl for ParallelFilter {
                     .filter(|f| !f.trim().is_empty());
                 if let Some(description) = settings.filter.clone() {
                     settings.processor = ProcessorKind::Filter;
+                    settings.processor_chosen = true;
                     // Parsed once now for an early hint (a debug-log warning,
                     // not a g_warning that test harnesses make fatal); start
                     // fails for good.
