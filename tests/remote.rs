@@ -4,7 +4,7 @@
 //! dropped connections, hangs and stopped servers, a server coming back,
 //! all servers down, a failure on the only server, the frame's time budget
 //! (also set in PLAYING), the per-server cap, readiness, flushing and state
-//! changes with hung requests.
+//! changes with hung requests, the formats answered before start.
 //!
 //! Tests wait on what the element or the servers did (stats, counters,
 //! pulled buffers), never on time; the watchdog bounds each one.
@@ -683,4 +683,116 @@ fn server_whose_model_is_not_ready_is_not_used() {
     wait_up(&e, 2);
     push(&mut h, 10..11);
     assert_eq!(pull_enriched(&mut h, 10, 1)[0].server, a.url());
+}
+
+/// Formats `remote` takes (`payload=frame`).
+const REMOTE_FORMATS: &[&str] = &[
+    "RGB", "BGR", "RGBA", "BGRA", "ARGB", "ABGR", "RGBx", "BGRx", "xRGB", "xBGR", "GRAY8", "I420",
+    "YV12", "NV12", "NV21", "Y42B", "Y444",
+];
+
+/// The formats in a CAPS answer.
+fn caps_formats(caps: &gst::Caps) -> Vec<String> {
+    caps.iter()
+        .flat_map(|s| match s.get::<gst::List>("format") {
+            Ok(list) => list.iter().map(|v| v.get::<String>().unwrap()).collect(),
+            Err(_) => vec![s.get::<String>("format").unwrap()],
+        })
+        .collect()
+}
+
+#[test]
+fn unsupported_format_fails_at_link_time_naming_it() {
+    let _w = common::begin("unsupported_format_fails_at_link_time_naming_it", 60);
+    for format in ["YUY2", "Y41B", "AYUV"] {
+        // No server is contacted: linking happens before start.
+        let launch = format!(
+            "videotestsrc num-buffers=1 ! video/x-raw,format={format} ! \
+             parallelfilter processor=remote servers=http://127.0.0.1:9 model={MODEL} ! fakesink"
+        );
+        match gst::parse::launch(&launch) {
+            Ok(_) => panic!("{format}: linked a format remote cannot take"),
+            Err(err) => assert!(err.to_string().contains(format), "{format}: {err}"),
+        }
+    }
+    // A capsfilter element links the same way, only GStreamer's message
+    // does not name the caps.
+    assert!(
+        gst::parse::launch(&format!(
+            "videotestsrc ! capsfilter caps=video/x-raw,format=YUY2 ! \
+             parallelfilter processor=remote servers=http://127.0.0.1:9 model={MODEL} ! fakesink"
+        ))
+        .is_err()
+    );
+}
+
+#[test]
+fn caps_queries_before_start_answer_the_remote_formats() {
+    let _w = common::begin("caps_queries_before_start_answer_the_remote_formats", 60);
+    let e = gst::ElementFactory::make("parallelfilter")
+        .property_from_str("processor", "remote")
+        .build()
+        .unwrap();
+    let bus = gst::Bus::new();
+    e.set_bus(Some(&bus));
+    let sink = e.static_pad("sink").unwrap();
+    let yuy2: gst::Caps = "video/x-raw,format=YUY2,width=64,height=48,framerate=25/1"
+        .parse()
+        .unwrap();
+    let rgb: gst::Caps = "video/x-raw,format=RGB,width=64,height=48,framerate=25/1"
+        .parse()
+        .unwrap();
+    for state in [gst::State::Null, gst::State::Ready] {
+        e.set_state(state).unwrap();
+        assert_eq!(
+            caps_formats(&sink.query_caps(None)),
+            REMOTE_FORMATS,
+            "{state:?}"
+        );
+        assert!(!sink.query_accept_caps(&yuy2), "{state:?}");
+        assert!(sink.query_accept_caps(&rgb), "{state:?}");
+    }
+    // The refusal names the format and the processor on the bus, once
+    // (posted from the query, so already there).
+    let msg = bus
+        .pop_filtered(&[gst::MessageType::Warning])
+        .expect("a warning naming the format");
+    let gst::MessageView::Warning(w) = msg.view() else {
+        unreachable!()
+    };
+    let text = w.error().to_string();
+    assert!(text.contains("YUY2") && text.contains("remote"), "{text}");
+    assert!(bus.pop_filtered(&[gst::MessageType::Warning]).is_none());
+    e.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn without_a_capsfilter_a_supported_format_is_negotiated() {
+    let _w = common::begin("without_a_capsfilter_a_supported_format_is_negotiated", 60);
+    let a = TestServer::start();
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc num-buffers=3 ! parallelfilter name=pf processor=remote servers={} \
+         model={MODEL} ! fakesink",
+        a.url()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let bus = pipeline.bus().unwrap();
+    let msg = bus
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(30),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .expect("neither EOS nor an error");
+    if let gst::MessageView::Error(err) = msg.view() {
+        panic!("{} ({:?})", err.error(), err.debug());
+    }
+    let pf = pipeline.by_name("pf").unwrap();
+    let caps = pf.static_pad("sink").unwrap().current_caps().unwrap();
+    let format = caps.structure(0).unwrap().get::<String>("format").unwrap();
+    assert!(REMOTE_FORMATS.contains(&format.as_str()), "{caps}");
+    assert_eq!(a.answered(), 3);
+    pipeline.set_state(gst::State::Null).unwrap();
 }

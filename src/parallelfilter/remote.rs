@@ -70,6 +70,17 @@ pub const FORMATS: &[&str] = &[
     "YV12", "NV12", "NV21", "Y42B", "Y444",
 ];
 
+/// Caps `remote` accepts: raw video in [`FORMATS`].
+pub fn caps() -> gst::Caps {
+    gst_video::VideoCapsBuilder::new()
+        .format_list(
+            FORMATS
+                .iter()
+                .map(|f| gst_video::VideoFormat::from_string(f)),
+        )
+        .build()
+}
+
 #[derive(Clone, Debug)]
 pub struct Config {
     pub servers: String,
@@ -1131,15 +1142,7 @@ impl FrameProcessor for Remote {
     }
 
     fn caps(&self) -> Option<gst::Caps> {
-        Some(
-            gst_video::VideoCapsBuilder::new()
-                .format_list(
-                    FORMATS
-                        .iter()
-                        .map(|f| gst_video::VideoFormat::from_string(f)),
-                )
-                .build(),
-        )
+        Some(caps())
     }
 
     fn set_caps(&self, caps: &gst::Caps) -> Result<gst::Caps, gst::ErrorMessage> {
