@@ -4,7 +4,8 @@
 //! dropped connections, hangs and stopped servers, a server coming back,
 //! all servers down, a failure on the only server, the frame's time budget
 //! (also set in PLAYING), the per-server cap, readiness, flushing and state
-//! changes with hung requests, the formats answered before start.
+//! changes with hung requests, the formats answered before start, an
+//! oversized answer.
 //!
 //! Tests wait on what the element or the servers did (stats, counters,
 //! pulled buffers), never on time; the watchdog bounds each one.
@@ -795,4 +796,40 @@ fn without_a_capsfilter_a_supported_format_is_negotiated() {
     assert!(REMOTE_FORMATS.contains(&format.as_str()), "{caps}");
     assert_eq!(a.answered(), 3);
     pipeline.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn oversized_response_is_the_frames_error_at_once() {
+    let _w = common::begin("oversized_response_is_the_frames_error_at_once", 60);
+    let (a, b) = (TestServer::start(), TestServer::start());
+    let (mut h, e, _bus) = harness(&[&a, &b], &[("workers", "1"), ("on-error", "drop")]);
+    wait_up(&e, 2);
+    a.set_fault(Fault::Oversize, u64::MAX);
+    // With both idle the frame goes to A; B would send as big an answer,
+    // so it is not retried there.
+    push(&mut h, 0..1);
+    assert!(pull_all(&mut h).is_empty(), "the frame was retried");
+    assert_eq!((a.received(), b.received()), (1, 0));
+    let stats = e.property::<gst::Structure>("stats");
+    assert_eq!(stats.get::<u64>("errors").unwrap(), 1);
+    // Not a server outage: A stays ready.
+    let s = &servers_stats(&e)[0];
+    assert!(s.get::<bool>("up").unwrap(), "A was marked suspect or down");
+    assert_eq!(s.get::<u64>("failures").unwrap(), 1);
+
+    drop(h);
+    // The error says why.
+    let (mut h, e, bus) = harness(&[&a], &[("workers", "1")]);
+    wait_up(&e, 1);
+    push(&mut h, 0..1);
+    let msg = bus
+        .timed_pop_filtered(gst::ClockTime::from_seconds(30), &[gst::MessageType::Error])
+        .expect("no error");
+    let gst::MessageView::Error(err) = msg.view() else {
+        unreachable!()
+    };
+    let text = format!("{} {:?}", err.error(), err.debug());
+    assert!(text.contains("over the 4 MiB limit"), "{text}");
+    assert!(text.contains(&a.url()), "{text}");
+    assert_eq!(a.received(), 2);
 }

@@ -406,11 +406,10 @@ impl Inner {
         let fut = async {
             let resp = self.client.request(req).await.map_err(error_chain)?;
             let status = resp.status();
-            let body = Limited::new(resp.into_body(), MAX_RESPONSE_BYTES)
-                .collect()
-                .await
-                .map_err(|e| e.to_string())?
-                .to_bytes();
+            let body = read_body(resp.into_body()).await.map_err(|e| match e {
+                BodyError::TooLarge => too_large(),
+                BodyError::Read(e) => e,
+            })?;
             Ok::<_, String>((status, serde_json::from_slice(&body).ok()))
         };
         tokio::time::timeout(PROBE_TIMEOUT, fut)
@@ -671,11 +670,20 @@ impl Inner {
             .get(HEADER_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
-        let body = Limited::new(resp.into_body(), MAX_RESPONSE_BYTES)
-            .collect()
-            .await
-            .map_err(|e| fault(format!("reading the response: {e}")))?
-            .to_bytes();
+        let body = match read_body(resp.into_body()).await {
+            Ok(body) => body,
+            // Not the server's fault: any server would send as big an
+            // answer, so retrying only costs time.
+            Err(BodyError::TooLarge) if status.is_success() => {
+                return Err(Failure {
+                    msg: too_large(),
+                    server_fault: false,
+                });
+            }
+            // The status says what went wrong.
+            Err(BodyError::TooLarge) => Bytes::from(too_large()),
+            Err(BodyError::Read(e)) => return Err(fault(format!("reading the response: {e}"))),
+        };
         if !status.is_success() {
             let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
             return Err(Failure {
@@ -799,6 +807,25 @@ impl Inner {
             errors.join("; ")
         ))
     }
+}
+
+enum BodyError {
+    /// Over `MAX_RESPONSE_BYTES`.
+    TooLarge,
+    Read(String),
+}
+
+/// A response body, at most `MAX_RESPONSE_BYTES`.
+async fn read_body(body: hyper::body::Incoming) -> Result<Bytes, BodyError> {
+    match Limited::new(body, MAX_RESPONSE_BYTES).collect().await {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge),
+        Err(e) => Err(BodyError::Read(e.to_string())),
+    }
+}
+
+fn too_large() -> String {
+    format!("response over the {} MiB limit", MAX_RESPONSE_BYTES >> 20)
 }
 
 /// The error and its sources: hyper's top-level message alone says little.

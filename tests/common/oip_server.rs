@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MPL-2.0
 //! A small Open Inference Protocol (KServe v2) server for tests and the
 //! throughput example: the REST subset `parallelfilter processor=remote`
-//! uses, with injectable latency, errors, hangs, dropped connections and
-//! stops (connection refused).
+//! uses, with injectable latency, errors, hangs, dropped connections,
+//! oversized answers and stops (connection refused).
 //!
 //! Its model answers every inference with `mean` (FP32 [1], the mean of the
 //! input's elements), `nbytes` (INT64 [1], the input's size in bytes) and
@@ -34,6 +34,8 @@ pub enum Fault {
     Hang,
     /// Close the connection without answering.
     Drop,
+    /// Answer 200 with a valid body of more than 4 MiB.
+    Oversize,
 }
 
 #[derive(Default)]
@@ -337,6 +339,13 @@ async fn infer(
         }
         Some(Fault::Hang) => std::future::pending::<()>().await,
         Some(Fault::Drop) => return Err(std::io::Error::other("injected connection drop")),
+        Some(Fault::Oversize) => {
+            let padding = "x".repeat((4 << 20) + 1);
+            return Ok(reply(
+                StatusCode::OK,
+                json!({"model_name": model, "outputs": [], "padding": padding}),
+            ));
+        }
         None => {}
     }
     let bad = |msg: &str| Ok(reply(StatusCode::BAD_REQUEST, json!({ "error": msg })));
