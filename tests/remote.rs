@@ -5,7 +5,7 @@
 //! all servers down, a failure on the only server, the frame's time budget
 //! (also set in PLAYING), the per-server cap, readiness, flushing and state
 //! changes with hung requests, the formats answered before start, an
-//! oversized answer.
+//! oversized answer, a server without the model.
 //!
 //! Tests wait on what the element or the servers did (stats, counters,
 //! pulled buffers), never on time; the watchdog bounds each one.
@@ -832,4 +832,65 @@ fn oversized_response_is_the_frames_error_at_once() {
     assert!(text.contains("over the 4 MiB limit"), "{text}");
     assert!(text.contains(&a.url()), "{text}");
     assert_eq!(a.received(), 2);
+}
+
+/// The text of the first error `remote` posts for a frame, asking `servers`
+/// for `model`.
+fn first_error(servers: &[&TestServer], model: &str) -> String {
+    let (mut h, _e, bus) = harness(servers, &[("workers", "1"), ("model", model)]);
+    push(&mut h, 0..1);
+    let msg = bus
+        .timed_pop_filtered(gst::ClockTime::from_seconds(30), &[gst::MessageType::Error])
+        .expect("no error");
+    let gst::MessageView::Error(err) = msg.view() else {
+        unreachable!()
+    };
+    format!("{} {:?}", err.error(), err.debug())
+}
+
+#[test]
+fn model_missing_on_a_server_is_named_with_what_it_serves() {
+    let _w = common::begin("model_missing_on_a_server_is_named_with_what_it_serves", 60);
+    let a = TestServer::start();
+    a.set_other_models(&["resnet-50", "yolo"]);
+    let text = first_error(&[&a], "resnet");
+    let expected = format!(
+        "model 'resnet' not found on {} (it serves: {MODEL}, resnet-50, yolo)",
+        a.url()
+    );
+    assert!(text.contains(&expected), "{text}");
+    assert!(!text.contains("down"), "{text}");
+    // Without a repository index: not found, without the list.
+    let b = TestServer::start();
+    b.set_index(false);
+    let text = first_error(&[&b], "resnet");
+    assert!(
+        text.contains(&format!("model 'resnet' not found on {}", b.url())),
+        "{text}"
+    );
+    assert!(!text.contains("serves") && !text.contains("down"), "{text}");
+}
+
+#[test]
+fn server_down_and_model_missing_are_told_apart() {
+    let _w = common::begin("server_down_and_model_missing_are_told_apart", 60);
+    let (a, b) = (TestServer::start(), TestServer::start());
+    a.stop();
+    let text = first_error(&[&a, &b], "resnet");
+    assert!(text.contains(&format!("{} down (", a.url())), "{text}");
+    let expected = format!(
+        "model 'resnet' not found on {} (it serves: {MODEL})",
+        b.url()
+    );
+    assert!(text.contains(&expected), "{text}");
+    assert!(!text.contains("servers are down"), "{text}");
+    // A model the server has but not ready: its state from the index.
+    let c = TestServer::start();
+    c.set_model_ready(false);
+    let text = first_error(&[&c], MODEL);
+    let expected = format!(
+        "model '{MODEL}' not ready on {} (UNAVAILABLE: not ready)",
+        c.url()
+    );
+    assert!(text.contains(&expected), "{text}");
 }
