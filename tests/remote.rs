@@ -4,7 +4,8 @@
 //! dropped connections, hangs and stopped servers, a server coming back,
 //! all servers down, a failure on the only server, the frame's time budget
 //! (also set in PLAYING), the per-server cap, readiness, flushing and state
-//! changes with hung requests.
+//! changes with hung requests, the formats answered before start, an
+//! oversized answer, a server without the model.
 //!
 //! Tests wait on what the element or the servers did (stats, counters,
 //! pulled buffers), never on time; the watchdog bounds each one.
@@ -683,4 +684,213 @@ fn server_whose_model_is_not_ready_is_not_used() {
     wait_up(&e, 2);
     push(&mut h, 10..11);
     assert_eq!(pull_enriched(&mut h, 10, 1)[0].server, a.url());
+}
+
+/// Formats `remote` takes (`payload=frame`).
+const REMOTE_FORMATS: &[&str] = &[
+    "RGB", "BGR", "RGBA", "BGRA", "ARGB", "ABGR", "RGBx", "BGRx", "xRGB", "xBGR", "GRAY8", "I420",
+    "YV12", "NV12", "NV21", "Y42B", "Y444",
+];
+
+/// The formats in a CAPS answer.
+fn caps_formats(caps: &gst::Caps) -> Vec<String> {
+    caps.iter()
+        .flat_map(|s| match s.get::<gst::List>("format") {
+            Ok(list) => list.iter().map(|v| v.get::<String>().unwrap()).collect(),
+            Err(_) => vec![s.get::<String>("format").unwrap()],
+        })
+        .collect()
+}
+
+#[test]
+fn unsupported_format_fails_at_link_time_naming_it() {
+    let _w = common::begin("unsupported_format_fails_at_link_time_naming_it", 60);
+    for format in ["YUY2", "Y41B", "AYUV"] {
+        // No server is contacted: linking happens before start.
+        let launch = format!(
+            "videotestsrc num-buffers=1 ! video/x-raw,format={format} ! \
+             parallelfilter processor=remote servers=http://127.0.0.1:9 model={MODEL} ! fakesink"
+        );
+        match gst::parse::launch(&launch) {
+            Ok(_) => panic!("{format}: linked a format remote cannot take"),
+            Err(err) => assert!(err.to_string().contains(format), "{format}: {err}"),
+        }
+    }
+    // A capsfilter element links the same way, only GStreamer's message
+    // does not name the caps.
+    assert!(
+        gst::parse::launch(&format!(
+            "videotestsrc ! capsfilter caps=video/x-raw,format=YUY2 ! \
+             parallelfilter processor=remote servers=http://127.0.0.1:9 model={MODEL} ! fakesink"
+        ))
+        .is_err()
+    );
+}
+
+#[test]
+fn caps_queries_before_start_answer_the_remote_formats() {
+    let _w = common::begin("caps_queries_before_start_answer_the_remote_formats", 60);
+    let e = gst::ElementFactory::make("parallelfilter")
+        .property_from_str("processor", "remote")
+        .build()
+        .unwrap();
+    let bus = gst::Bus::new();
+    e.set_bus(Some(&bus));
+    let sink = e.static_pad("sink").unwrap();
+    let yuy2: gst::Caps = "video/x-raw,format=YUY2,width=64,height=48,framerate=25/1"
+        .parse()
+        .unwrap();
+    let rgb: gst::Caps = "video/x-raw,format=RGB,width=64,height=48,framerate=25/1"
+        .parse()
+        .unwrap();
+    for state in [gst::State::Null, gst::State::Ready] {
+        e.set_state(state).unwrap();
+        assert_eq!(
+            caps_formats(&sink.query_caps(None)),
+            REMOTE_FORMATS,
+            "{state:?}"
+        );
+        assert!(!sink.query_accept_caps(&yuy2), "{state:?}");
+        assert!(sink.query_accept_caps(&rgb), "{state:?}");
+    }
+    // The refusal names the format and the processor on the bus, once
+    // (posted from the query, so already there).
+    let msg = bus
+        .pop_filtered(&[gst::MessageType::Warning])
+        .expect("a warning naming the format");
+    let gst::MessageView::Warning(w) = msg.view() else {
+        unreachable!()
+    };
+    let text = w.error().to_string();
+    assert!(text.contains("YUY2") && text.contains("remote"), "{text}");
+    assert!(bus.pop_filtered(&[gst::MessageType::Warning]).is_none());
+    e.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn without_a_capsfilter_a_supported_format_is_negotiated() {
+    let _w = common::begin("without_a_capsfilter_a_supported_format_is_negotiated", 60);
+    let a = TestServer::start();
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc num-buffers=3 ! parallelfilter name=pf processor=remote servers={} \
+         model={MODEL} ! fakesink",
+        a.url()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let bus = pipeline.bus().unwrap();
+    let msg = bus
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(30),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .expect("neither EOS nor an error");
+    if let gst::MessageView::Error(err) = msg.view() {
+        panic!("{} ({:?})", err.error(), err.debug());
+    }
+    let pf = pipeline.by_name("pf").unwrap();
+    let caps = pf.static_pad("sink").unwrap().current_caps().unwrap();
+    let format = caps.structure(0).unwrap().get::<String>("format").unwrap();
+    assert!(REMOTE_FORMATS.contains(&format.as_str()), "{caps}");
+    assert_eq!(a.answered(), 3);
+    pipeline.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn oversized_response_is_the_frames_error_at_once() {
+    let _w = common::begin("oversized_response_is_the_frames_error_at_once", 60);
+    let (a, b) = (TestServer::start(), TestServer::start());
+    let (mut h, e, _bus) = harness(&[&a, &b], &[("workers", "1"), ("on-error", "drop")]);
+    wait_up(&e, 2);
+    a.set_fault(Fault::Oversize, u64::MAX);
+    // With both idle the frame goes to A; B would send as big an answer,
+    // so it is not retried there.
+    push(&mut h, 0..1);
+    assert!(pull_all(&mut h).is_empty(), "the frame was retried");
+    assert_eq!((a.received(), b.received()), (1, 0));
+    let stats = e.property::<gst::Structure>("stats");
+    assert_eq!(stats.get::<u64>("errors").unwrap(), 1);
+    // Not a server outage: A stays ready.
+    let s = &servers_stats(&e)[0];
+    assert!(s.get::<bool>("up").unwrap(), "A was marked suspect or down");
+    assert_eq!(s.get::<u64>("failures").unwrap(), 1);
+
+    drop(h);
+    // The error says why.
+    let (mut h, e, bus) = harness(&[&a], &[("workers", "1")]);
+    wait_up(&e, 1);
+    push(&mut h, 0..1);
+    let msg = bus
+        .timed_pop_filtered(gst::ClockTime::from_seconds(30), &[gst::MessageType::Error])
+        .expect("no error");
+    let gst::MessageView::Error(err) = msg.view() else {
+        unreachable!()
+    };
+    let text = format!("{} {:?}", err.error(), err.debug());
+    assert!(text.contains("over the 4 MiB limit"), "{text}");
+    assert!(text.contains(&a.url()), "{text}");
+    assert_eq!(a.received(), 2);
+}
+
+/// The text of the first error `remote` posts for a frame, asking `servers`
+/// for `model`.
+fn first_error(servers: &[&TestServer], model: &str) -> String {
+    let (mut h, _e, bus) = harness(servers, &[("workers", "1"), ("model", model)]);
+    push(&mut h, 0..1);
+    let msg = bus
+        .timed_pop_filtered(gst::ClockTime::from_seconds(30), &[gst::MessageType::Error])
+        .expect("no error");
+    let gst::MessageView::Error(err) = msg.view() else {
+        unreachable!()
+    };
+    format!("{} {:?}", err.error(), err.debug())
+}
+
+#[test]
+fn model_missing_on_a_server_is_named_with_what_it_serves() {
+    let _w = common::begin("model_missing_on_a_server_is_named_with_what_it_serves", 60);
+    let a = TestServer::start();
+    a.set_other_models(&["resnet-50", "yolo"]);
+    let text = first_error(&[&a], "resnet");
+    let expected = format!(
+        "model 'resnet' not found on {} (it serves: {MODEL}, resnet-50, yolo)",
+        a.url()
+    );
+    assert!(text.contains(&expected), "{text}");
+    assert!(!text.contains("down"), "{text}");
+    // Without a repository index: not found, without the list.
+    let b = TestServer::start();
+    b.set_index(false);
+    let text = first_error(&[&b], "resnet");
+    assert!(
+        text.contains(&format!("model 'resnet' not found on {}", b.url())),
+        "{text}"
+    );
+    assert!(!text.contains("serves") && !text.contains("down"), "{text}");
+}
+
+#[test]
+fn server_down_and_model_missing_are_told_apart() {
+    let _w = common::begin("server_down_and_model_missing_are_told_apart", 60);
+    let (a, b) = (TestServer::start(), TestServer::start());
+    a.stop();
+    let text = first_error(&[&a, &b], "resnet");
+    assert!(text.contains(&format!("{} down (", a.url())), "{text}");
+    let expected = format!(
+        "model 'resnet' not found on {} (it serves: {MODEL})",
+        b.url()
+    );
+    assert!(text.contains(&expected), "{text}");
+    assert!(!text.contains("servers are down"), "{text}");
+    // A model the server has but not ready: its state from the index.
+    let c = TestServer::start();
+    c.set_model_ready(false);
+    let text = first_error(&[&c], MODEL);
+    let expected = format!(
+        "model '{MODEL}' not ready on {} (UNAVAILABLE: not ready)",
+        c.url()
+    );
+    assert!(text.contains(&expected), "{text}");
 }

@@ -132,6 +132,7 @@ impl ProcessorKind {
     pub(crate) fn static_caps(self) -> Option<gst::Caps> {
         match self {
             ProcessorKind::Analyze | ProcessorKind::Overlay => Some(analyze::caps()),
+            ProcessorKind::Remote => Some(remote::caps()),
             _ => None,
         }
     }

@@ -8,9 +8,10 @@
 //! fails (connection error, 5xx, no answer) becomes suspect and is probed at
 //! once; a failed probe marks it down, and it is probed again in the
 //! background with a bounded backoff. The request is retried, preferably on
-//! another server. A frame fails at once only when every server is down
-//! (confirmed by a probe); otherwise it waits for a usable server until its
-//! deadline.
+//! another server. A ready server whose model is missing or not ready is
+//! not down but without the model, probed the same way. A frame fails at
+//! once only when every server is down or without the model (confirmed by
+//! a probe); otherwise it waits for a usable server until its deadline.
 
 use crate::engine::lock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -70,6 +71,17 @@ pub const FORMATS: &[&str] = &[
     "YV12", "NV12", "NV21", "Y42B", "Y444",
 ];
 
+/// Caps `remote` accepts: raw video in [`FORMATS`].
+pub fn caps() -> gst::Caps {
+    gst_video::VideoCapsBuilder::new()
+        .format_list(
+            FORMATS
+                .iter()
+                .map(|f| gst_video::VideoFormat::from_string(f)),
+        )
+        .build()
+}
+
 #[derive(Clone, Debug)]
 pub struct Config {
     pub servers: String,
@@ -114,6 +126,9 @@ enum Health {
     Suspect,
     /// A probe failed.
     Down,
+    /// The server is ready but lacks the model, or the model is not ready
+    /// there: probed again like a server that is down.
+    NoModel,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -135,6 +150,7 @@ struct ServerState {
     /// The model's first input, from its metadata.
     input_name: Option<String>,
     /// Why the last probe or request failed: the error when all are down.
+    /// With `NoModel`, a whole sentence naming the model and the server.
     last_error: Option<String>,
     /// Failed requests since the last success: delays the probe of a
     /// server that passes probes but fails requests.
@@ -395,11 +411,10 @@ impl Inner {
         let fut = async {
             let resp = self.client.request(req).await.map_err(error_chain)?;
             let status = resp.status();
-            let body = Limited::new(resp.into_body(), MAX_RESPONSE_BYTES)
-                .collect()
-                .await
-                .map_err(|e| e.to_string())?
-                .to_bytes();
+            let body = read_body(resp.into_body()).await.map_err(|e| match e {
+                BodyError::TooLarge => too_large(),
+                BodyError::Read(e) => e,
+            })?;
             Ok::<_, String>((status, serde_json::from_slice(&body).ok()))
         };
         tokio::time::timeout(PROBE_TIMEOUT, fut)
@@ -409,19 +424,28 @@ impl Inner {
 
     /// Readiness of the server and the model, then what the server
     /// supports and the model's input name.
-    async fn probe(&self, server: usize) -> Result<(bool, Option<String>), String> {
-        let (model, path) = (&self.config.model, &self.model_path);
-        let (status, _) = self.get_json(&self.url(server, "/v2/health/ready")).await?;
+    async fn probe(&self, server: usize) -> Result<(bool, Option<String>), (Health, String)> {
+        let path = &self.model_path;
+        let down = |e| (Health::Down, e);
+        let (status, _) = self
+            .get_json(&self.url(server, "/v2/health/ready"))
+            .await
+            .map_err(down)?;
         if !status.is_success() {
-            return Err(format!("server not ready ({status})"));
+            return Err(down(format!("server not ready ({status})")));
         }
         let (status, _) = self
             .get_json(&self.url(server, &format!("/v2/models/{path}/ready")))
-            .await?;
+            .await
+            .map_err(down)?;
         if !status.is_success() {
-            return Err(format!("model '{model}' not ready ({status})"));
+            return Err((Health::NoModel, self.model_unready(server, status).await));
         }
-        let binary = match self.get_json(&self.url(server, "/v2")).await? {
+        let binary = match self
+            .get_json(&self.url(server, "/v2"))
+            .await
+            .map_err(down)?
+        {
             (s, Some(meta)) if s.is_success() => meta["extensions"]
                 .as_array()
                 .is_some_and(|e| e.iter().any(|x| x == "binary_tensor_data")),
@@ -437,6 +461,64 @@ impl Inner {
             _ => None,
         };
         Ok((binary, input))
+    }
+
+    /// Why the model is not ready on a ready server: unknown there (with
+    /// the models it serves, from the repository index when it has one),
+    /// or known but not ready.
+    async fn model_unready(&self, server: usize, ready: StatusCode) -> String {
+        let (model, url) = (&self.config.model, &self.servers[server].url);
+        if let Some(index) = self.repository_index(server).await {
+            // One entry per version: a ready one means the index cannot
+            // say more than the readiness status.
+            let mut versions = index.iter().filter(|m| m.name == *model);
+            return match (versions.clone().any(IndexEntry::ready), versions.next()) {
+                (_, None) => format!("model '{model}' not found on {url} ({})", serves(&index)),
+                (false, Some(m)) => {
+                    format!("model '{model}' not ready on {url} ({})", m.state_text())
+                }
+                (true, Some(_)) => format!("model '{model}' not ready on {url} ({ready})"),
+            };
+        }
+        // No index (KServe, OpenVINO): the metadata tells whether the
+        // server knows the model (Triton answers 400 when it does not).
+        let path = format!("/v2/models/{}", self.model_path);
+        match self.get_json(&self.url(server, &path)).await {
+            Ok((s, _)) if s == StatusCode::NOT_FOUND || s == StatusCode::BAD_REQUEST => {
+                format!("model '{model}' not found on {url}")
+            }
+            _ => format!("model '{model}' not ready on {url} ({ready})"),
+        }
+    }
+
+    /// The models a server has (`POST /v2/repository/index`, a Triton and
+    /// MLServer extension); `None` when it does not answer one.
+    async fn repository_index(&self, server: usize) -> Option<Vec<IndexEntry>> {
+        let url = self.url(server, "/v2/repository/index");
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(url)
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from_static(b"{}")))
+            .ok()?;
+        let fut = async {
+            let resp = self.client.request(req).await.ok()?;
+            if !resp.status().is_success() {
+                return None;
+            }
+            let body = read_body(resp.into_body()).await.ok()?;
+            serde_json::from_slice::<Value>(&body).ok()
+        };
+        let index = tokio::time::timeout(PROBE_TIMEOUT, fut).await.ok()??;
+        let entries = index.as_array()?.iter().filter_map(|m| {
+            let text = |k: &str| m[k].as_str().filter(|v| !v.is_empty()).map(String::from);
+            Some(IndexEntry {
+                name: text("name")?,
+                state: text("state"),
+                reason: text("reason"),
+            })
+        });
+        Some(entries.collect())
     }
 
     /// Probes `server` until it is up, then marks it so; one probe per
@@ -478,24 +560,22 @@ impl Inner {
                         inner.changed.notify_waiters();
                         return;
                     }
-                    Err(err) => {
+                    Err((health, err)) => {
                         let was = {
                             let mut st = lock(&inner.state);
                             let s = &mut st[server];
                             s.last_error = Some(err.clone());
-                            std::mem::replace(&mut s.health, Health::Down)
+                            std::mem::replace(&mut s.health, health)
                         };
-                        if was != Health::Down {
-                            inner.log(
-                                gst::DebugLevel::Warning,
-                                format_args!("{url} is down: {err}"),
-                            );
+                        let msg = match health {
+                            Health::NoModel => err,
+                            _ => format!("{url} is down: {err}"),
+                        };
+                        if was != health {
+                            inner.log(gst::DebugLevel::Warning, format_args!("{msg}"));
                             inner.changed.notify_waiters();
                         } else {
-                            inner.log(
-                                gst::DebugLevel::Debug,
-                                format_args!("{url} still down: {err}"),
-                            );
+                            inner.log(gst::DebugLevel::Debug, format_args!("{msg} (again)"));
                         }
                     }
                 }
@@ -543,10 +623,12 @@ impl Inner {
                     Health::Up => "busy",
                     Health::Suspect => "being probed",
                     Health::Down => "down",
+                    Health::NoModel => "without the model",
                 };
-                match &s.last_error {
-                    Some(e) => format!("{} {state} ({e})", srv.url),
-                    None => format!("{} {state}", srv.url),
+                match (s.health, &s.last_error) {
+                    (Health::NoModel, Some(e)) => e.clone(),
+                    (_, Some(e)) => format!("{} {state} ({e})", srv.url),
+                    (_, None) => format!("{} {state}", srv.url),
                 }
             })
             .collect::<Vec<_>>()
@@ -555,7 +637,7 @@ impl Inner {
 
     /// Waits for a slot on the ready server with the fewest requests in
     /// flight, preferring servers this frame has not tried. Fails at once
-    /// when every server is down.
+    /// when every server is down or lacks the model.
     async fn acquire(
         &self,
         deadline: Instant,
@@ -598,6 +680,13 @@ impl Inner {
                         st.len(),
                         self.unavailable(&st)
                     ));
+                }
+                // Each server says whether it is down or lacks the model.
+                if st
+                    .iter()
+                    .all(|s| matches!(s.health, Health::Down | Health::NoModel))
+                {
+                    return Err(self.unavailable(&st));
                 }
             }
             if tokio::time::timeout_at(deadline.into(), notified)
@@ -660,11 +749,20 @@ impl Inner {
             .get(HEADER_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
-        let body = Limited::new(resp.into_body(), MAX_RESPONSE_BYTES)
-            .collect()
-            .await
-            .map_err(|e| fault(format!("reading the response: {e}")))?
-            .to_bytes();
+        let body = match read_body(resp.into_body()).await {
+            Ok(body) => body,
+            // Not the server's fault: any server would send as big an
+            // answer, so retrying only costs time.
+            Err(BodyError::TooLarge) if status.is_success() => {
+                return Err(Failure {
+                    msg: too_large(),
+                    server_fault: false,
+                });
+            }
+            // The status says what went wrong.
+            Err(BodyError::TooLarge) => Bytes::from(too_large()),
+            Err(BodyError::Read(e)) => return Err(fault(format!("reading the response: {e}"))),
+        };
         if !status.is_success() {
             let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
             return Err(Failure {
@@ -781,6 +879,10 @@ impl Inner {
                 }
             }
         }
+        if tried.is_empty() {
+            // No request was sent: why is the whole story.
+            return Err(errors.join("; "));
+        }
         Err(format!(
             "inference of frame {id} on model '{}' failed after {} attempt(s): {}",
             this.config.model,
@@ -788,6 +890,70 @@ impl Inner {
             errors.join("; ")
         ))
     }
+}
+
+/// A model in a server's repository index.
+struct IndexEntry {
+    name: String,
+    state: Option<String>,
+    reason: Option<String>,
+}
+
+impl IndexEntry {
+    /// Without a state, listed means served.
+    fn ready(&self) -> bool {
+        self.state
+            .as_deref()
+            .is_none_or(|s| s.eq_ignore_ascii_case("READY"))
+    }
+
+    /// "UNAVAILABLE: unloaded".
+    fn state_text(&self) -> String {
+        let state = self.state.as_deref().unwrap_or("READY");
+        match &self.reason {
+            Some(r) => format!("{state}: {r}"),
+            None => state.to_string(),
+        }
+    }
+}
+
+/// The ready models of an index, as "it serves: a, b", at most 10 named.
+fn serves(index: &[IndexEntry]) -> String {
+    const SHOWN: usize = 10;
+    let mut names: Vec<&str> = Vec::new();
+    for m in index.iter().filter(|m| m.ready()) {
+        if !names.contains(&m.name.as_str()) {
+            names.push(&m.name);
+        }
+    }
+    match names.len() {
+        0 => "it serves no model".into(),
+        n if n > SHOWN => format!(
+            "it serves: {}, … {} more",
+            names[..SHOWN].join(", "),
+            n - SHOWN
+        ),
+        _ => format!("it serves: {}", names.join(", ")),
+    }
+}
+
+enum BodyError {
+    /// Over `MAX_RESPONSE_BYTES`.
+    TooLarge,
+    Read(String),
+}
+
+/// A response body, at most `MAX_RESPONSE_BYTES`.
+async fn read_body(body: hyper::body::Incoming) -> Result<Bytes, BodyError> {
+    match Limited::new(body, MAX_RESPONSE_BYTES).collect().await {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge),
+        Err(e) => Err(BodyError::Read(e.to_string())),
+    }
+}
+
+fn too_large() -> String {
+    format!("response over the {} MiB limit", MAX_RESPONSE_BYTES >> 20)
 }
 
 /// The error and its sources: hyper's top-level message alone says little.
@@ -1131,15 +1297,7 @@ impl FrameProcessor for Remote {
     }
 
     fn caps(&self) -> Option<gst::Caps> {
-        Some(
-            gst_video::VideoCapsBuilder::new()
-                .format_list(
-                    FORMATS
-                        .iter()
-                        .map(|f| gst_video::VideoFormat::from_string(f)),
-                )
-                .build(),
-        )
+        Some(caps())
     }
 
     fn set_caps(&self, caps: &gst::Caps) -> Result<gst::Caps, gst::ErrorMessage> {
@@ -1328,6 +1486,28 @@ mod tests {
         let v = features(&buffer);
         assert_eq!(&v[..7], &[0.25, 0.5, 3.0, 200.0, 7.0, 0.125, 1.0]);
         assert_eq!(v[7 + 15], 15.0);
+    }
+
+    #[test]
+    fn served_models_are_listed_once_and_bounded() {
+        let entry = |name: &str, state: Option<&str>| IndexEntry {
+            name: name.into(),
+            state: state.map(String::from),
+            reason: None,
+        };
+        let index = [
+            entry("a", Some("READY")),
+            entry("a", Some("READY")),
+            entry("b", Some("UNAVAILABLE")),
+            entry("c", None),
+        ];
+        assert_eq!(serves(&index), "it serves: a, c");
+        assert_eq!(serves(&index[2..3]), "it serves no model");
+        let many: Vec<_> = (0..12).map(|i| entry(&i.to_string(), None)).collect();
+        assert_eq!(
+            serves(&many),
+            "it serves: 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, … 2 more"
+        );
     }
 
     #[test]

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MPL-2.0
 //! A small Open Inference Protocol (KServe v2) server for tests and the
 //! throughput example: the REST subset `parallelfilter processor=remote`
-//! uses, with injectable latency, errors, hangs, dropped connections and
-//! stops (connection refused).
+//! uses (and the repository index), with injectable latency, errors,
+//! hangs, dropped connections, oversized answers and stops (connection
+//! refused).
 //!
 //! Its model answers every inference with `mean` (FP32 [1], the mean of the
 //! input's elements), `nbytes` (INT64 [1], the input's size in bytes) and
@@ -34,6 +35,8 @@ pub enum Fault {
     Hang,
     /// Close the connection without answering.
     Drop,
+    /// Answer 200 with a valid body of more than 4 MiB.
+    Oversize,
 }
 
 #[derive(Default)]
@@ -46,6 +49,10 @@ pub struct Control {
     model_not_ready: AtomicBool,
     /// The model's name, when not `MODEL`.
     model: Mutex<Option<String>>,
+    /// `POST /v2/repository/index` answers 404, as KServe's does.
+    no_index: AtomicBool,
+    /// Other ready models the repository index lists.
+    others: Mutex<Vec<String>>,
     /// While true, inference requests wait (before latency and faults).
     hold: tokio::sync::watch::Sender<bool>,
     /// Inference requests being handled now, and the most at once.
@@ -194,6 +201,16 @@ impl TestServer {
         *self.control.model.lock().unwrap() = Some(name.to_string());
     }
 
+    /// Whether `POST /v2/repository/index` is served.
+    pub fn set_index(&self, on: bool) {
+        self.control.no_index.store(!on, Ordering::SeqCst);
+    }
+
+    /// Other ready models the repository index lists (never served).
+    pub fn set_other_models(&self, names: &[&str]) {
+        *self.control.others.lock().unwrap() = names.iter().map(|n| n.to_string()).collect();
+    }
+
     /// While on, inference requests wait; off releases them.
     pub fn set_hold(&self, on: bool) {
         self.control.hold.send_replace(on);
@@ -274,6 +291,19 @@ async fn handle(c: Arc<Control>, req: Request<Incoming>) -> Result<Reply, std::i
             ok(json!({"name": "oip-test-server", "version": "0", "extensions": ext}))
         }
         ("GET", "/v2/health/live") => ok(json!({})),
+        ("POST", "/v2/repository/index") if !c.no_index.load(Ordering::SeqCst) => {
+            let (state, reason) = if c.model_not_ready.load(Ordering::SeqCst) {
+                ("UNAVAILABLE", "not ready")
+            } else {
+                ("READY", "")
+            };
+            let mut index =
+                vec![json!({"name": model, "version": "1", "state": state, "reason": reason})];
+            for name in c.others.lock().unwrap().iter() {
+                index.push(json!({"name": name, "version": "1", "state": "READY", "reason": ""}));
+            }
+            ok(Value::Array(index))
+        }
         ("GET", "/v2/health/ready") if ready => ok(json!({})),
         ("GET", p) if p == format!("{model_path}/ready") && model_ready => ok(json!({})),
         ("GET", p) if p == model_path => ok(json!({
@@ -337,6 +367,13 @@ async fn infer(
         }
         Some(Fault::Hang) => std::future::pending::<()>().await,
         Some(Fault::Drop) => return Err(std::io::Error::other("injected connection drop")),
+        Some(Fault::Oversize) => {
+            let padding = "x".repeat((4 << 20) + 1);
+            return Ok(reply(
+                StatusCode::OK,
+                json!({"model_name": model, "outputs": [], "padding": padding}),
+            ));
+        }
         None => {}
     }
     let bad = |msg: &str| Ok(reply(StatusCode::BAD_REQUEST, json!({ "error": msg })));
