@@ -1241,6 +1241,7 @@ impl Processor<Frame> for Remote {
                     previous,
                 } = frame;
                 let info = stream.video_info()?.clone();
+                stream.check_size(&buffer)?;
                 // Only the analysis reads it; the frame's own worker would
                 // otherwise find its buffer shared during the request.
                 let previous = (inner.config.payload == Payload::Analysis)
