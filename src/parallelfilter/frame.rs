@@ -72,7 +72,8 @@ pub struct Frame {
     /// The segment that was current when the frame entered.
     pub segment: gst::FormattedSegment<gst::ClockTime>,
     /// The previous input frame with the same caps, by reference, for
-    /// processors that ask for it ([`FrameProcessor::needs_previous`]);
+    /// processors that ask for it (custom processors with
+    /// [`CustomProcessor::with_previous_frame`](crate::parallelfilter::CustomProcessor::with_previous_frame));
     /// `None` for the first frame after start, a flush or new caps.
     pub previous: Option<gst::Buffer>,
 }
