@@ -2,9 +2,9 @@
 # SPDX-License-Identifier: MPL-2.0
 #
 # Installs what building and running parallelfilter needs, and only what is
-# missing: GStreamer development packages and tools (apt), and Rust
-# (rustup's stable toolchain, for these scripts only) when cargo is missing
-# or older than the crate's rust-version.
+# missing: GStreamer development packages and tools and the Python examples'
+# packages (apt), and Rust (rustup's stable toolchain, for these scripts
+# only) when cargo is missing or older than the crate's rust-version.
 #
 # Sourced by demo.sh, test.sh and .ci/run; call `ensure_deps`, and
 # `ensure_apt_packages PKG...` for anything else.
@@ -171,9 +171,11 @@ ensure_gstreamer_version() {
     fi
 }
 
-# ensure_deps: the GStreamer packages and Rust.
+# ensure_deps: the GStreamer packages, the Python examples' packages (they
+# are small, and the README's Python section should work after ./demo.sh or
+# ./test.sh), and Rust.
 ensure_deps() {
-    ensure_apt_packages "${DEPS_APT_PACKAGES[@]}"
+    ensure_apt_packages "${DEPS_APT_PACKAGES[@]}" "${DEPS_PYTHON_APT_PACKAGES[@]}"
     ensure_gstreamer_version
     ensure_rust
 }

@@ -8,7 +8,8 @@
 #   never made the default;
 # - an old cargo and no rustup: rustup comes without a default toolchain
 #   and leaves the shell profile alone;
-# - a recent default cargo: rustup is not called.
+# - a recent default cargo: rustup is not called;
+# - ensure_deps installs the Python examples' packages too.
 #
 # Usage: tests/deps/run.sh   (DEPS_SH=path checks another copy of deps.sh)
 set -euo pipefail
@@ -103,6 +104,13 @@ check "old cargo, no rustup: the run's cargo is stable's" \
     grep -q '^cargo 1.95.0' "$tmp/out"
 check "old cargo, no rustup: rustup has no default and leaves the profile alone" \
     grep -Eq '^rustup-init .*--default-toolchain none --no-modify-path' "$tmp/log"
+
+STUB_DEFAULT_CARGO=1.95.0
+STUB_MISSING="python3-gst-1.0 gir1.2-gst-plugins-base-1.0"
+check "ensure_deps succeeds" in_deps_shell ensure_deps
+check "ensure_deps installs the missing Python packages" \
+    grep -q '^apt-get install .*gir1.2-gst-plugins-base-1.0 python3-gst-1.0' "$tmp/log"
+unset STUB_MISSING
 
 echo "deps.sh: $passed passed, $failures failed"
 [ "$failures" -eq 0 ]
