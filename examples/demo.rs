@@ -12,7 +12,8 @@
 //!
 //! `--overlay [--out DIR]` instead runs `processor=overlay` on a moving ball
 //! that turns into colour bars halfway (a scene change) and writes PNG
-//! snapshots to DIR (`overlay-snapshots`).
+//! snapshots to DIR (default `overlay-snapshots` in cargo's profile
+//! directory, e.g. `target/release/overlay-snapshots`).
 //! Exits with status 1 if a frame is missing or out of order.
 
 use std::process::ExitCode;
@@ -69,8 +70,7 @@ fn parse_args() -> Result<Options, String> {
             "--seed" => opts.seed = value("--seed")?,
             "--quiet" | "-q" => opts.quiet = true,
             "--overlay" => {
-                opts.overlay
-                    .get_or_insert_with(|| "overlay-snapshots".into());
+                opts.overlay.get_or_insert_with(default_overlay_dir);
             }
             "--out" => {
                 let dir = args.next().ok_or("--out needs a directory")?;
@@ -85,6 +85,16 @@ fn parse_args() -> Result<Options, String> {
     }
     opts.delay_max_ms = opts.delay_max_ms.max(opts.delay_min_ms);
     Ok(opts)
+}
+
+/// `overlay-snapshots` next to the build's outputs (`target/release` for
+/// `cargo run --release`), so the demo never writes into the source tree.
+fn default_overlay_dir() -> std::path::PathBuf {
+    // The example runs as <target>/<profile>/examples/demo.
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.join("overlay-snapshots")))
+        .unwrap_or_else(|| "target/overlay-snapshots".into())
 }
 
 /// One `parallelfilter-analysis` element message.

@@ -4,8 +4,8 @@
 //! whose last element is a sink.
 //!
 //! ```text
-//! cargo run --example seek
-//! cargo run --example seek -- "videotestsrc ! parallelfilter processor=delay \
+//! cargo run --release --example seek
+//! cargo run --release --example seek -- "videotestsrc ! parallelfilter processor=delay \
 //!     delay-min=5000000 delay-max=80000000 workers=8 ! fakesink"
 //! ```
 //!

@@ -2,8 +2,9 @@
 # SPDX-License-Identifier: MPL-2.0
 #
 # Installs what building and running parallelfilter needs, and only what is
-# missing: GStreamer development packages and tools (apt), and Rust (rustup)
-# when cargo is missing or older than the crate's rust-version.
+# missing: GStreamer development packages and tools and the Python examples'
+# packages (apt), and Rust (rustup's stable toolchain, for these scripts
+# only) when cargo is missing or older than the crate's rust-version.
 #
 # Sourced by demo.sh, test.sh and .ci/run; call `ensure_deps`, and
 # `ensure_apt_packages PKG...` for anything else.
@@ -87,7 +88,43 @@ deps_version_ge() {
     [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" = "$2" ]
 }
 
-# ensure_rust: cargo >= DEPS_MIN_RUST on PATH, installing Rust with rustup if needed.
+# Installs rustup into $HOME/.cargo. $1 is the version of the cargo already
+# on PATH, empty when there is none: an older cargo stays the user's (no
+# default toolchain, no change to the shell profile); without one, this is
+# rustup's usual install, so cargo is on PATH in new shells.
+deps_install_rustup() {
+    local options=(-y --profile minimal --component rustfmt --component clippy)
+    if [ -n "$1" ]; then
+        options+=(--default-toolchain none --no-modify-path)
+    else
+        options+=(--default-toolchain stable)
+    fi
+    deps_say "installing rustup into $HOME/.cargo (see https://rustup.rs)"
+    ensure_apt_packages curl ca-certificates
+    local installer
+    installer=$(mktemp)
+    if ! curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs -o "$installer"; then
+        rm -f "$installer"
+        deps_say "cannot download rustup from https://sh.rustup.rs: install Rust >= $DEPS_MIN_RUST yourself and retry"
+        return 1
+    fi
+    if ! sh "$installer" "${options[@]}"; then
+        rm -f "$installer"
+        deps_say "rustup failed: install Rust >= $DEPS_MIN_RUST yourself and retry"
+        return 1
+    fi
+    rm -f "$installer"
+    if [ -f "$HOME/.cargo/env" ]; then
+        # shellcheck disable=SC1091
+        . "$HOME/.cargo/env"
+    fi
+}
+
+# ensure_rust: cargo >= DEPS_MIN_RUST for this shell and what it starts.
+# When the default cargo is older or missing, this uses rustup's stable
+# toolchain through an exported RUSTUP_TOOLCHAIN=stable (what `cargo +stable`
+# does), which also reaches meson and nested scripts; the user's default
+# toolchain is never changed.
 ensure_rust() {
     # A rustup install from an earlier run may not be on PATH yet.
     if [ -f "$HOME/.cargo/env" ]; then
@@ -108,41 +145,23 @@ ensure_rust() {
         deps_say "PARALLELFILTER_NO_INSTALL is set: install Rust >= $DEPS_MIN_RUST (https://rustup.rs) and retry"
         return 1
     fi
-    if command -v rustup >/dev/null 2>&1; then
-        deps_say "updating the stable toolchain with rustup and making it the default"
-        rustup toolchain install stable --profile minimal --component rustfmt --component clippy
-        rustup default stable
-    else
-        deps_say "installing Rust (stable) with rustup into $HOME/.cargo (see https://rustup.rs)"
-        ensure_apt_packages curl ca-certificates
-        local installer
-        installer=$(mktemp)
-        if ! curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs -o "$installer"; then
-            rm -f "$installer"
-            deps_say "cannot download rustup from https://sh.rustup.rs: install Rust >= $DEPS_MIN_RUST yourself and retry"
-            return 1
-        fi
-        if ! sh "$installer" -y --profile minimal --component rustfmt --component clippy \
-            --default-toolchain stable; then
-            rm -f "$installer"
-            deps_say "rustup failed: install Rust >= $DEPS_MIN_RUST yourself and retry"
-            return 1
-        fi
-        rm -f "$installer"
-        if [ -f "$HOME/.cargo/env" ]; then
-            # shellcheck disable=SC1091
-            . "$HOME/.cargo/env"
-        fi
+    if ! command -v rustup >/dev/null 2>&1; then
+        deps_install_rustup "$version" || return 1
     fi
+    deps_say "installing or updating rustup's stable toolchain (your default toolchain stays as it is)"
+    rustup toolchain install stable --profile minimal --component rustfmt --component clippy
+    # rustup's cargo first on PATH, on the stable toolchain: for this script
+    # and its children only.
+    PATH="$(dirname "$(command -v rustup)"):$PATH"
+    export PATH RUSTUP_TOOLCHAIN=stable
     version=$(deps_cargo_version)
     if [ -z "$version" ] || ! deps_version_ge "$version" "$DEPS_MIN_RUST"; then
         deps_say "still no cargo >= $DEPS_MIN_RUST on PATH (found: ${version:-none})"
         return 1
     fi
-    deps_say "using cargo $version"
+    deps_say "using cargo $version (rustup's stable toolchain, for this run only)"
 }
 
-# ensure_deps: the GStreamer packages and Rust.
 # The crate builds against GStreamer >= 1.22 (Debian 12, Ubuntu 23.04 and
 # newer): say so clearly instead of failing deep in a -sys crate.
 ensure_gstreamer_version() {
@@ -152,8 +171,11 @@ ensure_gstreamer_version() {
     fi
 }
 
+# ensure_deps: the GStreamer packages, the Python examples' packages (they
+# are small, and the README's Python section should work after ./demo.sh or
+# ./test.sh), and Rust.
 ensure_deps() {
-    ensure_apt_packages "${DEPS_APT_PACKAGES[@]}"
+    ensure_apt_packages "${DEPS_APT_PACKAGES[@]}" "${DEPS_PYTHON_APT_PACKAGES[@]}"
     ensure_gstreamer_version
     ensure_rust
 }

@@ -14,7 +14,7 @@ It prints the concurrency reached (most handlers running at once) and the
 wall time against the sum of the handlers' waits, and asserts that every
 frame left in input order carrying its own number.
 
-    GST_PLUGIN_PATH=target/debug python3 examples/python/process_signal.py
+    GST_PLUGIN_PATH=target/release /usr/bin/python3 examples/python/process_signal.py
 
 Needs python3-gi, python3-gst-1.0 (writable buffer maps) and the GStreamer
 typelibs (gir1.2-gstreamer-1.0, gir1.2-gst-plugins-base-1.0).
@@ -25,10 +25,9 @@ import sys
 import threading
 import time
 
-import gi
+import gst_python  # next to this file
 
-gi.require_version("Gst", "1.0")
-gi.require_version("GstApp", "1.0")
+gst_python.require()
 from gi.repository import Gst, GstApp  # noqa: E402,F401
 
 FRAMES = 60

@@ -11,7 +11,7 @@ output order, with stream-time and running-time added. This app reads both,
 checks them against each other and against the contract in DESIGN.md
 ("Analysis results"), and prints a few frames.
 
-    GST_PLUGIN_PATH=target/debug python3 examples/python/read_results.py
+    GST_PLUGIN_PATH=target/release /usr/bin/python3 examples/python/read_results.py
 
 Needs python3-gi, python3-gst-1.0 and the GStreamer typelibs
 (gir1.2-gstreamer-1.0, gir1.2-gst-plugins-base-1.0).
@@ -19,10 +19,9 @@ Needs python3-gi, python3-gst-1.0 and the GStreamer typelibs
 
 import sys
 
-import gi
+import gst_python  # next to this file
 
-gi.require_version("Gst", "1.0")
-gi.require_version("GstApp", "1.0")
+gst_python.require()
 from gi.repository import Gst, GstApp  # noqa: E402,F401
 
 FRAMES = 30
