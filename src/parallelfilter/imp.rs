@@ -15,12 +15,12 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
-use super::analyze::{Analyze, SceneThreshold};
-use super::custom::{self, CustomProcessor, PROCESS_FRAME_SIGNAL, SignalProcessor};
-use super::filter::{self, Filter};
 use super::frame::{Frame, SharedProcessor, StreamInfo};
+use super::processors::analyze::{Analyze, SceneThreshold};
+use super::processors::custom::{self, CustomProcessor, PROCESS_FRAME_SIGNAL, SignalProcessor};
+use super::processors::filter::{self, Filter};
+use super::processors::remote;
 use super::processors::{Delay, Passthrough};
-use super::remote;
 use super::{Leaky, MESSAGE_NAME, OnError, Payload, ProcessorKind, STATS_NAME};
 use crate::engine::{self, Admission, Engine, Output, ProcessError, Processed};
 

@@ -13,17 +13,12 @@
 use gst::glib;
 use gst::prelude::*;
 
-pub(crate) mod analyze;
-mod custom;
-mod filter;
 mod frame;
 mod imp;
 mod processors;
-mod remote;
-mod timer;
 
-pub use custom::{CustomProcessor, FrameContext, PROCESS_FRAME_SIGNAL};
 pub use frame::{Frame, StreamInfo};
+pub use processors::custom::{CustomProcessor, FrameContext, PROCESS_FRAME_SIGNAL};
 
 glib::wrapper! {
     /// The `parallelfilter` element.
@@ -124,17 +119,6 @@ impl ProcessorKind {
     /// must not be proxied from one pad to the other.
     pub fn changes_caps(self) -> bool {
         self == ProcessorKind::Filter
-    }
-
-    /// Caps the kind accepts, known before it is built (in READY, for
-    /// CAPS and ACCEPT_CAPS queries); `None`: any raw video, or only known
-    /// once the processor runs.
-    pub(crate) fn static_caps(self) -> Option<gst::Caps> {
-        match self {
-            ProcessorKind::Analyze | ProcessorKind::Overlay => Some(analyze::caps()),
-            ProcessorKind::Remote => Some(remote::caps()),
-            _ => None,
-        }
     }
 
     pub fn nick(self) -> &'static str {

@@ -27,8 +27,8 @@ use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 use gst::glib;
 use gst::prelude::*;
 
-use super::frame::{Frame, FrameProcessor};
 use crate::engine::{Processor, Work, WorkCtx};
+use crate::parallelfilter::frame::{Frame, FrameProcessor};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(

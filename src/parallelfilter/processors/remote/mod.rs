@@ -31,9 +31,10 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, watch};
 
-use super::frame::{Frame, FrameProcessor};
-use super::{ANALYSIS_META, INFERENCE_META, INFERENCE_NAME, Payload};
+use super::analyze;
 use crate::engine::{Processor, Work, WorkCtx};
+use crate::parallelfilter::frame::{Frame, FrameProcessor};
+use crate::parallelfilter::{ANALYSIS_META, INFERENCE_META, INFERENCE_NAME, Payload};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -92,7 +93,7 @@ pub struct Config {
     pub max_per_server: usize,
     /// The element's `timeout`: the whole budget of a frame, retries included.
     pub timeout: LiveTimeout,
-    pub scene_threshold: super::analyze::SceneThreshold,
+    pub scene_threshold: analyze::SceneThreshold,
 }
 
 /// The `timeout` property shared with the running processor: a change in
@@ -1207,7 +1208,7 @@ fn analysis_tensor(
     } else {
         // The same kernel and definitions as processor=analyze, so the
         // features do not depend on whether an analyze ran upstream.
-        let sums = super::analyze::luma_sums(buffer, previous.map(|p| p.as_ref()), info)?;
+        let sums = analyze::luma_sums(buffer, previous.map(|p| p.as_ref()), info)?;
         let motion = sums.motion();
         v.extend([
             sums.luma_average() as f32,

@@ -12,11 +12,11 @@ use gst::glib;
 use gst_video::VideoFormat;
 use gst_video::prelude::*;
 
-use super::frame::{Frame, FrameProcessor};
-use super::{ANALYSIS_META, ProcessorKind};
 use crate::analysis::kernel::{self, Layout, Luma};
 use crate::analysis::{AnalysisResult, overlay};
 use crate::engine::{Processor, Work, WorkCtx};
+use crate::parallelfilter::frame::{Frame, FrameProcessor};
+use crate::parallelfilter::{ANALYSIS_META, ProcessorKind};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(

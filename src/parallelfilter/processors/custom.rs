@@ -14,9 +14,9 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
-use super::frame::{Frame, FrameProcessor, SharedProcessor};
-use super::{ParallelFilter, ProcessorKind};
 use crate::engine::{Processor, Work, WorkCtx};
+use crate::parallelfilter::frame::{Frame, FrameProcessor, SharedProcessor};
+use crate::parallelfilter::{ParallelFilter, ProcessorKind};
 
 /// Name of the signal that processes frames for C and Python.
 pub const PROCESS_FRAME_SIGNAL: &str = "process-frame";
