@@ -21,7 +21,7 @@ use super::processors::custom::{self, CustomProcessor, PROCESS_FRAME_SIGNAL, Sig
 use super::processors::filter::{self, Filter};
 use super::processors::remote;
 use super::processors::{Delay, Passthrough};
-use super::{Leaky, MESSAGE_NAME, OnError, Payload, ProcessorKind, STATS_NAME};
+use super::{FRAME_MESSAGE_NAME, Leaky, OnError, Payload, ProcessorKind, STATS_NAME};
 use crate::engine::{self, Admission, Engine, Output, ProcessError, Processed};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -722,7 +722,7 @@ impl ParallelFilter {
             .hooks()
             .and_then(|p| p.message(buffer))
             .unwrap_or_else(|| {
-                gst::Structure::builder(MESSAGE_NAME)
+                gst::Structure::builder(FRAME_MESSAGE_NAME)
                     .field("seq", seq)
                     .field("worker", worker as u32)
                     .field("processing-time", processing.as_nanos() as u64)

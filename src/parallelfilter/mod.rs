@@ -57,10 +57,13 @@ impl Default for ParallelFilter {
     }
 }
 
-/// Name of the per-frame element message structure.
-pub const MESSAGE_NAME: &str = "parallelfilter-analysis";
-/// Custom meta carrying the analysis results (structure [`MESSAGE_NAME`]).
-pub const ANALYSIS_META: &str = "GstParallelFilterAnalysisMeta";
+pub use crate::analysis::{ANALYSIS_META, MESSAGE_NAME};
+/// Name of the per-frame element message of a processor without results
+/// of its own (`passthrough`, `delay`, `filter`, `custom`): `seq`, `worker`
+/// and `processing-time` after the timing fields. The same name as the
+/// analysis results' [`MESSAGE_NAME`], as applications match on it; a
+/// name of its own here so the element does not borrow the analysis's.
+pub const FRAME_MESSAGE_NAME: &str = "parallelfilter-analysis";
 /// Custom meta carrying remote inference results (structure
 /// [`INFERENCE_NAME`]).
 pub const INFERENCE_META: &str = "GstParallelFilterInferenceMeta";

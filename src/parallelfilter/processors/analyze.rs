@@ -13,10 +13,10 @@ use gst_video::VideoFormat;
 use gst_video::prelude::*;
 
 use crate::analysis::kernel::{self, Layout, Luma};
-use crate::analysis::{AnalysisResult, overlay};
+use crate::analysis::{ANALYSIS_META, AnalysisResult, overlay};
 use crate::engine::{Processor, Work, WorkCtx};
+use crate::parallelfilter::ProcessorKind;
 use crate::parallelfilter::frame::{Frame, FrameProcessor};
-use crate::parallelfilter::{ANALYSIS_META, ProcessorKind};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(

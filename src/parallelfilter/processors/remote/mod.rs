@@ -32,9 +32,10 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, watch};
 
 use super::analyze;
+use crate::analysis::ANALYSIS_META;
 use crate::engine::{Processor, Work, WorkCtx};
 use crate::parallelfilter::frame::{Frame, FrameProcessor};
-use crate::parallelfilter::{ANALYSIS_META, INFERENCE_META, INFERENCE_NAME, Payload};
+use crate::parallelfilter::{INFERENCE_META, INFERENCE_NAME, Payload};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
