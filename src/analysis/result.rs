@@ -5,6 +5,7 @@
 
 use gst::glib;
 
+use super::kernel::Sums;
 use super::{ANALYSIS_META, MESSAGE_NAME};
 
 /// Number of histogram bins.
@@ -27,6 +28,19 @@ pub(crate) mod field {
     pub const MOTION: &str = "motion";
     pub const SCENE_CHANGE: &str = "scene-change";
 }
+
+/// The measures that are one number each, in the order `remote`'s
+/// `payload=analysis` sends them (the histogram's bins follow): see
+/// [`AnalysisResult::scalars`].
+pub(crate) const SCALAR_FIELDS: [&str; 7] = [
+    field::LUMA_AVERAGE,
+    field::LUMA_VARIANCE,
+    field::LUMA_MIN,
+    field::LUMA_MAX,
+    field::SHARPNESS,
+    field::MOTION,
+    field::SCENE_CHANGE,
+];
 
 /// One frame's analysis, as `processor=analyze` and `overlay` attach it to
 /// the buffer. Field names in the structure are DESIGN.md's: `timestamp`,
@@ -63,6 +77,42 @@ pub struct AnalysisResult {
 }
 
 impl AnalysisResult {
+    /// The measures of a frame from its luma sums. The frame's own fields
+    /// (`timestamp`, `duration`, `seq`, `worker`, `processing-time`) are
+    /// left unset (0, none) for the caller.
+    pub(crate) fn measured(sums: &Sums, scene_threshold: f64) -> Self {
+        let motion = sums.motion();
+        AnalysisResult {
+            timestamp: None,
+            duration: None,
+            seq: 0,
+            worker: 0,
+            processing_time: gst::ClockTime::ZERO,
+            luma_average: sums.luma_average(),
+            luma_variance: sums.luma_variance(),
+            luma_min: sums.luma_min(),
+            luma_max: sums.luma_max(),
+            histogram: sums.histogram16(),
+            sharpness: sums.sharpness(),
+            motion,
+            scene_change: motion > scene_threshold,
+        }
+    }
+
+    /// The values of [`SCALAR_FIELDS`], in that order, as the structure
+    /// holds them: luma bounds on 0..255, scene-change 0 or 1.
+    pub(crate) fn scalars(&self) -> [f64; SCALAR_FIELDS.len()] {
+        [
+            self.luma_average,
+            self.luma_variance,
+            f64::from(self.luma_min),
+            f64::from(self.luma_max),
+            self.sharpness,
+            self.motion,
+            f64::from(u8::from(self.scene_change)),
+        ]
+    }
+
     /// The results attached to `buffer`, if any.
     pub fn from_buffer(buffer: &gst::BufferRef) -> Option<Result<Self, glib::BoolError>> {
         let meta = gst::meta::CustomMeta::from_buffer(buffer, ANALYSIS_META).ok()?;
@@ -195,6 +245,20 @@ mod tests {
         assert_eq!(s.get::<u32>("luma-max").unwrap(), 235);
         assert_eq!(s.fields().count(), 13);
         assert_eq!(AnalysisResult::try_from(s.as_ref()).unwrap(), r);
+    }
+
+    #[test]
+    fn scalars_follow_their_field_names() {
+        gst::init().unwrap();
+        let r = sample();
+        let s = gst::Structure::from(r.clone());
+        let by_name = SCALAR_FIELDS.map(|f| {
+            s.get::<f64>(f)
+                .or_else(|_| s.get::<u32>(f).map(f64::from))
+                .or_else(|_| s.get::<bool>(f).map(|b| f64::from(u8::from(b))))
+                .unwrap()
+        });
+        assert_eq!(by_name, r.scalars());
     }
 
     #[test]

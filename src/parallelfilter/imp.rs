@@ -16,12 +16,13 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 
 use super::frame::{Frame, SharedProcessor, StreamInfo};
-use super::processors::analyze::{Analyze, SceneThreshold};
+use super::processors::analyze::Analyze;
 use super::processors::custom::{self, CustomProcessor, PROCESS_FRAME_SIGNAL, SignalProcessor};
 use super::processors::filter::{self, Filter};
 use super::processors::remote;
 use super::processors::{Delay, Passthrough};
 use super::{FRAME_MESSAGE_NAME, Leaky, OnError, Payload, ProcessorKind, STATS_NAME};
+use crate::analysis::SceneThreshold;
 use crate::engine::{self, Admission, Engine, Output, ProcessError, Processed};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {

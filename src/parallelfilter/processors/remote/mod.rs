@@ -31,8 +31,10 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, watch};
 
-use super::analyze;
-use crate::analysis::ANALYSIS_META;
+use crate::analysis::luma::luma_sums;
+use crate::analysis::{
+    ANALYSIS_META, AnalysisResult, HISTOGRAM_BINS, SCALAR_FIELDS, SceneThreshold, field,
+};
 use crate::engine::{Processor, Work, WorkCtx};
 use crate::parallelfilter::frame::{Frame, FrameProcessor};
 use crate::parallelfilter::{INFERENCE_META, INFERENCE_NAME, Payload};
@@ -94,7 +96,7 @@ pub struct Config {
     pub max_per_server: usize,
     /// The element's `timeout`: the whole budget of a frame, retries included.
     pub timeout: LiveTimeout,
-    pub scene_threshold: analyze::SceneThreshold,
+    pub scene_threshold: SceneThreshold,
 }
 
 /// The `timeout` property shared with the running processor: a change in
@@ -1167,17 +1169,6 @@ fn frame_tensor(buffer: &gst::BufferRef, info: &gst_video::VideoInfo) -> Result<
     })
 }
 
-/// Features of `payload=analysis`, in tensor order.
-pub const ANALYSIS_FIELDS: &[&str] = &[
-    "luma-average",
-    "luma-variance",
-    "luma-min",
-    "luma-max",
-    "sharpness",
-    "motion",
-    "scene-change",
-];
-
 /// `payload=analysis` features: from the `GstParallelFilterAnalysisMeta`
 /// when an `analyze` ran before, else computed here on luma.
 fn analysis_tensor(
@@ -1186,7 +1177,7 @@ fn analysis_tensor(
     info: &gst_video::VideoInfo,
     scene_threshold: f64,
 ) -> Result<Tensor, String> {
-    let mut v: Vec<f32> = Vec::with_capacity(ANALYSIS_FIELDS.len() + 16);
+    let mut v: Vec<f32> = Vec::with_capacity(SCALAR_FIELDS.len() + HISTOGRAM_BINS);
     if let Ok(meta) = gst::meta::CustomMeta::from_buffer(buffer, ANALYSIS_META) {
         let s = meta.structure();
         let num = |f: &str| {
@@ -1196,9 +1187,9 @@ fn analysis_tensor(
                 .or_else(|| s.get::<bool>(f).ok().map(|b| f64::from(u8::from(b))))
                 .unwrap_or(0.0) as f32
         };
-        v.extend(ANALYSIS_FIELDS.iter().map(|f| num(f)));
-        let hist = s.get::<gst::Array>("histogram").ok();
-        for i in 0..16 {
+        v.extend(SCALAR_FIELDS.iter().map(|f| num(f)));
+        let hist = s.get::<gst::Array>(field::HISTOGRAM).ok();
+        for i in 0..HISTOGRAM_BINS {
             let x = hist
                 .as_ref()
                 .and_then(|h| h.get(i))
@@ -1209,18 +1200,10 @@ fn analysis_tensor(
     } else {
         // The same kernel and definitions as processor=analyze, so the
         // features do not depend on whether an analyze ran upstream.
-        let sums = analyze::luma_sums(buffer, previous.map(|p| p.as_ref()), info)?;
-        let motion = sums.motion();
-        v.extend([
-            sums.luma_average() as f32,
-            sums.luma_variance() as f32,
-            f32::from(sums.luma_min()),
-            f32::from(sums.luma_max()),
-            sums.sharpness() as f32,
-            motion as f32,
-            f32::from(u8::from(motion > scene_threshold)),
-        ]);
-        v.extend(sums.histogram16().iter().map(|&x| x as f32));
+        let sums = luma_sums(buffer, previous.map(|p| p.as_ref()), info, None)?;
+        let result = AnalysisResult::measured(&sums, scene_threshold);
+        v.extend(result.scalars().map(|x| x as f32));
+        v.extend(result.histogram.map(|x| x as f32));
     }
     Ok(Tensor {
         datatype: "FP32",
