@@ -140,11 +140,12 @@ impl ParallelFilter {
 }
 
 pub use crate::analysis::{ANALYSIS_META, MESSAGE_NAME};
+
 /// Name of the per-frame element message of a processor without results
 /// of its own (`passthrough`, `delay`, `filter`, `custom`): `seq`, `worker`
-/// and `processing-time` after the timing fields. The same name as the
-/// analysis results' [`MESSAGE_NAME`], as applications match on it; a
-/// name of its own here so the element does not borrow the analysis's.
+/// and `processing-time` after the timing fields. Equal to
+/// [`MESSAGE_NAME`] because applications already match on that name; a
+/// constant of its own because these messages carry no analysis.
 pub const FRAME_MESSAGE_NAME: &str = "parallelfilter-analysis";
 /// Custom meta carrying remote inference results (structure
 /// [`INFERENCE_NAME`]).
