@@ -13,10 +13,7 @@ pub use parallelfilter::ParallelFilter;
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), gst::glib::BoolError> {
     // Custom metas are process-wide; a second plugin load must not
     // register them twice.
-    for name in [
-        parallelfilter::ANALYSIS_META,
-        parallelfilter::INFERENCE_META,
-    ] {
+    for name in [analysis::ANALYSIS_META, parallelfilter::INFERENCE_META] {
         if !gst::meta::CustomMeta::is_registered(name) {
             gst::meta::CustomMeta::register(name, &[]);
         }

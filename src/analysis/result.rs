@@ -5,10 +5,42 @@
 
 use gst::glib;
 
-use crate::parallelfilter::{ANALYSIS_META, MESSAGE_NAME};
+use super::kernel::Sums;
+use super::{ANALYSIS_META, MESSAGE_NAME};
 
 /// Number of histogram bins.
 pub const HISTOGRAM_BINS: usize = 16;
+
+/// The structure's field names (DESIGN.md's contract), for whoever reads
+/// or writes them: one list, so a reader cannot drift from the writer.
+pub(crate) mod field {
+    pub const TIMESTAMP: &str = "timestamp";
+    pub const DURATION: &str = "duration";
+    pub const SEQ: &str = "seq";
+    pub const WORKER: &str = "worker";
+    pub const PROCESSING_TIME: &str = "processing-time";
+    pub const LUMA_AVERAGE: &str = "luma-average";
+    pub const LUMA_VARIANCE: &str = "luma-variance";
+    pub const LUMA_MIN: &str = "luma-min";
+    pub const LUMA_MAX: &str = "luma-max";
+    pub const HISTOGRAM: &str = "histogram";
+    pub const SHARPNESS: &str = "sharpness";
+    pub const MOTION: &str = "motion";
+    pub const SCENE_CHANGE: &str = "scene-change";
+}
+
+/// The measures that are one number each, in the order `remote`'s
+/// `payload=analysis` sends them (the histogram's bins follow): see
+/// [`AnalysisResult::scalars`].
+pub(crate) const SCALAR_FIELDS: [&str; 7] = [
+    field::LUMA_AVERAGE,
+    field::LUMA_VARIANCE,
+    field::LUMA_MIN,
+    field::LUMA_MAX,
+    field::SHARPNESS,
+    field::MOTION,
+    field::SCENE_CHANGE,
+];
 
 /// One frame's analysis, as `processor=analyze` and `overlay` attach it to
 /// the buffer. Field names in the structure are DESIGN.md's: `timestamp`,
@@ -45,6 +77,42 @@ pub struct AnalysisResult {
 }
 
 impl AnalysisResult {
+    /// The measures of a frame from its luma sums. The frame's own fields
+    /// (`timestamp`, `duration`, `seq`, `worker`, `processing-time`) are
+    /// left unset (0, none) for the caller.
+    pub(crate) fn measured(sums: &Sums, scene_threshold: f64) -> Self {
+        let motion = sums.motion();
+        AnalysisResult {
+            timestamp: None,
+            duration: None,
+            seq: 0,
+            worker: 0,
+            processing_time: gst::ClockTime::ZERO,
+            luma_average: sums.luma_average(),
+            luma_variance: sums.luma_variance(),
+            luma_min: sums.luma_min(),
+            luma_max: sums.luma_max(),
+            histogram: sums.histogram16(),
+            sharpness: sums.sharpness(),
+            motion,
+            scene_change: motion > scene_threshold,
+        }
+    }
+
+    /// The values of [`SCALAR_FIELDS`], in that order, as the structure
+    /// holds them: luma bounds on 0..255, scene-change 0 or 1.
+    pub(crate) fn scalars(&self) -> [f64; SCALAR_FIELDS.len()] {
+        [
+            self.luma_average,
+            self.luma_variance,
+            f64::from(self.luma_min),
+            f64::from(self.luma_max),
+            self.sharpness,
+            self.motion,
+            f64::from(u8::from(self.scene_change)),
+        ]
+    }
+
     /// The results attached to `buffer`, if any.
     pub fn from_buffer(buffer: &gst::BufferRef) -> Option<Result<Self, glib::BoolError>> {
         let meta = gst::meta::CustomMeta::from_buffer(buffer, ANALYSIS_META).ok()?;
@@ -67,19 +135,19 @@ impl AnalysisResult {
     /// The contract's fields in their order: written straight into the
     /// meta per frame, with no intermediate structure.
     fn write_fields(&self, s: &mut gst::StructureRef) {
-        s.set("timestamp", clock_time_ns(self.timestamp));
-        s.set("duration", clock_time_ns(self.duration));
-        s.set("seq", self.seq);
-        s.set("worker", self.worker);
-        s.set("processing-time", self.processing_time.nseconds());
-        s.set("luma-average", self.luma_average);
-        s.set("luma-variance", self.luma_variance);
-        s.set("luma-min", u32::from(self.luma_min));
-        s.set("luma-max", u32::from(self.luma_max));
-        s.set("histogram", gst::Array::new(self.histogram));
-        s.set("sharpness", self.sharpness);
-        s.set("motion", self.motion);
-        s.set("scene-change", self.scene_change);
+        s.set(field::TIMESTAMP, clock_time_ns(self.timestamp));
+        s.set(field::DURATION, clock_time_ns(self.duration));
+        s.set(field::SEQ, self.seq);
+        s.set(field::WORKER, self.worker);
+        s.set(field::PROCESSING_TIME, self.processing_time.nseconds());
+        s.set(field::LUMA_AVERAGE, self.luma_average);
+        s.set(field::LUMA_VARIANCE, self.luma_variance);
+        s.set(field::LUMA_MIN, u32::from(self.luma_min));
+        s.set(field::LUMA_MAX, u32::from(self.luma_max));
+        s.set(field::HISTOGRAM, gst::Array::new(self.histogram));
+        s.set(field::SHARPNESS, self.sharpness);
+        s.set(field::MOTION, self.motion);
+        s.set(field::SCENE_CHANGE, self.scene_change);
     }
 }
 
@@ -114,7 +182,7 @@ impl TryFrom<&gst::StructureRef> for AnalysisResult {
             let v: u32 = s.get(name).map_err(get_err)?;
             u8::try_from(v).map_err(|_| glib::bool_error!("{name} {v} out of 0..255"))
         };
-        let array: gst::Array = s.get("histogram").map_err(get_err)?;
+        let array: gst::Array = s.get(field::HISTOGRAM).map_err(get_err)?;
         if array.len() != HISTOGRAM_BINS {
             return Err(glib::bool_error!(
                 "histogram has {} bins, not {HISTOGRAM_BINS}",
@@ -126,21 +194,21 @@ impl TryFrom<&gst::StructureRef> for AnalysisResult {
             *bin = v.get().map_err(|e| glib::bool_error!("histogram: {e}"))?;
         }
         Ok(AnalysisResult {
-            timestamp: clock_time_of(s.get("timestamp").map_err(get_err)?),
-            duration: clock_time_of(s.get("duration").map_err(get_err)?),
-            seq: s.get("seq").map_err(get_err)?,
-            worker: s.get("worker").map_err(get_err)?,
+            timestamp: clock_time_of(s.get(field::TIMESTAMP).map_err(get_err)?),
+            duration: clock_time_of(s.get(field::DURATION).map_err(get_err)?),
+            seq: s.get(field::SEQ).map_err(get_err)?,
+            worker: s.get(field::WORKER).map_err(get_err)?,
             processing_time: gst::ClockTime::from_nseconds(
-                s.get("processing-time").map_err(get_err)?,
+                s.get(field::PROCESSING_TIME).map_err(get_err)?,
             ),
-            luma_average: s.get("luma-average").map_err(get_err)?,
-            luma_variance: s.get("luma-variance").map_err(get_err)?,
-            luma_min: luma("luma-min")?,
-            luma_max: luma("luma-max")?,
+            luma_average: s.get(field::LUMA_AVERAGE).map_err(get_err)?,
+            luma_variance: s.get(field::LUMA_VARIANCE).map_err(get_err)?,
+            luma_min: luma(field::LUMA_MIN)?,
+            luma_max: luma(field::LUMA_MAX)?,
             histogram,
-            sharpness: s.get("sharpness").map_err(get_err)?,
-            motion: s.get("motion").map_err(get_err)?,
-            scene_change: s.get("scene-change").map_err(get_err)?,
+            sharpness: s.get(field::SHARPNESS).map_err(get_err)?,
+            motion: s.get(field::MOTION).map_err(get_err)?,
+            scene_change: s.get(field::SCENE_CHANGE).map_err(get_err)?,
         })
     }
 }
@@ -177,6 +245,20 @@ mod tests {
         assert_eq!(s.get::<u32>("luma-max").unwrap(), 235);
         assert_eq!(s.fields().count(), 13);
         assert_eq!(AnalysisResult::try_from(s.as_ref()).unwrap(), r);
+    }
+
+    #[test]
+    fn scalars_follow_their_field_names() {
+        gst::init().unwrap();
+        let r = sample();
+        let s = gst::Structure::from(r.clone());
+        let by_name = SCALAR_FIELDS.map(|f| {
+            s.get::<f64>(f)
+                .or_else(|_| s.get::<u32>(f).map(f64::from))
+                .or_else(|_| s.get::<bool>(f).map(|b| f64::from(u8::from(b))))
+                .unwrap()
+        });
+        assert_eq!(by_name, r.scalars());
     }
 
     #[test]

@@ -25,7 +25,7 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
-use super::custom::PROCESS_FRAME_SIGNAL;
+use super::processors::custom::PROCESS_FRAME_SIGNAL;
 use crate::engine::lock;
 use settings::Settings;
 use state::State;

@@ -10,20 +10,19 @@
 //!     fakevideosink
 //! ```
 
+use std::fmt;
+use std::future::Future;
+
 use gst::glib;
 use gst::prelude::*;
+use gst::subclass::prelude::*;
 
-pub(crate) mod analyze;
-mod custom;
-mod filter;
 mod frame;
 mod imp;
 mod processors;
-mod remote;
-mod timer;
 
-pub use custom::{CustomProcessor, FrameContext, PROCESS_FRAME_SIGNAL};
 pub use frame::{Frame, StreamInfo};
+pub use processors::custom::{CustomProcessor, FrameContext, PROCESS_FRAME_SIGNAL};
 
 glib::wrapper! {
     /// The `parallelfilter` element.
@@ -62,10 +61,92 @@ impl Default for ParallelFilter {
     }
 }
 
-/// Name of the per-frame element message structure.
-pub const MESSAGE_NAME: &str = "parallelfilter-analysis";
-/// Custom meta carrying the analysis results (structure [`MESSAGE_NAME`]).
-pub const ANALYSIS_META: &str = "GstParallelFilterAnalysisMeta";
+impl ParallelFilter {
+    /// Sets a synchronous, CPU-bound per-frame closure and selects
+    /// `processor=custom`; see [`CustomProcessor::new`]. It is called
+    /// from several threads at once.
+    ///
+    /// Like the other processor settings it is taken at start (READY to
+    /// PAUSED): set while running, it takes effect at the next start.
+    ///
+    /// ```
+    /// use gst_video::prelude::*;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// gst::init()?;
+    /// gstparallel::plugin_register_static()?;
+    /// let pf = gstparallel::ParallelFilter::new();
+    /// pf.set_processor(|buffer, ctx| {
+    ///     // Darken the picture: for 8-bit formats, halve every byte.
+    ///     let mut frame = ctx.map(buffer).map_err(|e| e.to_string())?;
+    ///     for plane in 0..frame.n_planes() {
+    ///         frame.plane_data_mut(plane).map_err(|e| e.to_string())?
+    ///             .iter_mut()
+    ///             .for_each(|b| *b /= 2);
+    ///     }
+    ///     Ok::<_, String>(())
+    /// });
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn set_processor<F, E>(&self, f: F)
+    where
+        F: Fn(&mut gst::BufferRef, &FrameContext) -> Result<(), E> + Send + Sync + 'static,
+        E: fmt::Display,
+    {
+        self.set_custom_processor(CustomProcessor::new(f))
+    }
+
+    /// Sets an asynchronous, I/O-bound per-frame closure and selects
+    /// `processor=custom`; see [`CustomProcessor::new_async`]. Taken at
+    /// start, like [`ParallelFilter::set_processor`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// gst::init()?;
+    /// gstparallel::plugin_register_static()?;
+    /// let pf = gstparallel::ParallelFilter::new();
+    /// pf.set_async_processor(|buffer, ctx| async move {
+    ///     // Stands for a request to a service: no thread waits here.
+    ///     tokio::time::sleep(Duration::from_millis(10 + ctx.seq() % 20)).await;
+    ///     Ok::<_, String>(buffer)
+    /// });
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn set_async_processor<F, Fut, E>(&self, f: F)
+    where
+        F: Fn(gst::Buffer, FrameContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<gst::Buffer, E>> + Send + 'static,
+        E: fmt::Display,
+    {
+        self.set_custom_processor(CustomProcessor::new_async(f))
+    }
+
+    /// Sets `processor` and selects `processor=custom`. Taken at start:
+    /// set while running, it takes effect at the next start.
+    pub fn set_custom_processor(&self, processor: CustomProcessor) {
+        self.imp().set_custom(Some(processor));
+        self.set_property("processor", ProcessorKind::Custom);
+    }
+
+    /// Removes the Rust processor: with `processor=custom`, the
+    /// `process-frame` handlers process the frames from the next start on.
+    pub fn clear_custom_processor(&self) {
+        self.imp().set_custom(None);
+    }
+}
+
+pub use crate::analysis::{ANALYSIS_META, MESSAGE_NAME};
+
+/// Name of the per-frame element message of a processor without results
+/// of its own (`passthrough`, `delay`, `filter`, `custom`): `seq`, `worker`
+/// and `processing-time` after the timing fields. Equal to
+/// [`MESSAGE_NAME`] because applications already match on that name; a
+/// constant of its own because these messages carry no analysis.
+pub const FRAME_MESSAGE_NAME: &str = "parallelfilter-analysis";
 /// Custom meta carrying remote inference results (structure
 /// [`INFERENCE_NAME`]).
 pub const INFERENCE_META: &str = "GstParallelFilterInferenceMeta";
@@ -124,17 +205,6 @@ impl ProcessorKind {
     /// must not be proxied from one pad to the other.
     pub fn changes_caps(self) -> bool {
         self == ProcessorKind::Filter
-    }
-
-    /// Caps the kind accepts, known before it is built (in READY, for
-    /// CAPS and ACCEPT_CAPS queries); `None`: any raw video, or only known
-    /// once the processor runs.
-    pub(crate) fn static_caps(self) -> Option<gst::Caps> {
-        match self {
-            ProcessorKind::Analyze | ProcessorKind::Overlay => Some(analyze::caps()),
-            ProcessorKind::Remote => Some(remote::caps()),
-            _ => None,
-        }
     }
 
     pub fn nick(self) -> &'static str {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
-use super::super::{MESSAGE_NAME, STATS_NAME};
+use super::super::{FRAME_MESSAGE_NAME, STATS_NAME};
 use super::settings::latency_of;
 use super::state::Tag;
 use super::{CAT, ParallelFilter};
@@ -95,7 +95,7 @@ impl ParallelFilter {
             .hooks()
             .and_then(|p| p.message(buffer))
             .unwrap_or_else(|| {
-                gst::Structure::builder(MESSAGE_NAME)
+                gst::Structure::builder(FRAME_MESSAGE_NAME)
                     .field("seq", seq)
                     .field("worker", worker as u32)
                     .field("processing-time", processing.as_nanos() as u64)

@@ -8,10 +8,10 @@ use std::time::Duration;
 use gst::glib;
 use gst::prelude::*;
 
-use super::super::analyze::SceneThreshold;
-use super::super::custom::CustomProcessor;
-use super::super::filter;
-use super::super::remote;
+use crate::analysis::SceneThreshold;
+use super::super::processors::custom::CustomProcessor;
+use super::super::processors::filter;
+use super::super::processors::remote;
 use super::super::{Leaky, OnError, Payload, ProcessorKind};
 use crate::engine;
 

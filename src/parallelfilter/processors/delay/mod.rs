@@ -1,20 +1,14 @@
 // SPDX-License-Identifier: MPL-2.0
-//! Built-in processors of the core: `passthrough` and `delay`.
+//! `delay`: an asynchronous wait per frame, the frame untouched.
 
 use std::time::Duration;
 
 use futures::FutureExt;
 
-use super::frame::FrameProcessor;
 use crate::engine::{Processor, Work, WorkCtx};
+use crate::parallelfilter::frame::FrameProcessor;
 
-pub struct Passthrough;
-
-impl<T: Send + 'static> Processor<T> for Passthrough {
-    fn process(&self, frame: T, _ctx: WorkCtx) -> Work<T> {
-        Work::Ready(Ok(frame))
-    }
-}
+mod timer;
 
 /// Waits a per-frame time drawn uniformly from [min, max] without holding a
 /// thread: stands for an enrichment server's variable latency.
@@ -32,8 +26,6 @@ fn splitmix64(mut x: u64) -> u64 {
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     x ^ (x >> 31)
 }
-
-impl FrameProcessor for Passthrough {}
 
 impl FrameProcessor for Delay {}
 
@@ -56,7 +48,7 @@ impl<T: Send + 'static> Processor<T> for Delay {
         if d.is_zero() {
             return Work::Ready(Ok(frame));
         }
-        Work::Async(super::timer::sleep(d).map(move |_| Ok(frame)).boxed())
+        Work::Async(timer::sleep(d).map(move |_| Ok(frame)).boxed())
     }
 }
 

@@ -12,11 +12,10 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use gst::glib;
 use gst::prelude::*;
-use gst::subclass::prelude::*;
 
-use super::frame::{Frame, FrameProcessor, SharedProcessor};
-use super::{ParallelFilter, ProcessorKind};
 use crate::engine::{Processor, Work, WorkCtx};
+use crate::parallelfilter::ParallelFilter;
+use crate::parallelfilter::frame::{Frame, FrameProcessor, SharedProcessor};
 
 /// Name of the signal that processes frames for C and Python.
 pub const PROCESS_FRAME_SIGNAL: &str = "process-frame";
@@ -451,81 +450,3 @@ impl Processor<Frame> for SignalProcessor {
 }
 
 impl FrameProcessor for SignalProcessor {}
-
-impl ParallelFilter {
-    /// Sets a synchronous, CPU-bound per-frame closure and selects
-    /// `processor=custom`; see [`CustomProcessor::new`]. It is called
-    /// from several threads at once.
-    ///
-    /// Like the other processor settings it is taken at start (READY to
-    /// PAUSED): set while running, it takes effect at the next start.
-    ///
-    /// ```
-    /// use gst_video::prelude::*;
-    ///
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// gst::init()?;
-    /// gstparallel::plugin_register_static()?;
-    /// let pf = gstparallel::ParallelFilter::new();
-    /// pf.set_processor(|buffer, ctx| {
-    ///     // Darken the picture: for 8-bit formats, halve every byte.
-    ///     let mut frame = ctx.map(buffer).map_err(|e| e.to_string())?;
-    ///     for plane in 0..frame.n_planes() {
-    ///         frame.plane_data_mut(plane).map_err(|e| e.to_string())?
-    ///             .iter_mut()
-    ///             .for_each(|b| *b /= 2);
-    ///     }
-    ///     Ok::<_, String>(())
-    /// });
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn set_processor<F, E>(&self, f: F)
-    where
-        F: Fn(&mut gst::BufferRef, &FrameContext) -> Result<(), E> + Send + Sync + 'static,
-        E: fmt::Display,
-    {
-        self.set_custom_processor(CustomProcessor::new(f))
-    }
-
-    /// Sets an asynchronous, I/O-bound per-frame closure and selects
-    /// `processor=custom`; see [`CustomProcessor::new_async`]. Taken at
-    /// start, like [`ParallelFilter::set_processor`].
-    ///
-    /// ```
-    /// use std::time::Duration;
-    ///
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// gst::init()?;
-    /// gstparallel::plugin_register_static()?;
-    /// let pf = gstparallel::ParallelFilter::new();
-    /// pf.set_async_processor(|buffer, ctx| async move {
-    ///     // Stands for a request to a service: no thread waits here.
-    ///     tokio::time::sleep(Duration::from_millis(10 + ctx.seq() % 20)).await;
-    ///     Ok::<_, String>(buffer)
-    /// });
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn set_async_processor<F, Fut, E>(&self, f: F)
-    where
-        F: Fn(gst::Buffer, FrameContext) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<gst::Buffer, E>> + Send + 'static,
-        E: fmt::Display,
-    {
-        self.set_custom_processor(CustomProcessor::new_async(f))
-    }
-
-    /// Sets `processor` and selects `processor=custom`. Taken at start:
-    /// set while running, it takes effect at the next start.
-    pub fn set_custom_processor(&self, processor: CustomProcessor) {
-        self.imp().set_custom(Some(processor));
-        self.set_property("processor", ProcessorKind::Custom);
-    }
-
-    /// Removes the Rust processor: with `processor=custom`, the
-    /// `process-frame` handlers process the frames from the next start on.
-    pub fn clear_custom_processor(&self) {
-        self.imp().set_custom(None);
-    }
-}

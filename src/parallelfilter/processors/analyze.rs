@@ -3,114 +3,25 @@
 //! results attached as the analysis custom meta and, for `overlay`, drawn
 //! onto the frame.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{LazyLock, OnceLock};
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use gst::glib;
 use gst_video::VideoFormat;
 use gst_video::prelude::*;
 
-use super::frame::{Frame, FrameProcessor};
-use super::{ANALYSIS_META, ProcessorKind};
-use crate::analysis::kernel::{self, Layout, Luma};
-use crate::analysis::{AnalysisResult, overlay};
+use crate::analysis::luma::{FORMATS, luma_sums};
+use crate::analysis::{ANALYSIS_META, AnalysisResult, CAT, SceneThreshold, overlay};
 use crate::engine::{Processor, Work, WorkCtx};
+use crate::parallelfilter::ProcessorKind;
+use crate::parallelfilter::frame::{Frame, FrameProcessor};
 
-static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
-    gst::DebugCategory::new(
-        "parallelfilter-analysis",
-        gst::DebugColorFlags::empty(),
-        Some("parallelfilter analyze and overlay processors"),
-    )
-});
-
-/// The formats `analyze` and `overlay` read: 8-bit YUV, GRAY8 and RGB.
-pub const FORMATS: &[VideoFormat] = &[
-    VideoFormat::I420,
-    VideoFormat::Yv12,
-    VideoFormat::Nv12,
-    VideoFormat::Nv21,
-    VideoFormat::Y41b,
-    VideoFormat::Y42b,
-    VideoFormat::Y444,
-    VideoFormat::Yuy2,
-    VideoFormat::Uyvy,
-    VideoFormat::Yvyu,
-    VideoFormat::Gray8,
-    VideoFormat::Rgb,
-    VideoFormat::Bgr,
-    VideoFormat::Rgba,
-    VideoFormat::Bgra,
-    VideoFormat::Argb,
-    VideoFormat::Abgr,
-    VideoFormat::Rgbx,
-    VideoFormat::Bgrx,
-    VideoFormat::Xrgb,
-    VideoFormat::Xbgr,
-];
-
-/// Caps `analyze` and `overlay` accept: raw video in [`FORMATS`].
+/// Caps `analyze` and `overlay` accept: raw video in the formats the
+/// analysis reads.
 pub fn caps() -> gst::Caps {
     gst_video::VideoCapsBuilder::new()
         .format_list(FORMATS.iter().copied())
         .build()
-}
-
-/// The `scene-threshold` property, shared with the running processor so
-/// that changes apply from the next frame on.
-#[derive(Debug, Clone)]
-pub struct SceneThreshold(Arc<AtomicU64>);
-
-impl SceneThreshold {
-    pub fn new(value: f64) -> Self {
-        SceneThreshold(Arc::new(AtomicU64::new(value.to_bits())))
-    }
-
-    pub fn get(&self) -> f64 {
-        f64::from_bits(self.0.load(Ordering::Relaxed))
-    }
-
-    pub fn set(&self, value: f64) {
-        self.0.store(value.to_bits(), Ordering::Relaxed);
-    }
-}
-
-/// Where luma sits in a frame of `format`.
-fn layout(format: VideoFormat) -> Option<Layout> {
-    use VideoFormat as F;
-    let rgb = |r, g, b, step| Layout::Rgb { r, g, b, step };
-    Some(match format {
-        F::I420 | F::Yv12 | F::Nv12 | F::Nv21 | F::Y41b | F::Y42b | F::Y444 | F::Gray8 => {
-            Layout::Plane
-        }
-        F::Yuy2 | F::Yvyu => Layout::Packed { offset: 0, step: 2 },
-        F::Uyvy => Layout::Packed { offset: 1, step: 2 },
-        F::Rgb => rgb(0, 1, 2, 3),
-        F::Bgr => rgb(2, 1, 0, 3),
-        F::Rgba | F::Rgbx => rgb(0, 1, 2, 4),
-        F::Bgra | F::Bgrx => rgb(2, 1, 0, 4),
-        F::Argb | F::Xrgb => rgb(1, 2, 3, 4),
-        F::Abgr | F::Xbgr => rgb(3, 2, 1, 4),
-        _ => return None,
-    })
-}
-
-/// Luma of a mapped frame (plane 0 holds it in every supported format).
-fn luma<'a>(frame: &'a gst_video::VideoFrameRef<&gst::BufferRef>) -> Result<Luma<'a>, String> {
-    let layout = layout(frame.format())
-        .ok_or_else(|| format!("format {} is not supported", frame.format().to_str()))?;
-    let stride = usize::try_from(frame.plane_stride()[0])
-        .map_err(|_| format!("negative stride {}", frame.plane_stride()[0]))?;
-    let data = frame.plane_data(0).map_err(|e| e.to_string())?;
-    Luma::new(
-        data,
-        stride,
-        frame.width() as usize,
-        frame.height() as usize,
-        layout,
-    )
 }
 
 pub struct Analyze {
@@ -139,44 +50,6 @@ impl Analyze {
     }
 }
 
-/// The analysis sums of a frame of `info`, against `previous` when given
-/// (for motion). Also used by `remote` for `payload=analysis`.
-pub(crate) fn luma_sums(
-    buffer: &gst::BufferRef,
-    previous: Option<&gst::BufferRef>,
-    info: &gst_video::VideoInfo,
-) -> Result<kernel::Sums, String> {
-    sums_for(buffer, previous, info, None)
-}
-
-/// [`luma_sums`], logging against `element` when known.
-fn sums_for(
-    buffer: &gst::BufferRef,
-    previous: Option<&gst::BufferRef>,
-    info: &gst_video::VideoInfo,
-    element: Option<&gst::Element>,
-) -> Result<kernel::Sums, String> {
-    let current = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, info)
-        .map_err(|e| format!("cannot map {buffer:?} as {:?}: {e}", info.format()))?;
-    // A previous frame that does not fit the caps (its own turn reported
-    // it) has nothing to compare with: motion 0, as for a first frame.
-    let previous = previous.and_then(
-        |p| match gst_video::VideoFrameRef::from_buffer_ref_readable(p, info) {
-            Ok(frame) => Some(frame),
-            Err(e) => {
-                let text = format!("Previous frame {p:?} does not map ({e}): no motion");
-                match element {
-                    Some(element) => gst::debug!(CAT, obj = element, "{text}"),
-                    None => gst::debug!(CAT, "{text}"),
-                }
-                None
-            }
-        },
-    );
-    let previous = previous.as_ref().map(luma).transpose()?;
-    kernel::analyze(&luma(&current)?, previous.as_ref())
-}
-
 /// The whole per-frame job, on a blocking-pool thread.
 fn run(
     frame: Frame,
@@ -194,24 +67,15 @@ fn run(
     } = frame;
     let info = stream.video_info()?;
     stream.check_size(&buffer)?;
-    let sums = sums_for(&buffer, previous.as_deref(), info, element.as_ref())?;
+    let sums = luma_sums(&buffer, previous.as_deref(), info, element.as_ref())?;
     // Done with the previous frame: release it before the drawing.
     drop(previous);
-    let motion = sums.motion();
     let mut result = AnalysisResult {
         timestamp: buffer.pts(),
         duration: buffer.duration(),
         seq: ctx.seq,
         worker: u32::try_from(ctx.worker).unwrap_or(u32::MAX),
-        processing_time: gst::ClockTime::ZERO,
-        luma_average: sums.luma_average(),
-        luma_variance: sums.luma_variance(),
-        luma_min: sums.luma_min(),
-        luma_max: sums.luma_max(),
-        histogram: sums.histogram16(),
-        sharpness: sums.sharpness(),
-        motion,
-        scene_change: motion > threshold,
+        ..AnalysisResult::measured(&sums, threshold)
     };
     // A copy only if someone else still holds the buffer (or, for
     // overlay, its memory): the next frame's motion reads this one.
@@ -313,34 +177,6 @@ impl FrameProcessor for Analyze {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn every_format_has_a_layout_matching_gstreamer() {
-        gst::init().unwrap();
-        for &format in FORMATS {
-            let layout = layout(format).unwrap();
-            let finfo = gst_video::VideoFormatInfo::from_format(format);
-            assert_eq!(finfo.bits(), 8, "{format:?}");
-            match layout {
-                Layout::Plane => {
-                    assert_eq!(finfo.pixel_stride()[0], 1, "{format:?}");
-                    assert_eq!(finfo.poffset()[0], 0, "{format:?}");
-                }
-                Layout::Packed { offset, step } => {
-                    assert!(finfo.is_yuv());
-                    assert_eq!(finfo.poffset()[0] as usize, offset, "{format:?}");
-                    assert_eq!(finfo.pixel_stride()[0] as usize, step, "{format:?}");
-                }
-                Layout::Rgb { r, g, b, step } => {
-                    assert!(finfo.is_rgb());
-                    let po = finfo.poffset();
-                    assert_eq!([po[0], po[1], po[2]].map(|v| v as usize), [r, g, b]);
-                    assert_eq!(finfo.pixel_stride()[0] as usize, step, "{format:?}");
-                    assert!(finfo.plane()[..3].iter().all(|&p| p == 0));
-                }
-            }
-        }
-    }
 
     #[test]
     fn set_caps_names_an_unsupported_format() {

@@ -1,143 +1,32 @@
 // SPDX-License-Identifier: MPL-2.0
-//! The `filter` processor: N instances of a gst-launch description, one per
-//! busy worker, each a private pipeline driven synchronously.
-//!
-//! An instance is the parsed chain in its own clockless pipeline, with two
-//! unparented pads of ours linked to its free pads: `feed` pushes one
-//! buffer in, `collect` catches what comes out. The push returns once the
-//! chain has handled the buffer, so "one in, one out" is checked without a
-//! wait: no output is an error (the chain dropped it), more than one is an
-//! error too (the extras are discarded). A chain that hands buffers to
-//! another thread (`queue`) is therefore not supported.
-//!
-//! Each instance keeps its own caps and segment and catches up with the
-//! frame's before processing it, so renegotiation reaches every instance
-//! in stream order. Queries the chain asks while the element negotiates are
-//! answered by the element's peers, so the chain's output fits downstream;
-//! while a frame is processed, the chain's downstream accepts only the src
-//! caps that frame leaves with, so a downstream change (RECONFIGURE) makes
-//! each instance renegotiate exactly where the new caps start in the
-//! stream. An error an element of the chain posts fails the frame, even if
-//! the push returned OK.
+//! One instance of the chain: its private pipeline, the `feed` and
+//! `collect` pads linked to the chain's free pads, and the answers to the
+//! queries the chain asks through them.
 
 use crate::engine::lock;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use gst::glib;
 use gst::prelude::*;
 
-use super::frame::{Frame, FrameProcessor};
-use crate::engine::{Processor, Work, WorkCtx};
-
-static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
-    gst::DebugCategory::new(
-        "parallelfilter-filter",
-        gst::DebugColorFlags::empty(),
-        Some("parallelfilter: instances of a wrapped filter chain"),
-    )
-});
-
-/// The parsed description, checked: exactly one free sink and one free src
-/// pad.
-struct Chain {
-    bin: gst::Bin,
-    sink: gst::Pad,
-    src: gst::Pad,
-}
-
-/// Parses `description` into a new chain; the error says what is wrong
-/// with the description.
-fn parse(description: &str) -> Result<Chain, String> {
-    let bin = gst::parse::bin_from_description_full(
-        description,
-        false,
-        None,
-        gst::ParseFlags::FATAL_ERRORS,
-    )
-    .map_err(|e| format!("cannot parse filter '{description}': {e}"))?
-    .downcast::<gst::Bin>()
-    .map_err(|_| format!("filter '{description}' is not a bin"))?;
-    let (mut sinks, mut srcs) = (Vec::new(), Vec::new());
-    for element in bin.iterate_recurse().into_iter().flatten() {
-        let factory = element.factory().map(|f| f.name().to_string());
-        if let Some(factory @ ("queue" | "queue2" | "multiqueue")) = factory.as_deref() {
-            return Err(format!(
-                "filter '{description}' contains {factory}: an instance must process each \
-                 buffer in the thread that pushes it (the instances already run in parallel)"
-            ));
-        }
-        for pad in element.pads() {
-            if pad.peer().is_some() {
-                continue;
-            }
-            match pad.direction() {
-                gst::PadDirection::Sink => sinks.push(pad),
-                gst::PadDirection::Src => srcs.push(pad),
-                _ => {}
-            }
-        }
-    }
-    let names = |pads: &[gst::Pad]| {
-        pads.iter()
-            .map(|p| {
-                let parent = p.parent().map(|e| e.name().to_string()).unwrap_or_default();
-                format!("{parent}:{}", p.name())
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    if sinks.len() != 1 || srcs.len() != 1 {
-        return Err(format!(
-            "filter '{description}' must have exactly one free sink pad and one free src \
-             pad, it has {} sink ({}) and {} src ({})",
-            sinks.len(),
-            names(&sinks),
-            srcs.len(),
-            names(&srcs)
-        ));
-    }
-    Ok(Chain {
-        bin,
-        sink: sinks.remove(0),
-        src: srcs.remove(0),
-    })
-}
-
-/// The element factories `description` names that are not installed.
-pub(crate) fn missing_elements(description: &str) -> Vec<String> {
-    let mut context = gst::ParseContext::new();
-    match gst::parse::bin_from_description_full(
-        description,
-        false,
-        Some(&mut context),
-        gst::ParseFlags::FATAL_ERRORS,
-    ) {
-        Err(err) if err.kind::<gst::ParseError>() == Some(gst::ParseError::NoSuchElement) => {
-            context
-                .missing_elements()
-                .into_iter()
-                .filter(|name| gst::ElementFactory::find(name).is_none())
-                .collect()
-        }
-        _ => Vec::new(),
-    }
-}
-
-/// Checks a description without starting anything: for a warning when the
-/// property is set.
-pub(crate) fn check(description: &str) -> Result<(), String> {
-    parse(description).map(|_| ())
-}
+use super::CAT;
+use super::chain::parse;
+use crate::parallelfilter::frame::Frame;
 
 /// What every instance shares: the element whose peers answer the chain's
 /// queries.
 #[derive(Default)]
-struct Shared {
+pub(super) struct Shared {
     element: OnceLock<glib::WeakRef<gst::Element>>,
 }
 
 impl Shared {
+    /// Called once at start, with the element.
+    pub(super) fn attach(&self, element: &gst::Element) {
+        let _ = self.element.set(element.downgrade());
+    }
+
     fn pad(&self, name: &str) -> Option<gst::Pad> {
         self.element.get()?.upgrade()?.static_pad(name)
     }
@@ -190,7 +79,7 @@ struct Link {
     ask_upstream: AtomicBool,
 }
 
-struct Instance {
+pub(super) struct Instance {
     id: u64,
     pipeline: gst::Pipeline,
     feed: gst::Pad,
@@ -213,7 +102,7 @@ fn error_text(msg: &gst::message::Error) -> String {
 }
 
 impl Instance {
-    fn new(id: u64, description: &str, shared: &Arc<Shared>) -> Result<Self, String> {
+    pub(super) fn new(id: u64, description: &str, shared: &Arc<Shared>) -> Result<Self, String> {
         let chain = parse(description)?;
         let pipeline = gst::Pipeline::builder()
             .name(format!("parallelfilter-instance{id}"))
@@ -349,7 +238,7 @@ impl Instance {
 
     /// Sets input caps (again); the chain's output caps, if it announced
     /// them now.
-    fn set_caps(&mut self, caps: &gst::Caps) -> Result<Option<gst::Caps>, String> {
+    pub(super) fn set_caps(&mut self, caps: &gst::Caps) -> Result<Option<gst::Caps>, String> {
         *lock(&self.link.input_caps) = Some(caps.clone());
         // Same caps again: the chain renegotiates with downstream at once
         // (or, if the pad skips an unchanged event, at its next buffer).
@@ -379,8 +268,13 @@ impl Instance {
         self.segment = None;
     }
 
+    /// Back to what downstream accepts now, after a frame: for set_caps.
+    pub(super) fn clear_target(&self) {
+        *lock(&self.link.target) = None;
+    }
+
     /// Runs one frame through the chain: exactly one buffer must come out.
-    fn process(&mut self, mut frame: Frame, generation: u64) -> Result<Frame, String> {
+    pub(super) fn process(&mut self, mut frame: Frame, generation: u64) -> Result<Frame, String> {
         if self.generation != generation {
             self.flush();
             self.generation = generation;
@@ -452,7 +346,7 @@ impl Instance {
     /// accepts, keeping what flows now where it still fits, else the input
     /// caps themselves where the chain can keep them, else the candidates
     /// fixated as close to the input as they allow.
-    fn choose_output(&self, input: &gst::Caps) -> Result<gst::Caps, String> {
+    pub(super) fn choose_output(&self, input: &gst::Caps) -> Result<gst::Caps, String> {
         // Not upstream's range: fixating that gives 1x1 at 0/1.
         let possible = self
             .collect
@@ -499,7 +393,7 @@ impl Instance {
     }
 
     /// A CAPS query on the element's pad of `direction`, through the chain.
-    fn query_caps(
+    pub(super) fn query_caps(
         &self,
         direction: gst::PadDirection,
         filter: Option<&gst::Caps>,
@@ -519,7 +413,7 @@ impl Instance {
     }
 
     /// Latency the chain adds.
-    fn latency(&self) -> gst::ClockTime {
+    pub(super) fn latency(&self) -> gst::ClockTime {
         let mut q = gst::query::Latency::new();
         if self.collect.peer_query(&mut q) {
             let (_, min, _) = q.result();
@@ -599,160 +493,5 @@ impl Drop for Instance {
             let _ = peer.unlink(&self.collect);
         }
         gst::debug!(CAT, "Instance {} shut down", self.id);
-    }
-}
-
-/// Idle instances, created at start and lazily when more workers are busy
-/// than instances exist; one instance serves one frame at a time.
-struct Pool {
-    description: String,
-    shared: Arc<Shared>,
-    idle: Mutex<Vec<Instance>>,
-    next_id: AtomicU64,
-    /// Bumped by a flush: instances catch up before their next frame.
-    generation: AtomicU64,
-    latency: AtomicU64,
-}
-
-impl Pool {
-    fn take(&self) -> Result<Instance, String> {
-        if let Some(instance) = lock(&self.idle).pop() {
-            return Ok(instance);
-        }
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        Instance::new(id, &self.description, &self.shared)
-    }
-
-    fn give_back(&self, instance: Instance) {
-        lock(&self.idle).push(instance);
-    }
-}
-
-/// Instances created at start; more are created as workers need them.
-const MAX_EAGER: usize = 64;
-
-/// The `filter` processor.
-pub struct Filter {
-    pool: Arc<Pool>,
-}
-
-impl Filter {
-    /// Creates `instances` instances of `description`; an error says what
-    /// is wrong with it.
-    pub fn new(description: &str, instances: usize) -> Result<Self, gst::ErrorMessage> {
-        let pool = Arc::new(Pool {
-            description: description.to_string(),
-            shared: Arc::new(Shared::default()),
-            idle: Mutex::new(Vec::new()),
-            next_id: AtomicU64::new(0),
-            generation: AtomicU64::new(0),
-            latency: AtomicU64::new(0),
-        });
-        // At most MAX_EAGER up front: beyond that they come when needed.
-        let eager = instances.clamp(1, MAX_EAGER);
-        let mut created = Vec::with_capacity(eager);
-        for _ in 0..eager {
-            let instance = pool
-                .take()
-                .map_err(|e| gst::error_msg!(gst::CoreError::Failed, ("Invalid filter: {e}")))?;
-            created.push(instance);
-        }
-        let latency = created
-            .first()
-            .map_or(gst::ClockTime::ZERO, Instance::latency);
-        pool.latency.store(latency.nseconds(), Ordering::Relaxed);
-        *lock(&pool.idle) = created;
-        Ok(Filter { pool })
-    }
-
-    /// Runs `f` on an idle instance, returned to the pool afterwards.
-    fn with_instance<R>(&self, f: impl FnOnce(&mut Instance) -> R) -> Result<R, String> {
-        let mut instance = self.pool.take()?;
-        let r = f(&mut instance);
-        self.pool.give_back(instance);
-        Ok(r)
-    }
-}
-
-impl Processor<Frame> for Filter {
-    fn process(&self, frame: Frame, ctx: WorkCtx) -> Work<Frame> {
-        let pool = self.pool.clone();
-        Work::Blocking(Box::new(move || {
-            let mut instance = pool.take()?;
-            let generation = pool.generation.load(Ordering::SeqCst);
-            let result = instance.process(frame, generation);
-            // Back to what downstream accepts now, for set_caps.
-            *lock(&instance.link.target) = None;
-            match result {
-                Ok(frame) => {
-                    pool.give_back(instance);
-                    Ok(frame)
-                }
-                Err(err) => {
-                    // Its state is unknown after an error: a new one takes
-                    // its place when needed. Dropping it shuts it down.
-                    gst::debug!(CAT, "Frame #{}: {err}; dropping instance", ctx.seq);
-                    drop(instance);
-                    Err(err)
-                }
-            }
-        }))
-    }
-}
-
-impl FrameProcessor for Filter {
-    fn caps(&self) -> Option<gst::Caps> {
-        // Frames need caps before the chain can take them.
-        Some(gst::Caps::builder("video/x-raw").build())
-    }
-
-    fn attach(&self, element: &gst::Element) {
-        let _ = self.pool.shared.element.set(element.downgrade());
-    }
-
-    fn query_caps(
-        &self,
-        direction: gst::PadDirection,
-        filter: Option<&gst::Caps>,
-    ) -> Option<gst::Caps> {
-        match self.with_instance(|i| i.query_caps(direction, filter)) {
-            Ok(caps) => caps,
-            Err(err) => {
-                gst::warning!(CAT, "Cannot answer a caps query: {err}");
-                Some(gst::Caps::new_empty())
-            }
-        }
-    }
-
-    fn set_caps(&self, caps: &gst::Caps) -> Result<gst::Caps, gst::ErrorMessage> {
-        let negotiate = |i: &mut Instance| -> Result<(gst::Caps, gst::ClockTime), String> {
-            let output = match i.set_caps(caps)? {
-                Some(output) => output,
-                // The chain holds its caps back until data flows, or did not
-                // announce them again because its input caps are unchanged.
-                None => i.choose_output(caps)?,
-            };
-            Ok((output, i.latency()))
-        };
-        let (output, latency) = self.with_instance(negotiate).and_then(|r| r).map_err(|e| {
-            gst::error_msg!(
-                gst::CoreError::Negotiation,
-                ("Filter '{}' cannot negotiate: {e}", self.pool.description),
-                ["input caps {caps}"]
-            )
-        })?;
-        gst::debug!(CAT, "Input caps {caps} give output caps {output}");
-        self.pool
-            .latency
-            .store(latency.nseconds(), Ordering::Relaxed);
-        Ok(output)
-    }
-
-    fn extra_latency(&self) -> gst::ClockTime {
-        gst::ClockTime::from_nseconds(self.pool.latency.load(Ordering::Relaxed))
-    }
-
-    fn flush(&self) {
-        self.pool.generation.fetch_add(1, Ordering::SeqCst);
     }
 }

@@ -1,0 +1,163 @@
+// SPDX-License-Identifier: MPL-2.0
+//! The `remote` settings as the element hands them over, and their checks:
+//! the server URLs and the model's path segment.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use hyper::Uri;
+
+use super::protocol;
+use crate::analysis::SceneThreshold;
+use crate::parallelfilter::Payload;
+
+/// Upper bound applied to the `retries` property.
+pub(super) const MAX_RETRIES: u32 = 1000;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub servers: String,
+    pub model: String,
+    pub payload: Payload,
+    pub retries: u32,
+    /// Concurrent requests per server (already resolved: never 0).
+    pub max_per_server: usize,
+    /// The element's `timeout`: the whole budget of a frame, retries included.
+    pub timeout: LiveTimeout,
+    pub scene_threshold: SceneThreshold,
+}
+
+/// The `timeout` property shared with the running processor: a change in
+/// PLAYING applies from the next frame on, as the engine's does.
+#[derive(Debug, Clone, Default)]
+pub struct LiveTimeout(Arc<AtomicU64>);
+
+impl LiveTimeout {
+    pub fn new(ns: u64) -> Self {
+        LiveTimeout(Arc::new(AtomicU64::new(ns)))
+    }
+
+    pub fn set(&self, ns: u64) {
+        self.0.store(ns, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> Option<Duration> {
+        match self.0.load(Ordering::Relaxed) {
+            0 => None,
+            ns => Some(Duration::from_nanos(ns)),
+        }
+    }
+}
+
+/// Where requests go, from checked settings.
+pub(super) struct Targets {
+    /// The servers' base URLs, without a trailing slash.
+    pub urls: Vec<String>,
+    /// The model name as a path segment.
+    pub model_path: String,
+}
+
+impl Config {
+    /// Checks the servers and the model, and bounds `retries`.
+    pub(super) fn check(&mut self) -> Result<Targets, gst::ErrorMessage> {
+        // The property is a plain uint; more attempts than this per frame
+        // make no sense and would overflow the attempt count.
+        self.retries = self.retries.min(MAX_RETRIES);
+        let urls = parse_servers(&self.servers).map_err(config_error)?;
+        let model_path = model_segment(&self.model).map_err(config_error)?;
+        for url in &urls {
+            let infer = format!("{url}{}", protocol::infer(&model_path));
+            infer
+                .parse::<Uri>()
+                .map_err(|e| config_error(format!("'{infer}' is not a valid URL: {e}")))?;
+        }
+        Ok(Targets { urls, model_path })
+    }
+}
+
+fn config_error(msg: String) -> gst::ErrorMessage {
+    gst::error_msg!(gst::ResourceError::Settings, ("remote: {msg}"))
+}
+
+/// Parses `servers`: comma-separated `http://host:port[/prefix]` URLs.
+pub(super) fn parse_servers(servers: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for s in servers.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        // The request paths are appended to the URL.
+        if s.contains(['?', '#']) {
+            return Err(format!(
+                "server '{s}' has a query or fragment; give a base URL (http://host:port[/prefix])"
+            ));
+        }
+        let url = s.trim_end_matches('/').to_string();
+        let uri: Uri = url
+            .parse()
+            .map_err(|e| format!("server '{s}' is not a URL: {e}"))?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some(other) => {
+                return Err(format!(
+                    "server '{s}': scheme '{other}' is not supported, only http"
+                ));
+            }
+            None => return Err(format!("server '{s}' has no scheme (http://host:port)")),
+        }
+        if uri.authority().is_none() {
+            return Err(format!("server '{s}' has no host"));
+        }
+        out.push(url);
+    }
+    if out.is_empty() {
+        return Err("no server: set 'servers' to one or more http:// base URLs".into());
+    }
+    Ok(out)
+}
+
+/// `model` as one URL path segment: everything but RFC 3986 unreserved
+/// characters percent-encoded.
+pub(super) fn model_segment(model: &str) -> Result<String, String> {
+    use std::fmt::Write;
+    if model.is_empty() {
+        return Err("no model: set 'model'".into());
+    }
+    if model == "." || model == ".." {
+        return Err(format!("model name '{model}' is not valid"));
+    }
+    let mut out = String::with_capacity(model.len());
+    for b in model.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn servers_are_parsed() {
+        assert_eq!(
+            parse_servers(" http://a:1/ , http://b:2/prefix").unwrap(),
+            vec!["http://a:1", "http://b:2/prefix"]
+        );
+        assert!(parse_servers("").is_err());
+        assert!(parse_servers("https://a:1").is_err());
+        assert!(parse_servers("a:1").is_err());
+        assert!(parse_servers("http://a:1/?x=1").is_err());
+        assert!(parse_servers("http://a:1/p#f").is_err());
+    }
+
+    #[test]
+    fn model_names_are_percent_encoded() {
+        assert_eq!(model_segment("resnet-50_v1.2~").unwrap(), "resnet-50_v1.2~");
+        assert_eq!(model_segment("my model/1").unwrap(), "my%20model%2F1");
+        assert_eq!(model_segment("é").unwrap(), "%C3%A9");
+        assert!(model_segment("").is_err());
+        assert!(model_segment("..").is_err());
+    }
+}

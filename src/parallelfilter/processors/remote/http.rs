@@ -1,0 +1,181 @@
+// SPDX-License-Identifier: MPL-2.0
+//! The HTTP/1.1 client the processor talks through: one connection pool
+//! per processor, bounded connects and response bodies, and error texts
+//! that name the cause.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use serde_json::Value;
+
+use super::protocol::{EncodedRequest, HEADER_LENGTH};
+
+/// TCP connect bound: a dead host never holds a frame longer.
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Largest response body read; a bigger one is an error. A JSON body is
+/// parsed into a tree about ten times its size, and every worker may hold
+/// one.
+pub(super) const MAX_RESPONSE_BYTES: usize = 4 << 20;
+
+pub(super) struct HttpClient {
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+/// The answer to a GET.
+pub(super) struct JsonReply {
+    pub status: StatusCode,
+    /// The body, when it is JSON.
+    pub json: Option<Value>,
+}
+
+/// The answer to an inference request.
+pub(super) struct Reply {
+    pub status: StatusCode,
+    /// The response's [`HEADER_LENGTH`]: binary tensors follow the JSON.
+    pub header_len: Option<usize>,
+    pub body: Result<Bytes, BodyError>,
+}
+
+pub(super) enum BodyError {
+    /// Over `MAX_RESPONSE_BYTES`.
+    TooLarge,
+    Read(String),
+}
+
+/// Why a request got no response.
+pub(super) enum SendError {
+    /// The request could not be built: not the server's fault.
+    Build(String),
+    /// Connecting or sending failed.
+    Connection(String),
+}
+
+impl HttpClient {
+    /// A client keeping up to `max_idle_per_host` connections per server.
+    pub(super) fn new(max_idle_per_host: usize) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(max_idle_per_host)
+            .build(connector);
+        HttpClient { client }
+    }
+
+    /// GET `url`, answered within `timeout`.
+    pub(super) async fn get_json(&self, url: &str, timeout: Duration) -> Result<JsonReply, String> {
+        let req = Request::builder()
+            .method(Method::GET)
+            .uri(url)
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| e.to_string())?;
+        let fut = async {
+            let resp = self.client.request(req).await.map_err(error_chain)?;
+            let status = resp.status();
+            let body = read_body(resp.into_body()).await.map_err(|e| match e {
+                BodyError::TooLarge => too_large(),
+                BodyError::Read(e) => e,
+            })?;
+            Ok::<_, String>(JsonReply {
+                status,
+                json: serde_json::from_slice(&body).ok(),
+            })
+        };
+        tokio::time::timeout(timeout, fut)
+            .await
+            .map_err(|_| format!("no answer within {timeout:?}"))?
+    }
+
+    /// POST a JSON `body` to `url`; the JSON answer of a success within
+    /// `timeout`, else `None`.
+    pub(super) async fn post_json(
+        &self,
+        url: &str,
+        body: &'static [u8],
+        timeout: Duration,
+    ) -> Option<Value> {
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(url)
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from_static(body)))
+            .ok()?;
+        let fut = async {
+            let resp = self.client.request(req).await.ok()?;
+            if !resp.status().is_success() {
+                return None;
+            }
+            let body = read_body(resp.into_body()).await.ok()?;
+            serde_json::from_slice::<Value>(&body).ok()
+        };
+        tokio::time::timeout(timeout, fut).await.ok()?
+    }
+
+    /// POST an inference request to `url`. The body is read up to
+    /// [`MAX_RESPONSE_BYTES`].
+    pub(super) async fn post(
+        &self,
+        url: &str,
+        request: EncodedRequest,
+    ) -> Result<Reply, SendError> {
+        let req = Request::builder().method(Method::POST).uri(url);
+        let req = match request.header_len {
+            Some(n) => req
+                .header(HEADER_LENGTH, n)
+                .header(hyper::header::CONTENT_TYPE, "application/octet-stream"),
+            None => req.header(hyper::header::CONTENT_TYPE, "application/json"),
+        };
+        let req = req
+            .body(Full::new(request.body))
+            .map_err(|e| SendError::Build(e.to_string()))?;
+        let resp = self
+            .client
+            .request(req)
+            .await
+            .map_err(|e| SendError::Connection(error_chain(e)))?;
+        let status = resp.status();
+        let header_len = resp
+            .headers()
+            .get(HEADER_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let body = read_body(resp.into_body()).await;
+        Ok(Reply {
+            status,
+            header_len,
+            body,
+        })
+    }
+}
+
+/// A response body, at most `MAX_RESPONSE_BYTES`.
+async fn read_body(body: hyper::body::Incoming) -> Result<Bytes, BodyError> {
+    match Limited::new(body, MAX_RESPONSE_BYTES).collect().await {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge),
+        Err(e) => Err(BodyError::Read(e.to_string())),
+    }
+}
+
+pub(super) fn too_large() -> String {
+    format!("response over the {} MiB limit", MAX_RESPONSE_BYTES >> 20)
+}
+
+/// The error and its sources: hyper's top-level message alone says little.
+fn error_chain(e: impl std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    msg
+}

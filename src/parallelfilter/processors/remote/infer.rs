@@ -1,0 +1,174 @@
+// SPDX-License-Identifier: MPL-2.0
+//! One frame's inference: attempts on servers within the frame's budget,
+//! each one request (encode, send, decode), its failure sorted into the
+//! server's fault (retried elsewhere, the server suspect) or not.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper::StatusCode;
+
+use super::Inner;
+use super::budget::{AttemptBound, Deadline};
+use super::http::{BodyError, SendError, too_large};
+use super::protocol::{self, Tensor};
+use super::servers::Lease;
+use super::tensor::INLINE_BYTES;
+
+/// Why an attempt failed, and whether another server may do better.
+struct Failure {
+    msg: String,
+    /// The server is at fault (connection, 5xx, no answer within the
+    /// attempt's bound): it becomes suspect and the request is retried.
+    server_fault: bool,
+}
+
+/// A successful inference.
+pub(super) struct Answer {
+    pub server: usize,
+    pub outputs: Vec<gst::Structure>,
+    pub request_time: Duration,
+    /// Attempts it took, this one included.
+    pub attempts: u32,
+}
+
+impl Inner {
+    /// One request to the lease's server.
+    async fn infer(
+        &self,
+        lease: &Lease<'_>,
+        tensor: &Arc<Tensor>,
+        id: u64,
+    ) -> Result<Vec<gst::Structure>, Failure> {
+        let url = self.url(lease.slot.server, &protocol::infer(&self.model_path));
+        let binary = lease.binary;
+        let request = if tensor.bytes.len() > INLINE_BYTES {
+            let (t, name) = (tensor.clone(), lease.input_name.clone());
+            tokio::task::spawn_blocking(move || t.encode(binary, &name, id))
+                .await
+                .map_err(|e| Failure {
+                    msg: format!("encoding the request: {e}"),
+                    server_fault: false,
+                })?
+        } else {
+            tensor.encode(binary, &lease.input_name, id)
+        };
+        let fault = |msg: String| Failure {
+            msg,
+            server_fault: true,
+        };
+        let reply = self.http.post(&url, request).await.map_err(|e| match e {
+            SendError::Build(msg) => Failure {
+                msg,
+                server_fault: false,
+            },
+            SendError::Connection(msg) => fault(msg),
+        })?;
+        let status = reply.status;
+        let body = match reply.body {
+            Ok(body) => body,
+            // Not the server's fault: any server would send as big an
+            // answer, so retrying only costs time.
+            Err(BodyError::TooLarge) if status.is_success() => {
+                return Err(Failure {
+                    msg: too_large(),
+                    server_fault: false,
+                });
+            }
+            // The status says what went wrong.
+            Err(BodyError::TooLarge) => too_large().into(),
+            Err(BodyError::Read(e)) => return Err(fault(format!("reading the response: {e}"))),
+        };
+        if !status.is_success() {
+            let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
+            return Err(Failure {
+                msg: format!("{status}: {text}"),
+                // 404: this server lacks the model (another may have it);
+                // 429: overloaded. Other 4xx: the request itself is wrong.
+                server_fault: status.is_server_error()
+                    || status == StatusCode::NOT_FOUND
+                    || status == StatusCode::TOO_MANY_REQUESTS,
+            });
+        }
+        protocol::parse_response(&body, reply.header_len).map_err(|msg| Failure {
+            msg: format!("bad response: {msg}"),
+            server_fault: false,
+        })
+    }
+
+    /// Tries servers until one answers, within the frame's budget (see
+    /// [`Deadline::attempt`]). Without `timeout`, an attempt is bounded by
+    /// [`DEFAULT_REQUEST_TIMEOUT`](super::budget::DEFAULT_REQUEST_TIMEOUT).
+    /// Running out of the frame's budget is not the server's fault.
+    pub(super) async fn run(
+        this: Arc<Inner>,
+        tensor: Arc<Tensor>,
+        id: u64,
+        deadline: Deadline,
+    ) -> Result<Answer, String> {
+        let attempts = this.config.retries + 1;
+        let mut errors = Vec::new();
+        let mut tried = Vec::new();
+        for attempt in 1..=attempts {
+            let lease = match this.servers.acquire(deadline.at, &tried).await {
+                Ok(lease) => lease,
+                Err(e) => {
+                    errors.push(e);
+                    break;
+                }
+            };
+            let server = lease.slot.server;
+            tried.push(server);
+            let AttemptBound { bound, budget_end } =
+                deadline.attempt(Instant::now(), attempt == attempts);
+            let t0 = Instant::now();
+            let result = match tokio::time::timeout(bound, this.infer(&lease, &tensor, id)).await {
+                Ok(r) => r,
+                Err(_) if budget_end => Err(Failure {
+                    msg: format!("no answer before the frame's deadline ({bound:?} left)"),
+                    server_fault: false,
+                }),
+                Err(_) => Err(Failure {
+                    msg: format!("no answer within {bound:?}"),
+                    server_fault: true,
+                }),
+            };
+            let elapsed = t0.elapsed();
+            drop(lease);
+            let url = this.servers.url(server);
+            match result {
+                Ok(outputs) => {
+                    this.servers.succeeded(server, elapsed);
+                    return Ok(Answer {
+                        server,
+                        outputs,
+                        request_time: elapsed,
+                        attempts: attempt,
+                    });
+                }
+                Err(f) => {
+                    this.servers.failed(server);
+                    this.log(
+                        gst::DebugLevel::Debug,
+                        format_args!("frame {id}: attempt {attempt} on {url}: {}", f.msg),
+                    );
+                    errors.push(format!("{url}: {}", f.msg));
+                    if !f.server_fault {
+                        break;
+                    }
+                    Inner::mark_suspect(&this, server, &f.msg);
+                }
+            }
+        }
+        if tried.is_empty() {
+            // No request was sent: why is the whole story.
+            return Err(errors.join("; "));
+        }
+        Err(format!(
+            "inference of frame {id} on model '{}' failed after {} attempt(s): {}",
+            this.config.model,
+            tried.len(),
+            errors.join("; ")
+        ))
+    }
+}

@@ -1,0 +1,232 @@
+// SPDX-License-Identifier: MPL-2.0
+//! The `remote` processor: each frame goes to one of several Open Inference
+//! Protocol (KServe v2) servers over HTTP/1.1 REST, and the response's
+//! outputs become the `GstParallelFilterInferenceMeta`.
+//!
+//! Scheduling: a request goes to the ready server with the fewest requests
+//! in flight, at most `max-requests-per-server` each. A server whose request
+//! fails (connection error, 5xx, no answer) becomes suspect and is probed at
+//! once; a failed probe marks it down, and it is probed again in the
+//! background with a bounded backoff. The request is retried, preferably on
+//! another server. A ready server whose model is missing or not ready is
+//! not down but without the model, probed the same way. A frame fails at
+//! once only when every server is down or without the model (confirmed by
+//! a probe); otherwise it waits for a usable server until its deadline.
+//!
+//! Where things are:
+//!
+//! | file | job |
+//! |---|---|
+//! | `mod.rs` | the processor: a frame in, its tensor out, the answer as meta |
+//! | `config` | the settings and their checks |
+//! | `tensor` | the input tensor of a frame: pixels or analysis |
+//! | `infer` | a frame's attempts across servers, one request each |
+//! | `budget` | the frame's deadline and each attempt's share of it |
+//! | `servers` | the servers' health and counters, leasing request slots |
+//! | `probe` | finding out whether a server is up and has the model |
+//! | `http` | the HTTP client |
+//! | `protocol` | the protocol's messages, encoded and decoded (pure) |
+
+use std::sync::{Arc, LazyLock, OnceLock};
+
+use futures::FutureExt;
+use gst::glib;
+use gst::prelude::*;
+use tokio::sync::watch;
+
+use crate::engine::{Processor, Work, WorkCtx};
+use crate::parallelfilter::frame::{Frame, FrameProcessor};
+use crate::parallelfilter::{INFERENCE_META, INFERENCE_NAME, Payload};
+
+mod budget;
+mod config;
+mod http;
+mod infer;
+mod probe;
+mod protocol;
+mod servers;
+mod tensor;
+
+use budget::Deadline;
+pub use config::{Config, LiveTimeout};
+use http::HttpClient;
+use servers::Servers;
+pub use tensor::caps;
+use tensor::{FORMATS, INLINE_BYTES, analysis_tensor, frame_tensor};
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "parallelfilter-remote",
+        gst::DebugColorFlags::empty(),
+        Some("parallelfilter remote inference"),
+    )
+});
+
+/// What the processor, its requests and its probes share.
+struct Inner {
+    http: HttpClient,
+    servers: Servers,
+    /// The model name as a path segment.
+    model_path: String,
+    /// The element, for logging; set at start.
+    element: OnceLock<glib::WeakRef<gst::Element>>,
+    /// Closed when the processor goes away: ends the probes.
+    closed: watch::Sender<bool>,
+    config: Config,
+    rt: tokio::runtime::Handle,
+}
+
+pub struct Remote {
+    inner: Arc<Inner>,
+}
+
+impl Remote {
+    pub fn new(mut config: Config, rt: tokio::runtime::Handle) -> Result<Self, gst::ErrorMessage> {
+        let targets = config.check()?;
+        let inner = Arc::new(Inner {
+            http: HttpClient::new(config.max_per_server),
+            servers: Servers::new(targets.urls, config.max_per_server),
+            model_path: targets.model_path,
+            element: OnceLock::new(),
+            closed: watch::channel(false).0,
+            config,
+            rt,
+        });
+        for i in 0..inner.servers.len() {
+            Inner::spawn_probe(&inner, i, std::time::Duration::ZERO);
+        }
+        Ok(Remote { inner })
+    }
+}
+
+impl Drop for Remote {
+    fn drop(&mut self) {
+        self.inner.closed.send_replace(true);
+    }
+}
+
+impl Inner {
+    /// Logs with the element as the object once it is known.
+    fn log(&self, level: gst::DebugLevel, msg: std::fmt::Arguments) {
+        if !CAT.above_threshold(level) {
+            return;
+        }
+        match self.element.get().and_then(|w| w.upgrade()) {
+            Some(e) => gst::log_with_level!(CAT, level, obj = e, "{}", msg),
+            None => gst::log_with_level!(CAT, level, "{}", msg),
+        }
+    }
+
+    fn url(&self, server: usize, path: &str) -> String {
+        format!("{}{}", self.servers.url(server), path)
+    }
+}
+
+impl Processor<Frame> for Remote {
+    fn process(&self, frame: Frame, ctx: WorkCtx) -> Work<Frame> {
+        let inner = self.inner.clone();
+        // Now, before the engine starts its own timeout.
+        let deadline = Deadline::start(inner.config.timeout.get(), inner.config.retries);
+        Work::Async(
+            async move {
+                let Frame {
+                    mut buffer,
+                    stream,
+                    segment,
+                    previous,
+                } = frame;
+                let info = stream.video_info()?.clone();
+                stream.check_size(&buffer)?;
+                // Only the analysis reads it; the frame's own worker would
+                // otherwise find its buffer shared during the request.
+                let previous = (inner.config.payload == Payload::Analysis)
+                    .then_some(previous)
+                    .flatten();
+                let tensor = match inner.config.payload {
+                    Payload::Frame if buffer.size() <= INLINE_BYTES => {
+                        frame_tensor(&buffer, &info)?
+                    }
+                    Payload::Frame => {
+                        let b = buffer.clone();
+                        tokio::task::spawn_blocking(move || frame_tensor(&b, &info))
+                            .await
+                            .map_err(|e| format!("copying the frame failed: {e}"))??
+                    }
+                    Payload::Analysis => {
+                        // CPU work: off the async threads.
+                        let (b, p, th) =
+                            (buffer.clone(), previous, inner.config.scene_threshold.get());
+                        tokio::task::spawn_blocking(move || {
+                            analysis_tensor(&b, p.as_ref(), &info, th)
+                        })
+                        .await
+                        .map_err(|e| format!("analysis failed: {e}"))??
+                    }
+                };
+                let answer = Inner::run(inner.clone(), Arc::new(tensor), ctx.seq, deadline).await?;
+                let buf = buffer.make_mut();
+                let mut meta = gst::meta::CustomMeta::add(buf, INFERENCE_META)
+                    .map_err(|e| format!("cannot add {INFERENCE_META}: {e}"))?;
+                let s = meta.mut_structure();
+                s.set_name(INFERENCE_NAME);
+                s.set("model", inner.config.model.as_str());
+                s.set("server", inner.servers.url(answer.server));
+                s.set("attempts", answer.attempts);
+                s.set("request-time", answer.request_time.as_nanos() as u64);
+                s.set("outputs", gst::Array::new(answer.outputs));
+                Ok(Frame {
+                    buffer,
+                    stream,
+                    segment,
+                    previous: None,
+                })
+            }
+            .boxed(),
+        )
+    }
+}
+
+impl FrameProcessor for Remote {
+    fn attach(&self, element: &gst::Element) {
+        let _ = self.inner.element.set(element.downgrade());
+    }
+
+    fn caps(&self) -> Option<gst::Caps> {
+        Some(caps())
+    }
+
+    fn set_caps(&self, caps: &gst::Caps) -> Result<gst::Caps, gst::ErrorMessage> {
+        let info = gst_video::VideoInfo::from_caps(caps).map_err(|_| {
+            gst::error_msg!(
+                gst::StreamError::Format,
+                ["remote: caps {caps} do not describe a video frame"]
+            )
+        })?;
+        if !FORMATS.contains(&info.format().to_str().as_str()) {
+            return Err(gst::error_msg!(
+                gst::StreamError::Format,
+                [
+                    "remote: format {} is not supported; supported: {}",
+                    info.format().to_str(),
+                    FORMATS.join(", ")
+                ]
+            ));
+        }
+        Ok(caps.clone())
+    }
+
+    fn needs_previous(&self) -> bool {
+        self.inner.config.payload == Payload::Analysis
+    }
+
+    fn message(&self, buffer: &gst::BufferRef) -> Option<gst::Structure> {
+        let meta = gst::meta::CustomMeta::from_buffer(buffer, INFERENCE_META).ok()?;
+        let mut s = meta.structure().to_owned();
+        s.set_name(INFERENCE_NAME);
+        Some(s)
+    }
+
+    fn stats(&self, s: &mut gst::StructureRef) {
+        s.set("servers", gst::Array::new(self.inner.servers.stats()));
+    }
+}
