@@ -56,8 +56,31 @@ pub enum Admission {
     Dropped,
 }
 
-/// Why the engine refuses to take or give anything.
-pub type Halt = gst::FlowError;
+/// Why the engine refuses to take or give anything. The engine itself only
+/// ever sets [`Halt::Flushing`]; every other reason is the consumer's, given
+/// to [`Engine::halt`] and handed back unchanged to producers. The reasons
+/// are those a GStreamer src pad returns, so the element maps them both ways
+/// without loss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Halt {
+    /// Between [`Engine::flush_start`] and [`Engine::flush_stop`]; no other
+    /// halt replaces it and [`Engine::resume_from`] never clears it.
+    Flushing,
+    /// Downstream is at the end of the stream.
+    Eos,
+    /// Downstream is not linked.
+    NotLinked,
+    /// Downstream refused the format.
+    NotNegotiated,
+    /// Downstream does not support what was asked.
+    NotSupported,
+    /// A fatal error, reported by whoever halted.
+    Error,
+    /// Application-defined reasons, passed through as they are.
+    CustomError,
+    CustomError1,
+    CustomError2,
+}
 
 struct Inner<T, M, E> {
     table: Mutex<Table<T, M, E>>,

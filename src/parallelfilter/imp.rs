@@ -22,7 +22,7 @@ use super::frame::{Frame, SharedProcessor, StreamInfo};
 use super::processors::{Delay, Passthrough};
 use super::remote;
 use super::{Leaky, MESSAGE_NAME, OnError, Payload, ProcessorKind, STATS_NAME};
-use crate::engine::{self, Admission, Engine, Output, ProcessError, Processed};
+use crate::engine::{self, Admission, Engine, Halt, Output, ProcessError, Processed};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -601,7 +601,7 @@ impl ParallelFilter {
                             ("{text}"),
                             ["worker {worker}: {err}"]
                         );
-                        engine.halt(gst::FlowError::Error);
+                        engine.halt(Halt::Error);
                         self.pause_if_halted(engine);
                         return;
                     }
@@ -678,7 +678,7 @@ impl ParallelFilter {
             return;
         }
         gst::debug!(CAT, imp = self, "Push failed: {err:?}, pausing");
-        engine.halt(err);
+        engine.halt(err.into());
         self.pause_if_halted(engine);
         // Upstream learns about the error from its next chain call, unless
         // EOS already went in: then nobody would report it.
@@ -842,7 +842,7 @@ impl ParallelFilter {
             }
             Err(err) => {
                 gst::debug!(CAT, obj = pad, "Refusing buffer: {err:?}");
-                Err(err)
+                Err(err.into())
             }
         }
     }
@@ -907,6 +907,7 @@ impl ParallelFilter {
         engine
             .submit_item(Serialized::Event(gst::event::Caps::new(&src_caps)))
             .map(|_| ())
+            .map_err(Into::into)
     }
 
     fn sink_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
@@ -927,7 +928,7 @@ impl ParallelFilter {
             EventView::FlushStop(_) => {
                 let engine = self.engine();
                 if let Some(engine) = &engine
-                    && engine.halted() != Some(gst::FlowError::Flushing)
+                    && engine.halted() != Some(Halt::Flushing)
                 {
                     // FLUSH_STOP without FLUSH_START: stop the task first,
                     // so nothing it holds goes out after this event.
@@ -1060,9 +1061,9 @@ impl ParallelFilter {
                 true
             }
             Err(err) => {
-                if is_eos && is_fatal(err) {
+                if is_eos && is_fatal(err.into()) {
                     // Upstream is done and will not see this error.
-                    self.post_flow_error(err);
+                    self.post_flow_error(err.into());
                 }
                 gst::debug!(CAT, obj = pad, "Refusing event: {err:?}");
                 false
@@ -1275,7 +1276,7 @@ impl ParallelFilter {
                 self.renegotiate.store(true, Ordering::Release);
             }
             // Linked again: resume pushing what is waiting.
-            self.resume_task(&engine, gst::FlowError::NotLinked);
+            self.resume_task(&engine, Halt::NotLinked);
         }
         gst::Pad::event_default(pad, Some(&*self.obj()), event)
     }
@@ -1283,7 +1284,7 @@ impl ParallelFilter {
     /// Restarts the task if the engine was halted by `halt`. Under
     /// `task_lock`, so the task cannot pause itself in between; a
     /// deactivation in between halts with Flushing and nothing restarts.
-    fn resume_task(&self, engine: &FrameEngine, halt: gst::FlowError) {
+    fn resume_task(&self, engine: &FrameEngine, halt: Halt) {
         let _guard = lock(&self.task_lock);
         if engine.resume_from(halt) {
             gst::debug!(CAT, imp = self, "Resuming after {halt:?}");

@@ -16,6 +16,7 @@ use gst::prelude::*;
 pub(crate) mod analyze;
 mod custom;
 mod filter;
+mod flow;
 mod frame;
 mod imp;
 mod processors;
