@@ -74,7 +74,7 @@ enum Out {
 fn pop(e: &TestEngine) -> Out {
     match e.pop().expect("engine halted") {
         Output::Frame(p) => {
-            e.frame_left(p.result.is_ok(), p.admitted.elapsed(), p.bytes);
+            p.leaving.left(p.result.is_ok(), p.admitted.elapsed());
             match p.result {
                 Ok(v) => Out::Frame(v),
                 Err(err) => Out::Failed(err),
@@ -718,4 +718,36 @@ fn flush_stop_alone_discards_everything_before_it() {
     assert_eq!(pop(&e), Out::Frame(20));
     assert_eq!(e.frames_inside(), 0);
     assert!(e.try_pop().unwrap().is_none());
+}
+
+/// A consumer path that forgets to report a popped frame (an early return,
+/// a panic) must not keep its place forever: dropping it is the report.
+#[test]
+fn an_unreported_frame_leaves_when_dropped() {
+    let _wd = common::watchdog("unreported_frame", 60);
+    let e = engine(
+        Config {
+            workers: 1,
+            max_frames: 1,
+            leaky: Leaky::Upstream,
+            ..Config::default()
+        },
+        |f: u64, _ctx: WorkCtx| Work::Ready(Ok(f)),
+    );
+    e.submit_frame(0, (), 5).unwrap();
+    let Output::Frame(popped) = e.pop().unwrap() else {
+        panic!("expected a frame");
+    };
+    // Being pushed: still inside, so the bound refuses the next frame.
+    assert_eq!(e.stats().in_flight, 1);
+    assert_eq!(e.submit_frame(1, (), 5), Ok(Admission::Dropped));
+    drop(popped);
+    let s = e.stats();
+    assert_eq!((s.in_flight, s.frames_out, s.dropped), (0, 0, 2));
+    assert_eq!(e.submit_frame(2, (), 5), Ok(Admission::Queued { seq: 1 }));
+    // Reported as pushed: counted out, with its latency.
+    assert_eq!(pop(&e), Out::Frame(2));
+    let s = e.stats();
+    assert_eq!((s.in_flight, s.frames_out, s.dropped), (0, 1, 2));
+    assert!(s.max_latency > Duration::ZERO);
 }

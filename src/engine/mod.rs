@@ -24,18 +24,19 @@ mod stats;
 mod table;
 mod work;
 
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, watch};
 
 pub use config::{Config, Leaky};
-pub use output::{Output, Processed};
+pub use output::{Leaving, Output, Processed};
 pub use stats::Stats;
 pub use table::MAX_PENDING_ITEMS;
 pub use work::{ProcessError, Processor, Work, WorkCtx};
 
+use output::Report;
 use pool::{CHANNEL_CAPACITY, Ticket};
 use table::{Slots, Table};
 
@@ -134,6 +135,24 @@ impl<T, M, E> Drop for Inner<T, M, E> {
     }
 }
 
+impl<T, M, E> Report for Inner<T, M, E>
+where
+    T: Send + 'static,
+    M: Send + 'static,
+    E: Send + 'static,
+{
+    fn frame_left(&self, pushed: bool, latency: Duration, bytes: u64) {
+        let mut s = lock(&self.table);
+        s.frame_left(pushed, latency, bytes);
+        let wake = s.wake_room();
+        drop(s);
+        // Its place is free now.
+        if wake {
+            self.room.notify_all();
+        }
+    }
+}
+
 pub(crate) fn lock<S>(m: &Mutex<S>) -> MutexGuard<'_, S> {
     // Nothing panics while holding the lock; if something ever did, the
     // state is still consistent enough to tear down.
@@ -152,8 +171,8 @@ where
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         let workers = config.workers.max(1);
         *lock(&LIVE_ENGINES) += 1;
-        let inner = Arc::new(Inner {
-            table: Mutex::new(Table::new(config)),
+        let inner = Arc::new_cyclic(|me: &Weak<Inner<T, M, E>>| Inner {
+            table: Mutex::new(Table::new(config, me.clone())),
             room: Condvar::new(),
             ready: Condvar::new(),
             tx,
@@ -284,9 +303,8 @@ where
 
     /// Blocks until the next output is releasable or the engine halts.
     ///
-    /// A popped frame still counts as inside (stats and limits) until the
-    /// consumer reports it with [`Engine::frame_left`]; a consumer that
-    /// never does fills the engine up.
+    /// A popped frame still counts as inside (stats and limits) until its
+    /// [`Processed::leaving`] is reported or dropped.
     pub fn pop(&self) -> Result<Output<T, M, E>, Halt> {
         let mut s = lock(&self.inner.table);
         loop {
@@ -312,7 +330,7 @@ where
     }
 
     /// Like [`Engine::pop`] without blocking: `Ok(None)` if nothing is
-    /// releasable. Popped frames must be reported with [`Engine::frame_left`].
+    /// releasable.
     pub fn try_pop(&self) -> Result<Option<Output<T, M, E>>, Halt> {
         let mut s = lock(&self.inner.table);
         if let Some(halt) = s.halted {
@@ -370,20 +388,6 @@ where
 
     pub fn halted(&self) -> Option<Halt> {
         lock(&self.inner.table).halted
-    }
-
-    /// The consumer reports a popped frame: pushed downstream, with its
-    /// latency from entry to exit, or not (dropped, failed, refused).
-    /// `bytes` is [`Processed::bytes`].
-    pub fn frame_left(&self, pushed: bool, latency: Duration, bytes: u64) {
-        let mut s = lock(&self.inner.table);
-        s.frame_left(pushed, latency, bytes);
-        let wake = s.wake_room();
-        drop(s);
-        // Its place is free now.
-        if wake {
-            self.inner.room.notify_all();
-        }
     }
 
     pub fn stats(&self) -> Stats {

@@ -6,13 +6,15 @@
 //! Every frame and item takes the next position; slots are ordered by
 //! position. A frame's slot goes Queued → Processing → Done and is
 //! released when it is releasable (see [`Table::next_release`]); it then
-//! still counts as inside, as `leaving`, until the consumer reports it.
+//! still counts as inside, as `leaving`, until its [`Leaving`] guard
+//! reports it ([`Table::frame_left`]).
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Weak;
 use std::time::{Duration, Instant};
 
 use super::config::Config;
-use super::output::{Output, Processed};
+use super::output::{Leaving, Output, Processed, Report};
 use super::stats::{Counters, Gauges, Stats};
 use super::work::ProcessError;
 use super::{Halt, ItemId};
@@ -88,10 +90,12 @@ pub(super) struct Table<T, M, E> {
     /// Worker ids with a running task.
     pub(super) alive: Vec<bool>,
     pub(super) counters: Counters,
+    /// Given to every released frame, so that it reports back here.
+    report: Weak<dyn Report>,
 }
 
 impl<T, M, E> Table<T, M, E> {
-    pub(super) fn new(config: Config) -> Self {
+    pub(super) fn new(config: Config, report: Weak<dyn Report>) -> Self {
         Table {
             halted: None,
             generation: 0,
@@ -111,6 +115,7 @@ impl<T, M, E> Table<T, M, E> {
             config,
             alive: Vec::new(),
             counters: Counters::default(),
+            report,
         }
     }
 
@@ -340,7 +345,7 @@ impl<T, M, E> Table<T, M, E> {
                     worker,
                     processing_time,
                     admitted,
-                    bytes,
+                    leaving: Leaving::new(self.report.clone(), bytes),
                 }))
             }
             Slot::Frame { .. } => None,

@@ -555,7 +555,7 @@ impl ParallelFilter {
                     "Downstream is EOS, dropping #{}",
                     processed.seq
                 );
-                engine.frame_left(false, processed.admitted.elapsed(), processed.bytes);
+                drop(processed);
             }
             Ok(Output::Frame(processed)) => self.push_frame(&engine, processed),
         }
@@ -569,7 +569,7 @@ impl ParallelFilter {
             worker,
             processing_time,
             admitted,
-            bytes,
+            leaving,
         } = processed;
         let (on_error, post_messages) = {
             let s = lock(&self.settings);
@@ -594,7 +594,7 @@ impl ParallelFilter {
                     OnError::Fail => {
                         // Counted before the error is posted, so the stats
                         // are complete for whoever reacts to the error.
-                        engine.frame_left(false, admitted.elapsed(), bytes);
+                        drop(leaving);
                         gst::element_imp_error!(
                             self,
                             gst::StreamError::Failed,
@@ -617,7 +617,7 @@ impl ParallelFilter {
                     // original was kept.
                     OnError::Drop | OnError::Pass => {
                         self.warn_failure(&format!("{text}; dropping it"));
-                        engine.frame_left(false, admitted.elapsed(), bytes);
+                        drop(leaving);
                         if let Some(pts) = tag.pts {
                             let gap = gst::event::Gap::builder(pts).duration(tag.duration).build();
                             let _ = self.srcpad.push_event(gap);
@@ -634,7 +634,7 @@ impl ParallelFilter {
         // Latency ends at the src pad, not after a syncing sink's wait.
         let latency = admitted.elapsed();
         let result = self.srcpad.push(buffer);
-        engine.frame_left(result.is_ok(), latency, bytes);
+        leaving.left(result.is_ok(), latency);
         if let Err(err) = result {
             self.handle_push_error(engine, err, tag.epoch);
         }
