@@ -435,3 +435,6 @@ impl<T, M, E> Table<T, M, E> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;
