@@ -4,12 +4,13 @@
 //!
 //! Every frame and every serialized item gets a position on entry and a slot
 //! in a table ordered by position; frames also get a frame sequence number
-//! (0 for the first frame after start or flush). Frames wait in their slot; the bounded tokio
-//! channel carries one ticket per queued frame to the worker pool, and a
-//! worker takes the oldest queued frame when it receives a ticket. Keeping
-//! the payload in the slot (not in the channel) lets a flush or a leaky
-//! drop free a frame at once and makes the admission bound exact: a frame is
-//! counted from admission until the consumer pops it.
+//! (0 for the first frame after start or flush). Frames wait in their slot;
+//! the bounded tokio channel carries one ticket per queued frame to the
+//! worker pool, and a worker takes the oldest queued frame when it receives
+//! a ticket. Keeping the payload in the slot (not in the channel) lets a
+//! flush or a leaky drop free a frame at once and makes the admission bound
+//! exact: a frame is counted from admission until the consumer has pushed
+//! it, which its [`Leaving`] guard reports, or drops it.
 //!
 //! Where things are: [`Engine`] here, the producer's and consumer's API;
 //! `table` the slot table and every rule of admission, release and flush,
