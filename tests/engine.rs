@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MPL-2.0
 //! The engine alone: admission bound, worker pool and resequencer, with
-//! test processors whose timing the test controls.
+//! test processors whose timing the test controls. No GStreamer: the
+//! engine needs none, so nothing here initializes it.
 
 mod common;
 
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use gstparallel::engine::{
-    Admission, Config, Engine, Leaky, Output, ProcessError, Processor, Work, WorkCtx,
+    Admission, Config, Engine, Halt, Leaky, Output, ProcessError, Processor, Work, WorkCtx,
 };
 use proptest::prelude::*;
 use tokio::runtime::Runtime;
@@ -73,7 +74,7 @@ enum Out {
 fn pop(e: &TestEngine) -> Out {
     match e.pop().expect("engine halted") {
         Output::Frame(p) => {
-            e.frame_left(p.result.is_ok(), p.admitted.elapsed(), p.bytes);
+            p.leaving.left(p.result.is_ok(), p.admitted.elapsed());
             match p.result {
                 Ok(v) => Out::Frame(v),
                 Err(err) => Out::Failed(err),
@@ -85,7 +86,7 @@ fn pop(e: &TestEngine) -> Out {
 
 #[test]
 fn frames_leave_in_input_order_despite_inverse_delays() {
-    let _wd = common::begin("inverse_delays", 60);
+    let _wd = common::watchdog("inverse_delays", 60);
     // Later frames finish first.
     let e = engine(config(8, 0), delayed(|f| 16 - f));
     for f in 0..16 {
@@ -101,7 +102,7 @@ fn frames_leave_in_input_order_despite_inverse_delays() {
 
 #[test]
 fn items_wait_for_every_frame_before_them() {
-    let _wd = common::begin("items_wait", 60);
+    let _wd = common::watchdog("items_wait", 60);
     let gate = Arc::new(Semaphore::new(0));
     let e = engine(config(4, 0), gated(gate.clone()));
     e.submit_frame(0, (), 1).unwrap();
@@ -119,7 +120,7 @@ fn items_wait_for_every_frame_before_them() {
 
 #[test]
 fn admission_bound_counts_frames_waiting_for_reorder() {
-    let _wd = common::begin("admission_bound", 60);
+    let _wd = common::watchdog("admission_bound", 60);
     let gate = Arc::new(Semaphore::new(0));
     let e = Arc::new(engine(config(2, 3), gated(gate.clone())));
     for f in 0..3 {
@@ -152,7 +153,7 @@ fn admission_bound_counts_frames_waiting_for_reorder() {
 
 #[test]
 fn bytes_bound_blocks_but_always_admits_one_frame() {
-    let _wd = common::begin("bytes_bound", 60);
+    let _wd = common::watchdog("bytes_bound", 60);
     let gate = Arc::new(Semaphore::new(0));
     let e = engine(
         Config {
@@ -177,7 +178,7 @@ fn bytes_bound_blocks_but_always_admits_one_frame() {
 
 #[test]
 fn flush_unblocks_producer_and_discards_late_results() {
-    let _wd = common::begin("flush", 60);
+    let _wd = common::watchdog("flush", 60);
     let gate = Arc::new(Semaphore::new(0));
     let e = Arc::new(engine(config(1, 2), gated(gate.clone())));
     e.submit_frame(0, (), 1).unwrap();
@@ -195,8 +196,8 @@ fn flush_unblocks_producer_and_discards_late_results() {
         thread::yield_now();
     }
     e.flush_start();
-    assert_eq!(producer.join().unwrap(), Err(gst::FlowError::Flushing));
-    assert_eq!(consumer.join().unwrap(), Err(gst::FlowError::Flushing));
+    assert_eq!(producer.join().unwrap(), Err(Halt::Flushing));
+    assert_eq!(consumer.join().unwrap(), Err(Halt::Flushing));
     e.flush_stop();
     // Frame 0's processing (aborted async work) must not come back.
     gate.add_permits(10);
@@ -209,7 +210,7 @@ fn flush_unblocks_producer_and_discards_late_results() {
 
 #[test]
 fn flush_discards_blocking_work_that_finishes_later() {
-    let _wd = common::begin("flush_blocking", 60);
+    let _wd = common::watchdog("flush_blocking", 60);
     let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
     let release_rx = Arc::new(std::sync::Mutex::new(release_rx));
     let started = Arc::new(AtomicUsize::new(0));
@@ -237,7 +238,7 @@ fn flush_discards_blocking_work_that_finishes_later() {
 
 #[test]
 fn panics_and_errors_become_results_and_the_pool_survives() {
-    let _wd = common::begin("panics", 60);
+    let _wd = common::watchdog("panics", 60);
     let e = engine(config(3, 8), |frame: u64, _ctx: WorkCtx| match frame % 4 {
         0 => panic!("sync panic {frame}"),
         1 => Work::Blocking(Box::new(move || panic!("blocking panic {frame}"))),
@@ -261,7 +262,7 @@ fn panics_and_errors_become_results_and_the_pool_survives() {
 
 #[test]
 fn timeout_abandons_slow_frames() {
-    let _wd = common::begin("timeout", 60);
+    let _wd = common::watchdog("timeout", 60);
     let e = engine(
         Config {
             workers: 2,
@@ -285,7 +286,7 @@ fn timeout_abandons_slow_frames() {
 
 #[test]
 fn leaky_downstream_drops_the_oldest_not_started() {
-    let _wd = common::begin("leaky_downstream", 60);
+    let _wd = common::watchdog("leaky_downstream", 60);
     let gate = Arc::new(Semaphore::new(0));
     let (started_tx, started_rx) = std::sync::mpsc::channel();
     let e = engine(
@@ -326,7 +327,7 @@ fn leaky_downstream_drops_the_oldest_not_started() {
 
 #[test]
 fn leaky_upstream_drops_the_new_frame() {
-    let _wd = common::begin("leaky_upstream", 60);
+    let _wd = common::watchdog("leaky_upstream", 60);
     let gate = Arc::new(Semaphore::new(0));
     let e = engine(
         Config {
@@ -353,7 +354,7 @@ fn leaky_upstream_drops_the_new_frame() {
 
 #[test]
 fn unordered_releases_early_but_not_across_items() {
-    let _wd = common::begin("unordered", 60);
+    let _wd = common::watchdog("unordered", 60);
     let gate = Arc::new(Semaphore::new(0));
     let e = engine(
         Config {
@@ -386,7 +387,7 @@ fn unordered_releases_early_but_not_across_items() {
 
 #[test]
 fn worker_count_changes_keep_everything_in_order() {
-    let _wd = common::begin("resize", 60);
+    let _wd = common::watchdog("resize", 60);
     let e = Arc::new(engine(config(8, 16), delayed(|f| f % 3)));
     let producer = {
         let e = e.clone();
@@ -411,7 +412,7 @@ fn worker_count_changes_keep_everything_in_order() {
 
 #[test]
 fn halt_reaches_blocked_producer() {
-    let _wd = common::begin("halt", 60);
+    let _wd = common::watchdog("halt", 60);
     let gate = Arc::new(Semaphore::new(0));
     let e = Arc::new(engine(config(1, 1), gated(gate)));
     e.submit_frame(0, (), 1).unwrap();
@@ -419,9 +420,9 @@ fn halt_reaches_blocked_producer() {
         let e = e.clone();
         thread::spawn(move || e.submit_frame(1, (), 1))
     };
-    e.halt(gst::FlowError::NotLinked);
-    assert_eq!(producer.join().unwrap(), Err(gst::FlowError::NotLinked));
-    assert_eq!(e.submit_item(1), Err(gst::FlowError::NotLinked));
+    e.halt(Halt::NotLinked);
+    assert_eq!(producer.join().unwrap(), Err(Halt::NotLinked));
+    assert_eq!(e.submit_item(1), Err(Halt::NotLinked));
 }
 
 /// Notifications are skipped when nobody waits: with one frame of room
@@ -429,7 +430,7 @@ fn halt_reaches_blocked_producer() {
 /// (and the watchdog fails the test).
 #[test]
 fn producer_and_consumer_hand_off_at_a_bound_of_one() {
-    let _wd = common::begin("hand_off", 120);
+    let _wd = common::watchdog("hand_off", 120);
     const FRAMES: u64 = 20_000;
     for workers in [1, 2] {
         let e = Arc::new(engine(config(workers, 1), |f: u64, _ctx: WorkCtx| {
@@ -495,7 +496,7 @@ proptest! {
         max_frames in 0usize..10,
         blocking in any::<bool>(),
     ) {
-        let _wd = common::begin("proptest output_is_input", 120);
+        let _wd = common::watchdog("proptest output_is_input", 120);
         let delays: Arc<Vec<u64>> = Arc::new(
             inputs.iter().map(|i| match i { Input::Frame { delay_us } => *delay_us, Input::Item => 0 }).collect(),
         );
@@ -535,7 +536,7 @@ proptest! {
 
 #[test]
 fn blocking_work_does_not_starve_async_work() {
-    let _wd = common::begin("no_starvation", 60);
+    let _wd = common::watchdog("no_starvation", 60);
     // More stuck CPU-bound frames than the runtime has async threads (2).
     let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
     let release_rx = Arc::new(std::sync::Mutex::new(release_rx));
@@ -571,7 +572,7 @@ fn blocking_work_does_not_starve_async_work() {
 
 #[test]
 fn leaky_drop_of_the_head_wakes_the_consumer() {
-    let _wd = common::begin("leaky_head_wake", 60);
+    let _wd = common::watchdog("leaky_head_wake", 60);
     // Frame 0's closure outlives its timeout and keeps the single worker
     // busy, so the next frame stays queued at the head.
     let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
@@ -613,7 +614,7 @@ fn leaky_drop_of_the_head_wakes_the_consumer() {
 
 #[test]
 fn barrier_waiter_wakes_on_halt_and_flush() {
-    let _wd = common::begin("barrier_waiter", 60);
+    let _wd = common::watchdog("barrier_waiter", 60);
     let gate = Arc::new(Semaphore::new(0));
     let e = Arc::new(engine(config(2, 0), gated(gate.clone())));
     e.submit_frame(0, (), 1).unwrap();
@@ -623,8 +624,8 @@ fn barrier_waiter_wakes_on_halt_and_flush() {
         thread::spawn(move || e.wait_released(id))
     };
     // Downstream failed: nobody will pop the barrier until a flush.
-    e.halt(gst::FlowError::NotLinked);
-    assert_eq!(waiter.join().unwrap(), Err(gst::FlowError::NotLinked));
+    e.halt(Halt::NotLinked);
+    assert_eq!(waiter.join().unwrap(), Err(Halt::NotLinked));
 
     e.flush_start();
     e.flush_stop();
@@ -635,7 +636,7 @@ fn barrier_waiter_wakes_on_halt_and_flush() {
         thread::spawn(move || e.wait_released(id))
     };
     e.flush_start();
-    assert_eq!(waiter.join().unwrap(), Err(gst::FlowError::Flushing));
+    assert_eq!(waiter.join().unwrap(), Err(Halt::Flushing));
 
     e.flush_stop();
     // Aborted work of frames 0 and 1 may still grab a permit before it
@@ -654,7 +655,7 @@ fn barrier_waiter_wakes_on_halt_and_flush() {
 
 #[test]
 fn timed_out_blocking_work_keeps_its_worker() {
-    let _wd = common::begin("timed_out_blocking", 60);
+    let _wd = common::watchdog("timed_out_blocking", 60);
     // Every closure outlives the timeout until the test releases it. With
     // one worker, closures must still run one at a time: a timeout frees
     // the frame's slot, not the worker.
@@ -703,7 +704,7 @@ fn timed_out_blocking_work_keeps_its_worker() {
 
 #[test]
 fn flush_stop_alone_discards_everything_before_it() {
-    let _wd = common::begin("flush_stop_alone", 60);
+    let _wd = common::watchdog("flush_stop_alone", 60);
     let gate = Arc::new(Semaphore::new(0));
     let e = engine(config(2, 0), gated(gate.clone()));
     e.submit_item(1).unwrap();
@@ -717,4 +718,36 @@ fn flush_stop_alone_discards_everything_before_it() {
     assert_eq!(pop(&e), Out::Frame(20));
     assert_eq!(e.frames_inside(), 0);
     assert!(e.try_pop().unwrap().is_none());
+}
+
+/// A consumer path that forgets to report a popped frame (an early return,
+/// a panic) must not keep its place forever: dropping it is the report.
+#[test]
+fn an_unreported_frame_leaves_when_dropped() {
+    let _wd = common::watchdog("unreported_frame", 60);
+    let e = engine(
+        Config {
+            workers: 1,
+            max_frames: 1,
+            leaky: Leaky::Upstream,
+            ..Config::default()
+        },
+        |f: u64, _ctx: WorkCtx| Work::Ready(Ok(f)),
+    );
+    e.submit_frame(0, (), 5).unwrap();
+    let Output::Frame(popped) = e.pop().unwrap() else {
+        panic!("expected a frame");
+    };
+    // Being pushed: still inside, so the bound refuses the next frame.
+    assert_eq!(e.stats().in_flight, 1);
+    assert_eq!(e.submit_frame(1, (), 5), Ok(Admission::Dropped));
+    drop(popped);
+    let s = e.stats();
+    assert_eq!((s.in_flight, s.frames_out, s.dropped), (0, 0, 2));
+    assert_eq!(e.submit_frame(2, (), 5), Ok(Admission::Queued { seq: 1 }));
+    // Reported as pushed: counted out, with its latency.
+    assert_eq!(pop(&e), Out::Frame(2));
+    let s = e.stats();
+    assert_eq!((s.in_flight, s.frames_out, s.dropped), (0, 1, 2));
+    assert!(s.max_latency > Duration::ZERO);
 }

@@ -17,6 +17,7 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
+mod flow;
 mod frame;
 mod imp;
 mod processors;

@@ -78,6 +78,7 @@ impl ParallelFilter {
         engine
             .submit_item(Serialized::Event(gst::event::Caps::new(&src_caps)))
             .map(|_| ())
+            .map_err(Into::into)
     }
 
     /// Whether the running processor's output caps can differ from its

@@ -8,11 +8,11 @@ use std::time::Duration;
 use gst::glib;
 use gst::prelude::*;
 
-use crate::analysis::SceneThreshold;
 use super::super::processors::custom::CustomProcessor;
 use super::super::processors::filter;
 use super::super::processors::remote;
 use super::super::{Leaky, OnError, Payload, ProcessorKind};
+use crate::analysis::SceneThreshold;
 use crate::engine;
 
 pub(super) const PROP_WORKERS: &str = "workers";

@@ -9,12 +9,14 @@ use std::time::Duration;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
-use super::super::processors::analyze::Analyze;
-use super::super::processors::custom::{self, CustomProcessor, PROCESS_FRAME_SIGNAL, SignalProcessor};
-use super::super::processors::filter::{self, Filter};
 use super::super::frame::SharedProcessor;
-use super::super::processors::{Delay, Passthrough};
+use super::super::processors::analyze::Analyze;
+use super::super::processors::custom::{
+    self, CustomProcessor, PROCESS_FRAME_SIGNAL, SignalProcessor,
+};
+use super::super::processors::filter::{self, Filter};
 use super::super::processors::remote;
+use super::super::processors::{Delay, Passthrough};
 use super::super::{ProcessorKind, STATS_NAME};
 use super::settings::Settings;
 use super::{CAT, ParallelFilter};

@@ -13,7 +13,7 @@ use super::super::frame::{Frame, StreamInfo};
 use super::src_task::is_fatal;
 use super::state::{Serialized, Tag};
 use super::{CAT, ParallelFilter};
-use crate::engine::{Admission, lock};
+use crate::engine::{Admission, Halt, lock};
 
 impl ParallelFilter {
     pub(super) fn sink_chain(
@@ -107,7 +107,7 @@ impl ParallelFilter {
             }
             Err(err) => {
                 gst::debug!(CAT, obj = pad, "Refusing buffer: {err:?}");
-                Err(err)
+                Err(err.into())
             }
         }
     }
@@ -130,7 +130,7 @@ impl ParallelFilter {
             EventView::FlushStop(_) => {
                 let engine = self.engine();
                 if let Some(engine) = &engine
-                    && engine.halted() != Some(gst::FlowError::Flushing)
+                    && engine.halted() != Some(Halt::Flushing)
                 {
                     // FLUSH_STOP without FLUSH_START: stop the task first,
                     // so nothing it holds goes out after this event.
@@ -220,9 +220,9 @@ impl ParallelFilter {
                 true
             }
             Err(err) => {
-                if is_eos && is_fatal(err) {
+                if is_eos && is_fatal(err.into()) {
                     // Upstream is done and will not see this error.
-                    self.post_flow_error(err);
+                    self.post_flow_error(err.into());
                 }
                 gst::debug!(CAT, obj = pad, "Refusing event: {err:?}");
                 false

@@ -12,7 +12,7 @@ use super::super::frame::Frame;
 use super::disposition::{Disposition, FrameId, dispose};
 use super::state::{FrameEngine, Serialized, Tag};
 use super::{CAT, ParallelFilter};
-use crate::engine::{Output, Processed, lock};
+use crate::engine::{Halt, Output, Processed, lock};
 
 impl ParallelFilter {
     /// FLUSH_STOP: the engine takes frames again and the task runs again.
@@ -74,7 +74,7 @@ impl ParallelFilter {
                     "Downstream is EOS, dropping #{}",
                     processed.seq
                 );
-                engine.frame_left(false, processed.admitted.elapsed(), processed.bytes);
+                drop(processed);
             }
             Ok(Output::Frame(processed)) => self.push_frame(&engine, processed),
         }
@@ -88,7 +88,7 @@ impl ParallelFilter {
             worker,
             processing_time,
             admitted,
-            bytes,
+            leaving,
         } = processed;
         let (on_error, post_messages) = {
             let s = lock(&self.settings);
@@ -110,7 +110,7 @@ impl ParallelFilter {
             }
             Disposition::Drop { warning } => {
                 self.warn_failure(&warning);
-                engine.frame_left(false, admitted.elapsed(), bytes);
+                drop(leaving);
                 if let Some(pts) = tag.pts {
                     let gap = gst::event::Gap::builder(pts).duration(tag.duration).build();
                     let _ = self.srcpad.push_event(gap);
@@ -120,9 +120,9 @@ impl ParallelFilter {
             Disposition::Fail { text, debug } => {
                 // Counted before the error is posted, so the stats are
                 // complete for whoever reacts to the error.
-                engine.frame_left(false, admitted.elapsed(), bytes);
+                drop(leaving);
                 gst::element_imp_error!(self, gst::StreamError::Failed, ("{text}"), ["{debug}"]);
-                engine.halt(gst::FlowError::Error);
+                engine.halt(Halt::Error);
                 self.pause_if_halted(engine);
                 return;
             }
@@ -134,7 +134,7 @@ impl ParallelFilter {
         // Latency ends at the src pad, not after a syncing sink's wait.
         let latency = admitted.elapsed();
         let result = self.srcpad.push(buffer);
-        engine.frame_left(result.is_ok(), latency, bytes);
+        leaving.left(result.is_ok(), latency);
         if let Err(err) = result {
             self.handle_push_error(engine, err, tag.epoch);
         }
@@ -150,7 +150,7 @@ impl ParallelFilter {
             return;
         }
         gst::debug!(CAT, imp = self, "Push failed: {err:?}, pausing");
-        engine.halt(err);
+        engine.halt(err.into());
         self.pause_if_halted(engine);
         // Upstream learns about the error from its next chain call, unless
         // EOS already went in: then nobody would report it.
@@ -183,7 +183,7 @@ impl ParallelFilter {
     /// Restarts the task if the engine was halted by `halt`. Under
     /// `task_lock`, so the task cannot pause itself in between; a
     /// deactivation in between halts with Flushing and nothing restarts.
-    pub(super) fn resume_task(&self, engine: &FrameEngine, halt: gst::FlowError) {
+    pub(super) fn resume_task(&self, engine: &FrameEngine, halt: Halt) {
         let _guard = lock(&self.task_lock);
         if engine.resume_from(halt) {
             gst::debug!(CAT, imp = self, "Resuming after {halt:?}");
@@ -231,7 +231,7 @@ impl ParallelFilter {
                 self.renegotiate.store(true, Ordering::Release);
             }
             // Linked again: resume pushing what is waiting.
-            self.resume_task(&engine, gst::FlowError::NotLinked);
+            self.resume_task(&engine, Halt::NotLinked);
         }
         gst::Pad::event_default(pad, Some(&*self.obj()), event)
     }

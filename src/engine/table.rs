@@ -1,0 +1,440 @@
+// SPDX-License-Identifier: MPL-2.0
+//! The slot table: everything under the engine's one lock, with no
+//! threads and no waiting, so every rule of admission, release and flush
+//! is a plain method that can be tested alone.
+//!
+//! Every frame and item takes the next position; slots are ordered by
+//! position. A frame's slot goes Queued → Processing → Done and is
+//! released when it is releasable (see [`Table::next_release`]); it then
+//! still counts as inside, as `leaving`, until its [`Leaving`] guard
+//! reports it ([`Table::frame_left`]).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Weak;
+use std::time::{Duration, Instant};
+
+use super::config::Config;
+use super::output::{Leaving, Output, Processed, Report};
+use super::stats::{Counters, Gauges, Stats};
+use super::work::ProcessError;
+use super::{Halt, ItemId};
+
+/// Events and serialized queries waiting behind frames. Past this many the
+/// producer blocks too, so no queue in the engine is unbounded.
+pub const MAX_PENDING_ITEMS: usize = 1024;
+
+pub(super) enum FrameState<T> {
+    Queued(T),
+    Processing,
+    Done {
+        result: Result<T, ProcessError>,
+        worker: usize,
+        processing_time: Duration,
+    },
+}
+
+pub(super) enum Slot<T, M, E> {
+    Frame {
+        seq: u64,
+        tag: M,
+        bytes: u64,
+        admitted: Instant,
+        state: FrameState<T>,
+    },
+    Item(E),
+}
+
+/// Boxed: B-tree nodes shift their values on removal, and a slot is
+/// hundreds of bytes.
+pub(super) type Slots<T, M, E> = BTreeMap<u64, Box<Slot<T, M, E>>>;
+
+/// A queued frame a worker takes.
+pub(super) struct Job<T> {
+    pub(super) pos: u64,
+    pub(super) seq: u64,
+    pub(super) generation: u64,
+    pub(super) frame: T,
+    pub(super) timeout: Option<Duration>,
+}
+
+pub(super) struct Table<T, M, E> {
+    pub(super) halted: Option<Halt>,
+    /// Bumped by every flush; tickets, jobs and items of an older one are
+    /// stale.
+    pub(super) generation: u64,
+    /// Position of the next frame or item.
+    next_pos: u64,
+    /// Sequence number of the next frame.
+    next_seq: u64,
+    slots: Slots<T, M, E>,
+    /// Positions of frames no worker has started, oldest first.
+    queued: VecDeque<u64>,
+    frames: usize,
+    bytes: u64,
+    items: usize,
+    /// Processed frames waiting for release.
+    done: usize,
+    /// Producers blocked in submit or wait_released: the waiters on `room`.
+    pub(super) blocked: usize,
+    /// Of those, producers of frames waiting for room (not items or
+    /// barriers): they are woken with hysteresis, see `wake_room`.
+    pub(super) blocked_frames: usize,
+    /// Consumers waiting in pop: the waiters on `ready`. Notifying only
+    /// when someone waits saves a futex syscall per frame on each side.
+    pub(super) waiting_consumers: usize,
+    /// Frames popped but not yet reported as left: the consumer is
+    /// pushing them, so they still count as inside.
+    leaving: usize,
+    leaving_bytes: u64,
+    pub(super) config: Config,
+    /// Worker ids with a running task.
+    pub(super) alive: Vec<bool>,
+    pub(super) counters: Counters,
+    /// Given to every released frame, so that it reports back here.
+    report: Weak<dyn Report>,
+}
+
+impl<T, M, E> Table<T, M, E> {
+    pub(super) fn new(config: Config, report: Weak<dyn Report>) -> Self {
+        Table {
+            halted: None,
+            generation: 0,
+            next_pos: 0,
+            next_seq: 0,
+            slots: BTreeMap::new(),
+            queued: VecDeque::new(),
+            frames: 0,
+            bytes: 0,
+            items: 0,
+            done: 0,
+            blocked: 0,
+            blocked_frames: 0,
+            waiting_consumers: 0,
+            leaving: 0,
+            leaving_bytes: 0,
+            config,
+            alive: Vec::new(),
+            counters: Counters::default(),
+            report,
+        }
+    }
+
+    /// Frames queued, processing or waiting for release.
+    pub(super) fn frames(&self) -> usize {
+        self.frames
+    }
+
+    /// Whether a pop or a frame leaving wakes the waiters on `room`. Frame
+    /// producers only once a quarter of the limit is free (at least one
+    /// frame): a fast upstream then refills in bursts instead of paying a
+    /// context switch per frame, and the frames still inside keep the
+    /// workers busy. Waiters for items and barriers wake at once.
+    pub(super) fn wake_room(&self) -> bool {
+        if self.blocked > self.blocked_frames {
+            return true;
+        }
+        if self.blocked_frames == 0 {
+            return false;
+        }
+        let limit = self.config.frame_limit();
+        self.frames + self.leaving <= limit - (limit / 4).max(1)
+    }
+
+    pub(super) fn has_room(&self, bytes: u64) -> bool {
+        // A frame being pushed is still inside, so it counts.
+        let inside = self.frames + self.leaving;
+        if inside == 0 {
+            // A single frame always fits, or an oversized one would block forever.
+            return true;
+        }
+        let bytes_inside = self.bytes + self.leaving_bytes;
+        inside < self.config.frame_limit()
+            && (self.config.max_bytes == 0
+                || bytes_inside.saturating_add(bytes) <= self.config.max_bytes)
+    }
+
+    /// Admits a frame (room checked by the caller); its sequence number.
+    pub(super) fn insert_frame(&mut self, frame: T, tag: M, bytes: u64) -> u64 {
+        let (pos, seq) = (self.next_pos, self.next_seq);
+        self.next_pos += 1;
+        self.next_seq += 1;
+        self.slots.insert(
+            pos,
+            Box::new(Slot::Frame {
+                seq,
+                tag,
+                bytes,
+                admitted: Instant::now(),
+                state: FrameState::Queued(frame),
+            }),
+        );
+        self.queued.push_back(pos);
+        self.frames += 1;
+        self.bytes += bytes;
+        self.counters.frames_in += 1;
+        self.counters.max_in_flight = self.counters.max_in_flight.max(self.frames + self.leaving);
+        seq
+    }
+
+    /// Counts a new frame that leaky mode refused: it entered and will not
+    /// leave.
+    pub(super) fn refuse_frame(&mut self) {
+        self.counters.frames_in += 1;
+        self.counters.dropped += 1;
+    }
+
+    pub(super) fn has_item_room(&self) -> bool {
+        self.items < MAX_PENDING_ITEMS
+    }
+
+    /// Queues an item behind everything inside; its id, and whether it is
+    /// the head (releasable at once).
+    pub(super) fn insert_item(&mut self, item: E) -> (ItemId, bool) {
+        let pos = self.next_pos;
+        self.next_pos += 1;
+        self.slots.insert(pos, Box::new(Slot::Item(item)));
+        self.items += 1;
+        let head = self.slots.first_key_value().map(|(k, _)| *k) == Some(pos);
+        let id = ItemId {
+            pos,
+            generation: self.generation,
+        };
+        (id, head)
+    }
+
+    /// Whether the item left: `None` while it waits, `Err` if a flush
+    /// discarded it or the engine halted first.
+    pub(super) fn item_released(&self, id: ItemId) -> Option<Result<(), Halt>> {
+        if self.generation != id.generation {
+            return Some(Err(Halt::Flushing));
+        }
+        if !self.slots.contains_key(&id.pos) {
+            return Some(Ok(()));
+        }
+        self.halted.map(Err)
+    }
+
+    /// Drops the oldest frame not yet started; false if there is none.
+    pub(super) fn drop_oldest_queued(&mut self) -> bool {
+        let Some(pos) = self.queued.pop_front() else {
+            return false;
+        };
+        if let Some(Slot::Frame { bytes, .. }) = self.slots.remove(&pos).map(|b| *b) {
+            self.frames -= 1;
+            self.bytes -= bytes;
+        }
+        self.counters.dropped += 1;
+        true
+    }
+
+    /// Hands the oldest queued frame to a worker holding a ticket of
+    /// `generation`; `None` if the ticket is stale or nothing is queued.
+    pub(super) fn take(&mut self, generation: u64) -> Option<Job<T>> {
+        if generation != self.generation {
+            return None;
+        }
+        let pos = self.queued.pop_front()?;
+        let timeout = self.config.timeout;
+        match self.slots.get_mut(&pos).map(|b| &mut **b) {
+            Some(Slot::Frame { state, seq, .. }) => {
+                match std::mem::replace(state, FrameState::Processing) {
+                    FrameState::Queued(frame) => Some(Job {
+                        pos,
+                        seq: *seq,
+                        generation,
+                        frame,
+                        timeout,
+                    }),
+                    other => {
+                        *state = other;
+                        None
+                    }
+                }
+            }
+            _ => None,
+        }
+    }
+
+    /// Stores a worker's result (of the current generation, checked by the
+    /// caller); true if a waiting consumer can release something now.
+    pub(super) fn complete(
+        &mut self,
+        pos: u64,
+        worker: usize,
+        result: Result<T, ProcessError>,
+        processing_time: Duration,
+    ) -> bool {
+        let Some(Slot::Frame { state, .. }) = self.slots.get_mut(&pos).map(|b| &mut **b) else {
+            return false;
+        };
+        *state = FrameState::Done {
+            result,
+            worker,
+            processing_time,
+        };
+        self.done += 1;
+        let depth = self.reorder_depth();
+        self.counters.processed(worker, processing_time, depth);
+        self.waiting_consumers > 0
+            && (!self.config.ordered || self.slots.first_key_value().map(|(k, _)| *k) == Some(pos))
+    }
+
+    fn is_releasable(slot: &Slot<T, M, E>) -> bool {
+        matches!(
+            slot,
+            Slot::Item(_)
+                | Slot::Frame {
+                    state: FrameState::Done { .. },
+                    ..
+                }
+        )
+    }
+
+    /// Next releasable position: the head in order, or with `ordered=false` the
+    /// first processed frame before any item.
+    pub(super) fn next_release(&self) -> Option<u64> {
+        let (&head, slot) = self.slots.first_key_value()?;
+        if Self::is_releasable(slot) {
+            return Some(head);
+        }
+        if self.config.ordered {
+            return None;
+        }
+        for (&pos, slot) in &self.slots {
+            match &**slot {
+                Slot::Item(_) => return None,
+                Slot::Frame {
+                    state: FrameState::Done { .. },
+                    ..
+                } => return Some(pos),
+                Slot::Frame { .. } => {}
+            }
+        }
+        None
+    }
+
+    /// Takes a releasable slot out; a frame moves to `leaving`.
+    pub(super) fn release(&mut self, pos: u64) -> Option<Output<T, M, E>> {
+        match *self.slots.remove(&pos)? {
+            Slot::Item(item) => {
+                self.items -= 1;
+                Some(Output::Item { pos, item })
+            }
+            Slot::Frame {
+                seq,
+                tag,
+                bytes,
+                admitted,
+                state:
+                    FrameState::Done {
+                        result,
+                        worker,
+                        processing_time,
+                    },
+            } => {
+                self.frames -= 1;
+                self.bytes -= bytes;
+                self.done -= 1;
+                self.leaving += 1;
+                self.leaving_bytes += bytes;
+                self.counters.released(&result);
+                Some(Output::Frame(Processed {
+                    seq,
+                    tag,
+                    result,
+                    worker,
+                    processing_time,
+                    admitted,
+                    leaving: Leaving::new(self.report.clone(), bytes),
+                }))
+            }
+            Slot::Frame { .. } => None,
+        }
+    }
+
+    /// The next releasable output, if any.
+    pub(super) fn pop(&mut self) -> Option<Output<T, M, E>> {
+        self.next_release().and_then(|pos| self.release(pos))
+    }
+
+    /// A released frame of `bytes` left: pushed with `latency`, or not.
+    /// Saturating: a frame popped before a flush may report after it.
+    pub(super) fn frame_left(&mut self, pushed: bool, latency: Duration, bytes: u64) {
+        self.leaving = self.leaving.saturating_sub(1);
+        self.leaving_bytes = self.leaving_bytes.saturating_sub(bytes);
+        self.counters.left(pushed, latency);
+    }
+
+    /// Processed frames waiting behind an unfinished one.
+    fn reorder_depth(&self) -> usize {
+        let head_done = matches!(
+            self.slots.first_key_value().map(|(k, v)| (k, &**v)),
+            Some((
+                _,
+                Slot::Frame {
+                    state: FrameState::Done { .. },
+                    ..
+                }
+            ))
+        );
+        self.done - usize::from(head_done)
+    }
+
+    /// Stops producers and the consumer with `halt`; a flush wins.
+    pub(super) fn halt(&mut self, halt: Halt) {
+        if self.halted != Some(Halt::Flushing) {
+            self.halted = Some(halt);
+        }
+    }
+
+    /// Clears the halt if it is `halt` and not a flush; true if it did.
+    pub(super) fn resume_from(&mut self, halt: Halt) -> bool {
+        if self.halted == Some(halt) && halt != Halt::Flushing {
+            self.halted = None;
+            return true;
+        }
+        false
+    }
+
+    /// Empties the table and refuses work until [`Table::flush_stop`];
+    /// returns the slots so the caller drops them unlocked.
+    pub(super) fn flush_start(&mut self) -> Slots<T, M, E> {
+        let old = self.clear();
+        self.halted = Some(Halt::Flushing);
+        old
+    }
+
+    /// Empties the table and accepts work again, numbering from 0.
+    pub(super) fn flush_stop(&mut self) -> Slots<T, M, E> {
+        let old = self.clear();
+        self.halted = None;
+        self.next_pos = 0;
+        self.next_seq = 0;
+        old
+    }
+
+    fn clear(&mut self) -> Slots<T, M, E> {
+        // Flushed frames count as dropped, so frames-in always equals
+        // frames-out + dropped + in-flight.
+        self.counters.dropped += self.frames as u64;
+        self.generation += 1;
+        self.queued.clear();
+        self.frames = 0;
+        self.bytes = 0;
+        self.items = 0;
+        self.done = 0;
+        std::mem::take(&mut self.slots)
+    }
+
+    pub(super) fn stats(&self) -> Stats {
+        self.counters.snapshot(Gauges {
+            in_flight: self.frames + self.leaving,
+            reorder_depth: self.reorder_depth(),
+            workers: self.config.workers,
+            blocked: self.blocked,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,297 @@
+// SPDX-License-Identifier: MPL-2.0
+//! The table's rules, one at a time, without threads or a runtime.
+
+use std::sync::{Arc, Mutex};
+
+use super::*;
+use crate::engine::{Leaky, lock};
+
+type TestTable = Table<u64, (), u64>;
+
+impl Report for Mutex<TestTable> {
+    fn frame_left(&self, pushed: bool, latency: Duration, bytes: u64) {
+        lock(self).frame_left(pushed, latency, bytes);
+    }
+}
+
+/// Released frames report to nobody: tests call `frame_left` themselves.
+fn table(config: Config) -> TestTable {
+    Table::new(config, Weak::<Mutex<TestTable>>::new())
+}
+
+fn limits(max_frames: usize, max_bytes: u64) -> Config {
+    Config {
+        max_frames,
+        max_bytes,
+        ..Config::default()
+    }
+}
+
+/// Admits like `submit_frame` when there is room; the frame's seq.
+fn admit(t: &mut TestTable, frame: u64, bytes: u64) -> Option<u64> {
+    t.has_room(bytes).then(|| t.insert_frame(frame, (), bytes))
+}
+
+/// Starts the oldest queued frame, as a worker with a ticket does.
+fn start(t: &mut TestTable) -> Job<u64> {
+    t.take(t.generation).expect("a queued frame")
+}
+
+fn finish(t: &mut TestTable, job: Job<u64>) {
+    t.complete(job.pos, 0, Ok(job.frame), Duration::from_millis(1));
+}
+
+#[derive(Debug, PartialEq)]
+enum Out {
+    Frame(u64),
+    Item(u64),
+}
+
+/// Pops everything releasable; the frames stay inside as leaving.
+fn drain(t: &mut TestTable) -> Vec<Out> {
+    std::iter::from_fn(|| t.pop())
+        .map(|out| match out {
+            Output::Frame(p) => Out::Frame(p.result.unwrap()),
+            Output::Item { item, .. } => Out::Item(item),
+        })
+        .collect()
+}
+
+#[test]
+fn admission_is_bound_by_frames_until_they_are_reported() {
+    let mut t = table(limits(3, 0));
+    for f in 0..3 {
+        assert_eq!(admit(&mut t, f, 1), Some(f));
+    }
+    assert!(!t.has_room(1));
+    let job = start(&mut t);
+    finish(&mut t, job);
+    assert!(matches!(t.pop(), Some(Output::Frame(_))));
+    // Popped but being pushed: still inside.
+    assert!(!t.has_room(1));
+    t.frame_left(true, Duration::ZERO, 1);
+    assert!(t.has_room(1));
+    // 0 means twice the workers.
+    let t = table(Config {
+        workers: 2,
+        ..Config::default()
+    });
+    assert_eq!(t.config.frame_limit(), 4);
+}
+
+#[test]
+fn admission_is_bound_by_bytes_and_one_frame_always_fits() {
+    let mut t = table(limits(100, 10));
+    // Alone, an oversized frame enters, or it would wait forever.
+    assert_eq!(admit(&mut t, 0, 50), Some(0));
+    assert_eq!(admit(&mut t, 1, 1), None);
+    let job = start(&mut t);
+    finish(&mut t, job);
+    let Some(Output::Frame(p)) = t.pop() else {
+        panic!("frame 0 is done");
+    };
+    // Leaving, it still takes its bytes and its place.
+    assert_eq!(admit(&mut t, 1, 1), None);
+    drop(p);
+    t.frame_left(true, Duration::ZERO, 50);
+    assert_eq!(admit(&mut t, 1, 6), Some(1));
+    assert_eq!(admit(&mut t, 2, 4), Some(2));
+    assert_eq!(admit(&mut t, 3, 1), None);
+}
+
+#[test]
+fn release_is_strictly_in_input_order() {
+    let mut t = table(limits(8, 0));
+    for f in 0..3 {
+        admit(&mut t, f, 1);
+    }
+    let item = t.insert_item(100).0;
+    admit(&mut t, 3, 1);
+    let mut jobs: Vec<_> = (0..4).map(|_| start(&mut t)).collect();
+    // Later frames finish first and wait for frame 0.
+    for job in jobs.drain(1..).rev() {
+        finish(&mut t, job);
+    }
+    assert_eq!(t.next_release(), None);
+    assert_eq!(t.reorder_depth(), 3);
+    finish(&mut t, jobs.pop().unwrap());
+    let (f, i) = (Out::Frame, Out::Item);
+    assert_eq!(drain(&mut t), [f(0), f(1), f(2), i(100), f(3)]);
+    assert_eq!(t.item_released(item), Some(Ok(())));
+    assert_eq!(t.counters.max_reorder_depth, 3);
+}
+
+#[test]
+fn unordered_frames_overtake_frames_but_never_items() {
+    let mut t = table(Config {
+        ordered: false,
+        ..limits(8, 0)
+    });
+    admit(&mut t, 0, 1);
+    admit(&mut t, 1, 1);
+    t.insert_item(50);
+    admit(&mut t, 2, 1);
+    let stuck = start(&mut t);
+    for _ in 0..2 {
+        let job = start(&mut t);
+        finish(&mut t, job);
+    }
+    // Frame 1 passes the stuck frame 0; frame 2 stays behind the item.
+    assert_eq!(drain(&mut t), [Out::Frame(1)]);
+    finish(&mut t, stuck);
+    assert_eq!(drain(&mut t), [Out::Frame(0), Out::Item(50), Out::Frame(2)]);
+}
+
+#[test]
+fn leaky_drops_the_oldest_frame_not_started() {
+    let mut t = table(Config {
+        leaky: Leaky::Downstream,
+        ..limits(3, 0)
+    });
+    for f in 0..3 {
+        admit(&mut t, f, 1);
+    }
+    let started = start(&mut t);
+    assert!(t.drop_oldest_queued());
+    assert_eq!(t.frames(), 2);
+    assert_eq!(admit(&mut t, 3, 1), Some(3));
+    // Frame 1 went; frame 2 is next for a worker.
+    assert_eq!(start(&mut t).frame, 2);
+    assert!(t.drop_oldest_queued());
+    // What a worker started is never dropped.
+    assert!(!t.drop_oldest_queued());
+    assert_eq!(t.frames(), 2);
+    assert_eq!(t.counters.dropped, 2);
+    finish(&mut t, started);
+    assert_eq!(drain(&mut t), [Out::Frame(0)]);
+}
+
+#[test]
+fn flush_discards_everything_and_restarts_numbering() {
+    let mut t = table(limits(8, 0));
+    for f in 0..4 {
+        admit(&mut t, f, 1);
+    }
+    let item = t.insert_item(7).0;
+    let done = start(&mut t);
+    finish(&mut t, done);
+    let late = start(&mut t);
+    assert!(matches!(t.pop(), Some(Output::Frame(_))));
+    let old = t.flush_start();
+    // Frames 1..=3 and the item; frame 0 is out already.
+    assert_eq!(old.len(), 4);
+    assert_eq!((t.frames(), t.next_release()), (0, None));
+    assert_eq!(t.halted, Some(Halt::Flushing));
+    assert_eq!(t.item_released(item), Some(Err(Halt::Flushing)));
+    // Stale tickets take nothing; a flush is not undone by a halt.
+    assert!(t.take(late.generation).is_none());
+    t.halt(Halt::Error);
+    assert!(!t.resume_from(Halt::Flushing));
+    assert_eq!(t.halted, Some(Halt::Flushing));
+    assert_eq!(t.counters.dropped, 3);
+    // The frame being pushed reports after the flush.
+    t.frame_left(false, Duration::ZERO, 1);
+    t.flush_stop();
+    assert_eq!(t.halted, None);
+    assert_eq!(admit(&mut t, 10, 1), Some(0));
+    assert_eq!(t.insert_item(8).0.pos, 1);
+    let s = t.stats();
+    assert_eq!((s.frames_in, s.dropped, s.in_flight), (5, 4, 1));
+}
+
+#[test]
+fn frame_producers_wake_when_a_quarter_is_free_others_at_once() {
+    let mut t = table(limits(8, 0));
+    assert!(!t.wake_room(), "nobody waits");
+    for f in 0..8 {
+        admit(&mut t, f, 1);
+    }
+    (t.blocked, t.blocked_frames) = (1, 1);
+    for f in 0..8 {
+        let job = start(&mut t);
+        finish(&mut t, job);
+        let out = t.pop();
+        drop(out);
+        t.frame_left(true, Duration::ZERO, 1);
+        // 8 - max(8 / 4, 1) = 6 inside or fewer.
+        assert_eq!(t.wake_room(), f >= 1, "after {} left", f + 1);
+    }
+    // An item or barrier waiter wakes on any change.
+    let mut t = table(limits(8, 0));
+    admit(&mut t, 0, 1);
+    t.blocked = 1;
+    assert!(t.wake_room());
+    // At a bound of one, a frame producer wakes once it is empty.
+    let mut t = table(limits(1, 0));
+    (t.blocked, t.blocked_frames) = (1, 1);
+    assert!(t.wake_room());
+    admit(&mut t, 0, 1);
+    assert!(!t.wake_room());
+}
+
+#[test]
+fn a_halt_stops_waiters_until_resumed() {
+    let mut t = table(limits(8, 0));
+    admit(&mut t, 0, 1);
+    let item = t.insert_item(1).0;
+    assert_eq!(t.item_released(item), None);
+    t.halt(Halt::NotLinked);
+    assert_eq!(t.item_released(item), Some(Err(Halt::NotLinked)));
+    assert!(!t.resume_from(Halt::Eos));
+    assert!(t.resume_from(Halt::NotLinked));
+    assert_eq!(t.item_released(item), None);
+}
+
+#[test]
+fn failures_count_when_released_and_frames_when_they_leave() {
+    let mut t = table(limits(8, 0));
+    for f in 0..3 {
+        admit(&mut t, f, 1);
+    }
+    let results = [
+        Err(ProcessError::TimedOut(Duration::from_millis(5))),
+        Err(ProcessError::Failed("bad".into())),
+        Ok(2),
+    ];
+    for result in results {
+        let job = start(&mut t);
+        t.complete(job.pos, 1, result, Duration::from_millis(3));
+    }
+    while t.pop().is_some() {}
+    t.frame_left(false, Duration::ZERO, 1);
+    t.frame_left(false, Duration::ZERO, 1);
+    t.frame_left(true, Duration::from_millis(9), 1);
+    let s = t.stats();
+    assert_eq!((s.errors, s.timeouts), (2, 1));
+    assert_eq!((s.frames_out, s.dropped, s.in_flight), (1, 2, 0));
+    assert_eq!(s.max_latency, Duration::from_millis(9));
+    assert_eq!(s.avg_processing_time, Duration::from_millis(3));
+}
+
+/// With a real report handle, as the engine gives: a released frame
+/// dropped unreported frees its place and counts as dropped.
+#[test]
+fn a_released_frame_reports_itself_when_dropped() {
+    let t = Arc::new_cyclic(|me: &Weak<Mutex<TestTable>>| {
+        Mutex::new(Table::new(limits(1, 0), me.clone()))
+    });
+    let pop_one = |frame: u64| {
+        let mut s = lock(&t);
+        admit(&mut s, frame, 4).expect("room");
+        let job = start(&mut s);
+        finish(&mut s, job);
+        match s.pop() {
+            Some(Output::Frame(p)) => p,
+            _ => panic!("frame {frame} is done"),
+        }
+    };
+    let p = pop_one(0);
+    assert!(!lock(&t).has_room(1));
+    // Unlocked: the report takes the lock.
+    drop(p);
+    let p = pop_one(1);
+    p.leaving.left(true, Duration::from_millis(2));
+    let s = lock(&t).stats();
+    assert_eq!((s.in_flight, s.frames_out, s.dropped), (0, 1, 1));
+    assert_eq!(s.max_latency, Duration::from_millis(2));
+}
