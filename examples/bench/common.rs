@@ -246,6 +246,23 @@ pub fn cpu_time() -> Option<Duration> {
     Some(Duration::from_millis(ticks * 10))
 }
 
+/// Context switches of this process so far, voluntary and involuntary,
+/// threads that exited included (getrusage; /proc counts live threads only).
+pub fn context_switches() -> Option<(u64, u64)> {
+    // SAFETY: getrusage only writes the struct it is given.
+    let usage = unsafe {
+        let mut usage = std::mem::zeroed::<libc::rusage>();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
+            return None;
+        }
+        usage
+    };
+    Some((
+        u64::try_from(usage.ru_nvcsw).ok()?,
+        u64::try_from(usage.ru_nivcsw).ok()?,
+    ))
+}
+
 /// Runs `desc` from PLAYING to EOS. `setup` gets the pipeline before it
 /// starts (to add probes). A pipeline error or a timeout is an error,
 /// unless it says a processor is not available: then the scenario is
