@@ -18,6 +18,7 @@ mod analysis;
 mod common;
 mod cpu;
 mod latency;
+mod limit;
 mod memory;
 mod overhead;
 mod remote;
@@ -50,7 +51,8 @@ const SCENARIOS: &[(&str, &str, &str, ScenarioFn)] = &[
     (
         "cpu-scaling",
         "c",
-        "analyze and gaussianblur at 1280x720, workers 1..cores vs serial",
+        "analyze 1280x720 and 1920x1080, gaussianblur 1280x720: workers 1..cores \
+         vs serial and the machine limit; analyze at 2 x cores",
         cpu::run_scaling,
     ),
     (
