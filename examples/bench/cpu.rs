@@ -4,7 +4,8 @@
 //! work (analyze: workers=1; gaussianblur: the element alone) and against
 //! the machine limit (cores serial pipelines at once, see [`crate::limit`]).
 //! analyze 1280x720 also runs at workers = 2 x cores: more workers than
-//! cores must not be slower.
+//! cores must not be slower. Peak threads of a process running analyze
+//! 1280x720 at workers=cores (see [`crate::threads`]).
 //! h. The filter processor's own targets: workers=1 within 5% of serial
 //! gaussianblur, workers=2 at least 1.9x.
 //!
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 use crate::common::{Ctx, Fail, Output, Row, Series, median, require_processor, run_recorded};
 use crate::limit::{self, Work};
+use crate::threads;
 
 pub fn source(format: &str, width: u32, height: u32, frames: usize) -> String {
     format!(
@@ -243,6 +245,24 @@ fn report_scaling(out: &mut Output, ctx: &Ctx, wl: &Workload, s: &Sweep) {
     });
 }
 
+/// Peak threads of `wl` at workers=cores.
+fn report_threads(out: &mut Output, ctx: &Ctx, wl: &Workload) -> Result<(), Fail> {
+    let desc = (wl.parallel)(&wl.src, ctx.cores);
+    match ctx.alternate(&format!("threads {}", wl.what), &[desc], |d| {
+        threads::peak(d)
+    }) {
+        Ok(samples) => out.rows.push(threads::row(
+            "cpu-scaling",
+            format!("{}: peak threads, workers={}", wl.what, ctx.cores),
+            &samples[0],
+            ctx.cores,
+        )),
+        Err(Fail::Skipped(why)) => out.skipped.push(("cpu-scaling threads".into(), why)),
+        Err(e) => return Err(e),
+    }
+    Ok(())
+}
+
 pub fn run_scaling(ctx: &Ctx, out: &mut Output) -> Result<(), Fail> {
     let cores = ctx.cores;
     let workers: Vec<usize> = (1..=cores).collect();
@@ -266,6 +286,7 @@ pub fn run_scaling(ctx: &Ctx, out: &mut Output) -> Result<(), Fail> {
                 let s = sweep(ctx, &wl, workers, cores)?;
                 report_scaling(out, ctx, &wl, &s);
             }
+            report_threads(out, ctx, &analyze(1280, 720, frames))?;
         }
         Err(Fail::Skipped(why)) => skipped.push(why),
         Err(e) => return Err(e),
