@@ -214,6 +214,35 @@ impl Seen {
     }
 }
 
+/// Combined steady rate in frames/s of sinks fed at the same time: the
+/// outputs of all of them while all run (from the latest `warmup`-th output
+/// to the earliest last one), over that time.
+pub fn combined_rate(seen: &[Seen], warmup: usize) -> f64 {
+    if seen.is_empty() || seen.iter().any(|s| s.at.len() < 2) {
+        return f64::NAN;
+    }
+    let start = seen.iter().map(|s| s.at[warmup.min(s.at.len() - 2)]).max();
+    let end = seen.iter().filter_map(|s| s.at.last().copied()).min();
+    let (Some(start), Some(end)) = (start, end) else {
+        return f64::NAN;
+    };
+    if end <= start {
+        return f64::NAN;
+    }
+    let outputs: usize = seen
+        .iter()
+        .map(|s| s.at.iter().filter(|&&t| t > start && t <= end).count())
+        .sum();
+    outputs as f64 / end.duration_since(start).as_secs_f64()
+}
+
+/// What a [`record`] probe saw (left empty in the probe's copy).
+pub fn take(seen: Arc<Mutex<Seen>>) -> Seen {
+    seen.lock()
+        .map(|mut s| std::mem::take(&mut *s))
+        .unwrap_or_default()
+}
+
 /// Records every buffer passing `pad`.
 pub fn record(pad: &gst::Pad, capacity: usize) -> Arc<Mutex<Seen>> {
     let seen = Arc::new(Mutex::new(Seen {
@@ -244,6 +273,23 @@ pub fn cpu_time() -> Option<Duration> {
     let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
     // USER_HZ is 100 on every Linux architecture.
     Some(Duration::from_millis(ticks * 10))
+}
+
+/// Context switches of this process so far, voluntary and involuntary,
+/// threads that exited included (getrusage; /proc counts live threads only).
+pub fn context_switches() -> Option<(u64, u64)> {
+    // SAFETY: getrusage only writes the struct it is given.
+    let usage = unsafe {
+        let mut usage = std::mem::zeroed::<libc::rusage>();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
+            return None;
+        }
+        usage
+    };
+    Some((
+        u64::try_from(usage.ru_nvcsw).ok()?,
+        u64::try_from(usage.ru_nivcsw).ok()?,
+    ))
 }
 
 /// Runs `desc` from PLAYING to EOS. `setup` gets the pipeline before it
@@ -306,10 +352,7 @@ pub fn run_recorded(desc: &str, capacity: usize, timeout: Duration) -> Result<Se
         seen = Some(record(&pad, capacity));
         Ok(())
     })?;
-    Ok(seen
-        .and_then(|s| Arc::try_unwrap(s).ok())
-        .and_then(|m| m.into_inner().ok())
-        .unwrap_or_default())
+    Ok(seen.map(take).unwrap_or_default())
 }
 
 /// Skips the scenario if `processor` (with `extra` properties) cannot run

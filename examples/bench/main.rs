@@ -18,12 +18,14 @@ mod analysis;
 mod common;
 mod cpu;
 mod latency;
+mod limit;
 mod memory;
 mod overhead;
 mod remote;
 mod report;
 mod roundrobin;
 mod scaling;
+mod threads;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,13 +46,14 @@ const SCENARIOS: &[(&str, &str, &str, ScenarioFn)] = &[
     (
         "latency-scaling",
         "b",
-        "delay 20 ms, workers 1..256: frames/s vs workers / 20 ms",
+        "delay 20 ms, workers 1..256: frames/s vs workers / 20 ms; peak threads at 256",
         scaling::run,
     ),
     (
         "cpu-scaling",
         "c",
-        "analyze and gaussianblur at 1280x720, workers 1..cores vs serial",
+        "analyze 1280x720 and 1920x1080, gaussianblur 1280x720: workers 1..cores \
+         vs serial and the machine limit; analyze at 2 x cores; peak threads",
         cpu::run_scaling,
     ),
     (
@@ -151,6 +154,9 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some(memory::CHILD_FLAG) {
         return memory::child(&args[1..]);
+    }
+    if args.first().map(String::as_str) == Some(threads::CHILD_FLAG) {
+        return threads::child(&args[1..]);
     }
     let opts = match parse_args(&args) {
         Ok(o) => o,

@@ -62,6 +62,9 @@ fn fmt_value(v: f64, unit: &str) -> String {
             format!("{}{per}", fmt_ns(v))
         }
         _ if !v.is_finite() => "-".into(),
+        // Well below one per buffer: two decimals would read 0.
+        "switches/buffer" => format!("{v:.3} {unit}"),
+        "threads" => format!("{v:.0} {unit}"),
         _ if v.abs() >= 100.0 => format!("{v:.0} {unit}"),
         _ => format!("{v:.2} {unit}"),
     }

@@ -1,13 +1,18 @@
 // SPDX-License-Identifier: MPL-2.0
 //! b. Latency-bound scaling: `processor=delay` with a fixed 20 ms per frame,
 //! workers 1, 2, 4, ... 256; frames/s against the ideal workers / 20 ms.
+//! Peak threads of a process running it at 256 workers (see
+//! [`crate::threads`]).
 
 use std::time::Duration;
 
 use crate::common::{Ctx, Fail, Output, Row, Series, median, run_recorded};
+use crate::threads;
 
 const NAME: &str = "latency-scaling";
 pub const DELAY_MS: u64 = 20;
+/// Workers of the peak-threads figure: the sweep's largest.
+const THREADS_AT: usize = 256;
 
 /// Small frames, so the source never limits the rate.
 pub const SMALL_SRC: &str = "videotestsrc pattern=black ! \
@@ -85,6 +90,18 @@ pub fn run(ctx: &Ctx, out: &mut Output) -> Result<(), Fail> {
         name: "ideal workers / 20 ms".into(),
         points: ideal_curve,
     });
+    let frames = frames_for(THREADS_AT, periods);
+    let desc = delay_pipeline(THREADS_AT, frames);
+    match ctx.alternate("threads latency-scaling", &[desc], |d| threads::peak(d)) {
+        Ok(samples) => out.rows.push(threads::row(
+            NAME,
+            format!("delay {DELAY_MS} ms, workers={THREADS_AT}: peak threads"),
+            &samples[0],
+            THREADS_AT,
+        )),
+        Err(Fail::Skipped(why)) => out.skipped.push((format!("{NAME} threads"), why)),
+        Err(e) => return Err(e),
+    }
     out.notes.push(format!(
         "latency-scaling: {periods} delay periods measured per point after the first output \
          (frames = workers x {}), max-size-buffers = 4 x workers",
