@@ -2,8 +2,8 @@
  *
  * Reads parallelfilter's analysis results from C: the
  * GstParallelFilterAnalysisMeta custom meta on each output buffer (a
- * GstStructure named "parallelfilter-analysis", fields as in DESIGN.md
- * "Analysis results"), seen by a probe on the sink.
+ * GstStructure named "parallelfilter-analysis", fields as in
+ * docs/analysis.md "Results"), seen by a probe on the sink.
  *
  *   meson setup build && meson compile -C build
  *   GST_PLUGIN_PATH=build build/read_meta [FRAMES]

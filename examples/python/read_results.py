@@ -8,8 +8,8 @@ Each output buffer carries the GstParallelFilterAnalysisMeta custom meta
 (structure `parallelfilter-analysis`); with post-messages=true the element
 also posts one `parallelfilter-analysis` element message per frame, in
 output order, with stream-time and running-time added. This app reads both,
-checks them against each other and against the contract in DESIGN.md
-("Analysis results"), and prints a few frames.
+checks them against each other and against the fields docs/analysis.md
+lists ("Results"), and prints a few frames.
 
     GST_PLUGIN_PATH=target/release /usr/bin/python3 examples/python/read_results.py
 
@@ -124,7 +124,7 @@ def main():
               f"{r['luma-average']:8.4f}  {r['luma-variance']:8.5f}  {r['luma-min']:3d}  "
               f"{r['luma-max']:3d}  {r['sharpness']:10.3e}  {r['motion']:6.4f}  "
               f"{r['scene-change']}")
-    print("OK: metas and messages agree, in input order, fields as in DESIGN.md")
+    print("OK: metas and messages agree, in input order, fields as in docs/analysis.md")
 
 
 if __name__ == "__main__":
