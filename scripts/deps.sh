@@ -172,7 +172,7 @@ ensure_gstreamer_version() {
 }
 
 # ensure_deps: the GStreamer packages, the Python examples' packages (they
-# are small, and the README's Python section should work after ./demo.sh or
+# are small, and docs/embedding.md's Python section should work after ./demo.sh or
 # ./test.sh), and Rust.
 ensure_deps() {
     ensure_apt_packages "${DEPS_APT_PACKAGES[@]}" "${DEPS_PYTHON_APT_PACKAGES[@]}"

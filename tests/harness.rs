@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MPL-2.0
 //! gst-check Harness tests of `parallelfilter`'s GStreamer semantics
-//! (DESIGN.md "GStreamer semantics (must hold)"): output order, serialized
+//! (docs/semantics.md): output order, serialized
 //! events and queries, EOS drain, flushing, downstream flow returns, latency,
 //! on-error modes, stats, leaky modes, live worker changes and bad segments.
 //!

@@ -94,7 +94,7 @@ fn cells(row: &Row) -> [String; 6] {
     ]
 }
 
-/// A Markdown table (readable on a terminal, pasteable into the README).
+/// A Markdown table (readable on a terminal, pasteable into docs/performance.md).
 pub fn table(out: &Output, ctx: &Ctx, m: &Machine) -> String {
     let header = [
         "scenario",

@@ -11,7 +11,7 @@ use super::{ANALYSIS_META, MESSAGE_NAME};
 /// Number of histogram bins.
 pub const HISTOGRAM_BINS: usize = 16;
 
-/// The structure's field names (DESIGN.md's contract), for whoever reads
+/// The structure's field names (the contract in docs/analysis.md), for whoever reads
 /// or writes them: one list, so a reader cannot drift from the writer.
 pub(crate) mod field {
     pub const TIMESTAMP: &str = "timestamp";
@@ -43,7 +43,7 @@ pub(crate) const SCALAR_FIELDS: [&str; 7] = [
 ];
 
 /// One frame's analysis, as `processor=analyze` and `overlay` attach it to
-/// the buffer. Field names in the structure are DESIGN.md's: `timestamp`,
+/// the buffer. Field names in the structure are the contract's (docs/analysis.md): `timestamp`,
 /// `duration`, `seq`, `worker`, `processing-time`, `luma-average`,
 /// `luma-variance`, `luma-min`, `luma-max`, `histogram`, `sharpness`,
 /// `motion`, `scene-change`.

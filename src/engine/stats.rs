@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::work::ProcessError;
 
-/// Snapshot of the counters; see DESIGN.md "Stats". `dropped` counts every
+/// Snapshot of the counters; see docs/semantics.md#stats. `dropped` counts every
 /// frame that entered and will not leave: leaky drops, on-error=drop, and
 /// frames discarded by a flush.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

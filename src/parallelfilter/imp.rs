@@ -139,7 +139,7 @@ impl ObjectImpl for ParallelFilter {
             // The buffer is writable (pixels and metas); returning FALSE is
             // a processing error, handled by on-error. With several
             // handlers, the first FALSE stops the emission. Its caps are the
-            // sink pad's when it entered (DESIGN: buffer and seq only).
+            // sink pad's when it entered (the signal passes the buffer and seq only, see docs/embedding.md).
             vec![
                 glib::subclass::Signal::builder(PROCESS_FRAME_SIGNAL)
                     .param_types([gst::Buffer::static_type(), u64::static_type()])
