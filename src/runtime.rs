@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: MPL-2.0
 //! The tokio runtime shared by every `parallelfilter` in the process.
 //!
-//! Its async threads only orchestrate (channel, timers, awaiting I/O);
-//! CPU-bound frame work runs on its blocking pool, so it gets real
-//! parallelism and never starves async processors.
+//! Its async threads wait for asynchronous work (timers, I/O); CPU-bound
+//! frame work runs on each engine's own worker threads, never here. Its
+//! small blocking pool only builds large `remote` tensors.
 
 use std::sync::OnceLock;
 
@@ -31,9 +31,9 @@ pub fn handle() -> Result<Handle, String> {
         .get_or_init(|| {
             Builder::new_multi_thread()
                 .worker_threads(async_threads())
-                // One blocking thread per possible worker, so CPU-bound
-                // processors at workers=1024 are not queued behind the pool.
-                .max_blocking_threads(1024)
+                // Bounded: frame work has its own threads, so threads stay
+                // within workers plus a constant.
+                .max_blocking_threads(async_threads())
                 .thread_name("parallelfilter-rt")
                 // I/O too when tokio has it (the application's async
                 // processors may call services on this runtime).

@@ -38,7 +38,7 @@ pub use table::MAX_PENDING_ITEMS;
 pub use work::{ProcessError, Processor, Work, WorkCtx};
 
 use output::Report;
-use pool::{CHANNEL_CAPACITY, Ticket};
+use pool::{CHANNEL_CAPACITY, PoolState, Ticket};
 use table::{Slots, Table};
 
 /// An item's place, from [`Engine::submit_item`].
@@ -91,11 +91,15 @@ struct Inner<T, M, E> {
     /// The consumer waiting for a releasable slot.
     ready: Condvar,
     tx: mpsc::Sender<Ticket>,
-    rx: tokio::sync::Mutex<mpsc::Receiver<Ticket>>,
+    /// Only the leading worker thread takes it.
+    rx: Mutex<mpsc::Receiver<Ticket>>,
     /// Current generation, so workers abandon async work on flush.
     generation: watch::Sender<u64>,
-    /// Target number of workers.
-    target: watch::Sender<usize>,
+    /// Worker threads and frames in processing; lock order: never with
+    /// `table`.
+    pool: Mutex<PoolState>,
+    /// Worker threads waiting for a turn.
+    pool_changed: Condvar,
     processor: Arc<dyn Processor<T>>,
     handle: Handle,
 }
@@ -177,13 +181,15 @@ where
             room: Condvar::new(),
             ready: Condvar::new(),
             tx,
-            rx: tokio::sync::Mutex::new(rx),
+            rx: Mutex::new(rx),
             generation: watch::Sender::new(0),
-            target: watch::Sender::new(workers),
+            pool: Mutex::new(PoolState::default()),
+            pool_changed: Condvar::new(),
             processor,
             handle,
         });
-        inner.spawn_workers(&mut lock(&inner.table), workers);
+        lock(&inner.table).counters.per_worker.resize(workers, 0);
+        inner.set_workers(workers);
         Engine { inner }
     }
 
@@ -193,8 +199,11 @@ where
         let mut s = lock(&self.inner.table);
         let workers = config.workers.max(1);
         s.config = config;
-        self.inner.spawn_workers(&mut s, workers);
+        if s.counters.per_worker.len() < workers {
+            s.counters.per_worker.resize(workers, 0);
+        }
         drop(s);
+        self.inner.set_workers(workers);
         self.inner.room.notify_all();
         self.inner.ready.notify_all();
     }
@@ -395,6 +404,12 @@ where
         lock(&self.inner.table).stats()
     }
 
+    /// Worker threads alive: at most `workers`, and only as many as
+    /// blocking work has needed at once.
+    pub fn worker_threads(&self) -> usize {
+        lock(&self.inner.pool).threads()
+    }
+
     /// Frames inside: queued, processing or waiting for release.
     pub fn frames_inside(&self) -> usize {
         lock(&self.inner.table).frames()
@@ -402,8 +417,7 @@ where
 
     fn shutdown(&self) {
         self.flush_start();
-        // Every worker retires.
-        self.inner.target.send_replace(0);
+        self.inner.stop_workers();
     }
 }
 

@@ -1,25 +1,100 @@
 // SPDX-License-Identifier: MPL-2.0
-//! The worker pool: tokio tasks that take queued frames, run the
-//! processor and store the results, growing and shrinking with the
-//! configured count.
+//! The worker pool: OS threads that take tickets from the bounded channel
+//! and run each frame's work where they took it.
+//!
+//! One thread at a time, the leader, waits on the channel. A frame whose
+//! work is blocking (CPU-bound) runs on the thread that received it, and
+//! its result goes straight into the table for the consumer: upstream →
+//! worker → consumer, two hand-offs. Before running it, the leader passes
+//! the channel to an idle thread, starting one if none is idle and fewer
+//! than `workers` exist, so threads never outnumber `workers` and are only
+//! started when blocking work needs them. Ready work completes inline and
+//! the leader keeps the channel. Asynchronous work becomes a task on the
+//! runtime, which waits without holding a thread; the leader keeps the
+//! channel. `workers` bounds the frames in processing of every kind.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::table::{Job, Table};
-use super::work::{ProcessError, WorkCtx, panic_message, run_work};
+use futures::FutureExt;
+
+use super::table::Job;
+use super::work::{ProcessError, Work, WorkCtx, panic_message};
 use super::{Inner, lock};
 
 /// The channel only ever holds one ticket per queued frame plus stale ones
-/// from before a flush; queued frames are at most 65535.
+/// from before a flush, and wake-ups; queued frames are at most 65535.
 pub(super) const CHANNEL_CAPACITY: usize = 4 * 65536;
 
-/// Sent once per admitted frame: a worker holding one takes the oldest
+/// Generation of a ticket that only wakes the leader (to retire).
+const WAKE: u64 = u64::MAX;
+
+/// Sent once per admitted frame: the worker receiving it takes the oldest
 /// queued frame. The payload stays in the table, so a flush or a leaky
 /// drop frees it at once.
 pub(super) struct Ticket {
     pub(super) generation: u64,
+}
+
+impl Ticket {
+    pub(super) fn wake() -> Self {
+        Ticket { generation: WAKE }
+    }
+}
+
+/// The pool's bookkeeping, under its own lock (never held with the
+/// table's).
+#[derive(Debug, Default)]
+pub(super) struct PoolState {
+    /// `workers`: frames in processing at most, and threads at most.
+    pub(super) target: usize,
+    /// Worker threads alive.
+    threads: usize,
+    /// Threads waiting for a turn as leader.
+    idle: usize,
+    /// A thread is waiting on the channel.
+    leader: bool,
+    /// Frames in processing: on a thread, in a task, or timed out while
+    /// their blocking work still runs.
+    busy: usize,
+    /// Worker ids in use, for `WorkCtx::worker` and per-worker stats.
+    ids: Vec<bool>,
+    /// The engine is gone: every thread leaves.
+    shutdown: bool,
+}
+
+impl PoolState {
+    /// The lowest free worker id.
+    fn take_id(&mut self) -> usize {
+        match self.ids.iter().position(|used| !used) {
+            Some(id) => {
+                self.ids[id] = true;
+                id
+            }
+            None => {
+                self.ids.push(true);
+                self.ids.len() - 1
+            }
+        }
+    }
+
+    fn release(&mut self, id: usize) {
+        self.busy -= 1;
+        if let Some(used) = self.ids.get_mut(id) {
+            *used = false;
+        }
+    }
+
+    /// Threads a running pool has: `target`, or none once shut down.
+    fn wanted_threads(&self) -> usize {
+        if self.shutdown { 0 } else { self.target.max(1) }
+    }
+
+    pub(super) fn threads(&self) -> usize {
+        self.threads
+    }
 }
 
 impl<T, M, E> Inner<T, M, E>
@@ -28,42 +103,220 @@ where
     M: Send + 'static,
     E: Send + 'static,
 {
-    /// Sets the worker count and starts the missing workers; the extra
-    /// ones retire when they next look for work.
-    pub(super) fn spawn_workers(self: &Arc<Self>, s: &mut Table<T, M, E>, workers: usize) {
-        self.target.send_replace(workers);
-        if s.alive.len() < workers {
-            s.alive.resize(workers, false);
+    /// Sets the worker count: a first thread if there is none; extra
+    /// threads leave when they next look for work.
+    pub(super) fn set_workers(self: &Arc<Self>, workers: usize) {
+        let mut p = lock(&self.pool);
+        p.target = workers.max(1);
+        let start = p.threads == 0 && !p.shutdown;
+        if start {
+            p.threads += 1;
         }
-        if s.counters.per_worker.len() < workers {
-            s.counters.per_worker.resize(workers, 0);
+        drop(p);
+        // Idle threads above the count leave; one may lead if none does.
+        self.pool_changed.notify_all();
+        if start {
+            self.start_thread();
         }
-        for id in 0..workers {
-            if !s.alive[id] {
-                s.alive[id] = true;
-                self.handle.spawn(worker(self.clone(), id));
+    }
+
+    /// Every thread leaves: the leader is woken by a ticket.
+    pub(super) fn stop_workers(&self) {
+        lock(&self.pool).shutdown = true;
+        self.pool_changed.notify_all();
+        let _ = self.tx.try_send(Ticket::wake());
+    }
+
+    fn start_thread(self: &Arc<Self>) {
+        let inner = self.clone();
+        let started = std::thread::Builder::new()
+            .name("parallelfilter-worker".into())
+            .spawn(move || inner.worker_thread());
+        if started.is_err() {
+            // Counted as alive above: the pool goes on with the others.
+            lock(&self.pool).threads -= 1;
+        }
+    }
+
+    fn worker_thread(self: Arc<Self>) {
+        // Processors may build timers and I/O futures when called.
+        let _runtime = self.handle.enter();
+        let mut p = lock(&self.pool);
+        loop {
+            if p.threads > p.wanted_threads() {
+                p.threads -= 1;
+                drop(p);
+                self.pool_changed.notify_all();
+                return;
+            }
+            if p.leader || p.busy >= p.target {
+                p.idle += 1;
+                p = self
+                    .pool_changed
+                    .wait(p)
+                    .unwrap_or_else(PoisonError::into_inner);
+                p.idle -= 1;
+                continue;
+            }
+            p.leader = true;
+            drop(p);
+            let ticket = lock(&self.rx).blocking_recv();
+            p = lock(&self.pool);
+            p.leader = false;
+            let Some(ticket) = ticket else {
+                // The channel closed: the engine is gone.
+                p.shutdown = true;
+                continue;
+            };
+            if ticket.generation == WAKE {
+                continue;
+            }
+            let Some(job) = lock(&self.table).take(ticket.generation) else {
+                // Stale ticket; a producer may be waiting for channel space.
+                self.room.notify_all();
+                continue;
+            };
+            p.busy += 1;
+            let id = p.take_id();
+            drop(p);
+            self.run_job(job, id);
+            p = lock(&self.pool);
+        }
+    }
+
+    /// Runs one frame's work on this thread, or hands it to the runtime.
+    fn run_job(self: &Arc<Self>, job: Job<T>, id: usize) {
+        let ctx = WorkCtx {
+            seq: job.seq,
+            worker: id,
+        };
+        let Job {
+            pos,
+            generation,
+            frame,
+            timeout,
+            ..
+        } = job;
+        let started = Instant::now();
+        let processor = self.processor.clone();
+        let work = catch_unwind(AssertUnwindSafe(move || processor.process(frame, ctx)));
+        match work {
+            Err(payload) => {
+                let err = ProcessError::Panicked(panic_message(payload));
+                self.complete(pos, generation, id, Err(err), started.elapsed());
+                lock(&self.pool).release(id);
+            }
+            Ok(Work::Ready(r)) => {
+                let r = r.map_err(ProcessError::Failed);
+                self.complete(pos, generation, id, r, started.elapsed());
+                lock(&self.pool).release(id);
+            }
+            Ok(Work::Blocking(f)) => {
+                self.hand_over_channel();
+                let timer = timeout.map(|d| self.time_out(pos, generation, id, started, d));
+                let r = match catch_unwind(AssertUnwindSafe(f)) {
+                    Ok(r) => r.map_err(ProcessError::Failed),
+                    Err(payload) => Err(ProcessError::Panicked(panic_message(payload))),
+                };
+                let first = timer.is_none_or(|(done, handle)| {
+                    handle.abort();
+                    !done.swap(true, Ordering::AcqRel)
+                });
+                if first {
+                    self.complete(pos, generation, id, r, started.elapsed());
+                }
+                // Only now: a timed-out closure kept its worker busy.
+                lock(&self.pool).release(id);
+            }
+            Ok(Work::Async(fut)) => {
+                let inner = self.clone();
+                self.handle.spawn(async move {
+                    if let Some(r) = inner.run_async(fut, timeout, generation).await {
+                        inner.complete(pos, generation, id, r, started.elapsed());
+                    }
+                    let mut p = lock(&inner.pool);
+                    p.release(id);
+                    // A thread may wait for a free worker to lead.
+                    let wake = !p.leader && p.idle > 0;
+                    drop(p);
+                    if wake {
+                        inner.pool_changed.notify_one();
+                    }
+                });
             }
         }
     }
-}
 
-impl<T, M, E> Inner<T, M, E> {
-    /// Leaves the pool if the worker count dropped below this id.
-    fn retire(&self, id: usize) -> bool {
-        // Checked again under the lock, which spawn_workers holds.
-        if id < *self.target.borrow() {
-            return false;
+    /// Before blocking work: another thread waits on the channel, so the
+    /// next frame does not wait for this one.
+    fn hand_over_channel(self: &Arc<Self>) {
+        let mut p = lock(&self.pool);
+        if p.busy >= p.target {
+            return;
         }
-        let mut s = lock(&self.table);
-        if id >= *self.target.borrow() {
-            s.alive[id] = false;
-            return true;
+        if p.idle > 0 {
+            drop(p);
+            self.pool_changed.notify_one();
+        } else if p.threads < p.wanted_threads() {
+            p.threads += 1;
+            drop(p);
+            self.start_thread();
         }
-        false
     }
 
-    fn take(&self, ticket: Ticket) -> Option<Job<T>> {
-        lock(&self.table).take(ticket.generation)
+    /// Completes the frame with a timeout at `d` unless its blocking work
+    /// ends first; the flag says which came first.
+    fn time_out(
+        self: &Arc<Self>,
+        pos: u64,
+        generation: u64,
+        id: usize,
+        started: Instant,
+        d: Duration,
+    ) -> (Arc<AtomicBool>, tokio::task::JoinHandle<()>) {
+        let done = Arc::new(AtomicBool::new(false));
+        let flag = done.clone();
+        let inner = Arc::downgrade(self);
+        let handle = self.handle.spawn(async move {
+            tokio::time::sleep_until((started + d).into()).await;
+            if let Some(inner) = inner.upgrade()
+                && !flag.swap(true, Ordering::AcqRel)
+            {
+                let timed_out = Err(ProcessError::TimedOut(d));
+                inner.complete(pos, generation, id, timed_out, started.elapsed());
+            }
+        });
+        (done, handle)
+    }
+
+    /// Awaits asynchronous work with the timeout, catching panics; `None`
+    /// if a flush overtook it (the future is dropped at once).
+    async fn run_async(
+        &self,
+        fut: futures::future::BoxFuture<'static, Result<T, String>>,
+        timeout: Option<Duration>,
+        job_generation: u64,
+    ) -> Option<Result<T, ProcessError>> {
+        // Subscribed only here: a flush since the job was taken is seen at
+        // once, as wait_for checks the current value first.
+        let mut generation = self.generation.subscribe();
+        let fut = AssertUnwindSafe(fut).catch_unwind();
+        let fut = async move {
+            match timeout {
+                Some(d) => tokio::time::timeout(d, fut)
+                    .await
+                    .map_err(|_| ProcessError::TimedOut(d)),
+                None => Ok(fut.await),
+            }
+        };
+        tokio::select! {
+            r = fut => Some(match r {
+                Ok(Ok(r)) => r.map_err(ProcessError::Failed),
+                Ok(Err(payload)) => Err(ProcessError::Panicked(panic_message(payload))),
+                Err(e) => Err(e),
+            }),
+            _ = generation.wait_for(|g| *g != job_generation) => None,
+        }
     }
 
     fn complete(
@@ -85,59 +338,6 @@ impl<T, M, E> Inner<T, M, E> {
         drop(s);
         if wake {
             self.ready.notify_one();
-        }
-    }
-}
-
-async fn worker<T, M, E>(inner: Arc<Inner<T, M, E>>, id: usize)
-where
-    T: Send + 'static,
-    M: Send + 'static,
-    E: Send + 'static,
-{
-    let mut target = inner.target.subscribe();
-    loop {
-        if inner.retire(id) {
-            return;
-        }
-        let ticket = tokio::select! {
-            _ = target.changed() => continue,
-            t = async { inner.rx.lock().await.recv().await } => t,
-        };
-        let Some(ticket) = ticket else {
-            // Channel closed: the engine is gone.
-            let mut s = lock(&inner.table);
-            s.alive[id] = false;
-            return;
-        };
-        let Some(job) = inner.take(ticket) else {
-            // Stale ticket; a producer may be waiting for channel space.
-            inner.room.notify_all();
-            continue;
-        };
-        let (timeout, job_generation) = (job.timeout, job.generation);
-        let ctx = WorkCtx {
-            seq: job.seq,
-            worker: id,
-        };
-        let started = Instant::now();
-        let processor = inner.processor.clone();
-        let frame = job.frame;
-        let (outcome, abandoned) =
-            match catch_unwind(AssertUnwindSafe(move || processor.process(frame, ctx))) {
-                Ok(work) => run_work(work, timeout, &inner.generation, job_generation).await,
-                Err(payload) => (
-                    Some(Err(ProcessError::Panicked(panic_message(payload)))),
-                    None,
-                ),
-            };
-        if let Some(result) = outcome {
-            inner.complete(job.pos, job_generation, id, result, started.elapsed());
-        }
-        if let Some(handle) = abandoned {
-            // The frame timed out and its slot moved on; the closure still
-            // runs, so this worker stays busy until it ends.
-            let _ = handle.await;
         }
     }
 }

@@ -87,8 +87,6 @@ pub(super) struct Table<T, M, E> {
     leaving: usize,
     leaving_bytes: u64,
     pub(super) config: Config,
-    /// Worker ids with a running task.
-    pub(super) alive: Vec<bool>,
     pub(super) counters: Counters,
     /// Given to every released frame, so that it reports back here.
     report: Weak<dyn Report>,
@@ -113,7 +111,6 @@ impl<T, M, E> Table<T, M, E> {
             leaving: 0,
             leaving_bytes: 0,
             config,
-            alive: Vec::new(),
             counters: Counters::default(),
             report,
         }
@@ -267,6 +264,10 @@ impl<T, M, E> Table<T, M, E> {
         let Some(Slot::Frame { state, .. }) = self.slots.get_mut(&pos).map(|b| &mut **b) else {
             return false;
         };
+        // Once: a timed-out frame's late result is not its result.
+        if !matches!(state, FrameState::Processing) {
+            return false;
+        }
         *state = FrameState::Done {
             result,
             worker,

@@ -50,7 +50,7 @@ impl Analyze {
     }
 }
 
-/// The whole per-frame job, on a blocking-pool thread.
+/// The whole per-frame job, on the worker thread that took the frame.
 fn run(
     frame: Frame,
     ctx: WorkCtx,

@@ -122,7 +122,7 @@ enum Callback {
 ///
 /// Two kinds:
 /// - [`CustomProcessor::new`]: a synchronous closure for CPU-bound work. It
-///   runs on the shared runtime's blocking pool, so `workers` frames are
+///   runs on the worker thread that took the frame, so `workers` frames are
 ///   processed truly in parallel and the runtime's async threads are never
 ///   held up.
 /// - [`CustomProcessor::new_async`]: a closure returning a future, for
@@ -211,7 +211,7 @@ impl fmt::Debug for CustomProcessor {
 impl CustomProcessor {
     /// A synchronous, CPU-bound processor: `f` gets the writable buffer and
     /// the frame's [`FrameContext`] (map the pixels with
-    /// [`FrameContext::map`]) and runs on a blocking-pool thread, `workers`
+    /// [`FrameContext::map`]) and runs on the worker thread that took the frame, `workers`
     /// frames at a time. It is called from several threads at once.
     pub fn new<F, E>(f: F) -> Self
     where
@@ -362,7 +362,7 @@ impl FrameProcessor for Custom {
 }
 
 /// `processor=custom` without a Rust processor: each frame is handed to the
-/// `process-frame` handlers, on a blocking-pool thread (handlers may block,
+/// `process-frame` handlers, on the worker thread that took the frame (handlers may block,
 /// and several run at once). Holds the element weakly: the element holds
 /// the processor.
 pub(crate) struct SignalProcessor {

@@ -26,8 +26,8 @@ pub fn caps() -> gst::Caps {
         .build()
 }
 
-/// Tensors larger than this are built and encoded on the blocking pool,
-/// not on the runtime's async threads.
+/// Tensors larger than this are built and encoded on the runtime's small
+/// blocking pool, not on its async threads.
 pub(super) const INLINE_BYTES: usize = 64 * 1024;
 
 /// The frame's pixels as a tightly packed UINT8 tensor (strides and
