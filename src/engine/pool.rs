@@ -19,6 +19,7 @@ use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
+use tokio::sync::mpsc;
 
 use super::table::Job;
 use super::work::{ProcessError, Work, WorkCtx, panic_message};
@@ -141,6 +142,8 @@ where
     fn worker_thread(self: Arc<Self>) {
         // Processors may build timers and I/O futures when called.
         let _runtime = self.handle.enter();
+        // The consumer was left asleep for a burst of ready frames.
+        let mut deferred = false;
         let mut p = lock(&self.pool);
         loop {
             if p.threads > p.wanted_threads() {
@@ -150,6 +153,12 @@ where
                 return;
             }
             if p.leader || p.busy >= p.target {
+                if std::mem::take(&mut deferred) {
+                    drop(p);
+                    self.nudge_consumer();
+                    p = lock(&self.pool);
+                    continue;
+                }
                 p.idle += 1;
                 p = self
                     .pool_changed
@@ -160,7 +169,19 @@ where
             }
             p.leader = true;
             drop(p);
-            let ticket = lock(&self.rx).blocking_recv();
+            let ticket = {
+                let mut rx = lock(&self.rx);
+                match rx.try_recv() {
+                    Ok(ticket) => Some(ticket),
+                    Err(mpsc::error::TryRecvError::Disconnected) => None,
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        if std::mem::take(&mut deferred) {
+                            self.nudge_consumer();
+                        }
+                        rx.blocking_recv()
+                    }
+                }
+            };
             p = lock(&self.pool);
             p.leader = false;
             let Some(ticket) = ticket else {
@@ -179,13 +200,22 @@ where
             p.busy += 1;
             let id = p.take_id();
             drop(p);
-            self.run_job(job, id);
+            deferred = self.run_job(job, id, deferred);
             p = lock(&self.pool);
         }
     }
 
-    /// Runs one frame's work on this thread, or hands it to the runtime.
-    fn run_job(self: &Arc<Self>, job: Job<T>, id: usize) {
+    /// Wakes the consumer if something is releasable.
+    fn nudge_consumer(&self) {
+        if lock(&self.table).wake_consumer(false) {
+            self.ready.notify_one();
+        }
+    }
+
+    /// Runs one frame's work on this thread, or hands it to the runtime;
+    /// true if the consumer was left asleep (`deferred` carries the last
+    /// job's).
+    fn run_job(self: &Arc<Self>, job: Job<T>, id: usize, deferred: bool) -> bool {
         let ctx = WorkCtx {
             seq: job.seq,
             worker: id,
@@ -200,6 +230,10 @@ where
         let started = Instant::now();
         let processor = self.processor.clone();
         let work = catch_unwind(AssertUnwindSafe(move || processor.process(frame, ctx)));
+        if deferred && !matches!(work, Ok(Work::Ready(_))) {
+            // Not a burst any more: the results so far go out now.
+            self.nudge_consumer();
+        }
         match work {
             Err(payload) => {
                 let err = ProcessError::Panicked(panic_message(payload));
@@ -208,8 +242,9 @@ where
             }
             Ok(Work::Ready(r)) => {
                 let r = r.map_err(ProcessError::Failed);
-                self.complete(pos, generation, id, r, started.elapsed());
+                let woke = self.complete_now(pos, generation, id, r, started.elapsed(), true);
                 lock(&self.pool).release(id);
+                return !woke;
             }
             Ok(Work::Blocking(f)) => {
                 self.hand_over_channel();
@@ -245,6 +280,7 @@ where
                 });
             }
         }
+        false
     }
 
     /// Before blocking work: another thread waits on the channel, so the
@@ -327,17 +363,32 @@ where
         result: Result<T, ProcessError>,
         processing_time: Duration,
     ) {
+        self.complete_now(pos, generation, worker, result, processing_time, false);
+    }
+
+    /// Stores a result; `more_soon`: this thread completes the next queued
+    /// frame at once, so the consumer may wait for a burst.
+    fn complete_now(
+        &self,
+        pos: u64,
+        generation: u64,
+        worker: usize,
+        result: Result<T, ProcessError>,
+        processing_time: Duration,
+        more_soon: bool,
+    ) -> bool {
         let mut s = lock(&self.table);
         if generation != s.generation {
             // Flushed while processing: drop the result outside the lock.
             drop(s);
             drop(result);
-            return;
+            return true;
         }
-        let wake = s.complete(pos, worker, result, processing_time);
+        let wake = s.complete(pos, worker, result, processing_time, more_soon);
         drop(s);
         if wake {
             self.ready.notify_one();
         }
+        wake || !more_soon
     }
 }

@@ -260,6 +260,7 @@ impl<T, M, E> Table<T, M, E> {
         worker: usize,
         result: Result<T, ProcessError>,
         processing_time: Duration,
+        more_soon: bool,
     ) -> bool {
         let Some(Slot::Frame { state, .. }) = self.slots.get_mut(&pos).map(|b| &mut **b) else {
             return false;
@@ -276,8 +277,28 @@ impl<T, M, E> Table<T, M, E> {
         self.done += 1;
         let depth = self.reorder_depth();
         self.counters.processed(worker, processing_time, depth);
-        self.waiting_consumers > 0
-            && (!self.config.ordered || self.slots.first_key_value().map(|(k, _)| *k) == Some(pos))
+        self.wake_consumer(more_soon)
+    }
+
+    /// Whether a completed frame wakes the waiting consumer: once something
+    /// is releasable. When the same worker completes the next queued frame
+    /// at once (`more_soon`: work that was ready without waiting), only
+    /// when nothing is queued any more (a live stream: at once) or a
+    /// quarter of the limit is done (a fast upstream: the consumer pushes
+    /// in bursts instead of a context switch per frame).
+    pub(super) fn wake_consumer(&self, more_soon: bool) -> bool {
+        if self.waiting_consumers == 0 {
+            return false;
+        }
+        let batch = (self.config.frame_limit() / 4).max(1);
+        if more_soon && !self.queued.is_empty() && self.done < batch {
+            return false;
+        }
+        !self.config.ordered
+            || self
+                .slots
+                .first_key_value()
+                .is_some_and(|(_, slot)| Self::is_releasable(slot))
     }
 
     fn is_releasable(slot: &Slot<T, M, E>) -> bool {

@@ -38,7 +38,7 @@ fn start(t: &mut TestTable) -> Job<u64> {
 }
 
 fn finish(t: &mut TestTable, job: Job<u64>) {
-    t.complete(job.pos, 0, Ok(job.frame), Duration::from_millis(1));
+    t.complete(job.pos, 0, Ok(job.frame), Duration::from_millis(1), false);
 }
 
 #[derive(Debug, PartialEq)]
@@ -255,7 +255,7 @@ fn failures_count_when_released_and_frames_when_they_leave() {
     ];
     for result in results {
         let job = start(&mut t);
-        t.complete(job.pos, 1, result, Duration::from_millis(3));
+        t.complete(job.pos, 1, result, Duration::from_millis(3), false);
     }
     while t.pop().is_some() {}
     t.frame_left(false, Duration::ZERO, 1);
@@ -294,4 +294,56 @@ fn a_released_frame_reports_itself_when_dropped() {
     let s = lock(&t).stats();
     assert_eq!((s.in_flight, s.frames_out, s.dropped), (0, 1, 1));
     assert_eq!(s.max_latency, Duration::from_millis(2));
+}
+
+#[test]
+fn ready_frames_wake_the_consumer_in_bursts_others_at_once() {
+    // Limit 8: bursts of a quarter, 2 frames.
+    let mut t = table(limits(8, 0));
+    t.waiting_consumers = 1;
+    for i in 0..4 {
+        admit(&mut t, i, 1);
+    }
+    let job = start(&mut t);
+    // More ready work follows at once: no wake for one frame.
+    assert!(!t.complete(job.pos, 0, Ok(0), Duration::ZERO, true));
+    let job = start(&mut t);
+    assert!(
+        t.complete(job.pos, 0, Ok(1), Duration::ZERO, true),
+        "a burst"
+    );
+    drain(&mut t);
+    let job = start(&mut t);
+    assert!(!t.complete(job.pos, 0, Ok(2), Duration::ZERO, true));
+    // The last queued frame: nothing follows, so at once.
+    let job = start(&mut t);
+    assert!(t.complete(job.pos, 0, Ok(3), Duration::ZERO, true));
+    // Blocking or async work wakes at once, whatever is queued.
+    let mut t = table(limits(8, 0));
+    t.waiting_consumers = 1;
+    admit(&mut t, 0, 1);
+    admit(&mut t, 1, 1);
+    let job = start(&mut t);
+    assert!(t.complete(job.pos, 0, Ok(0), Duration::ZERO, false));
+}
+
+#[test]
+fn a_frame_completes_once() {
+    let mut t = table(limits(4, 0));
+    admit(&mut t, 7, 1);
+    let job = start(&mut t);
+    t.waiting_consumers = 1;
+    assert!(t.complete(
+        job.pos,
+        0,
+        Err(ProcessError::TimedOut(Duration::ZERO)),
+        Duration::ZERO,
+        false
+    ));
+    // The late result of a timed-out frame is not its result.
+    assert!(!t.complete(job.pos, 0, Ok(7), Duration::ZERO, false));
+    let Some(Output::Frame(p)) = t.pop() else {
+        panic!("no frame")
+    };
+    assert!(matches!(p.result, Err(ProcessError::TimedOut(_))));
 }
