@@ -6,14 +6,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, mpsc};
-use std::time::Duration;
 
+use common::{Fixture, Pipeline, caps_formats, element, error_message, fixture};
 use gst::prelude::*;
 use gstparallel::AnalysisResult;
-
-/// Bound on one wait for a pipeline's end; only a hang gets there.
-const WAIT: gst::ClockTime = gst::ClockTime::from_seconds(60);
 
 const FORMATS: &[&str] = &[
     "I420", "YV12", "NV12", "NV21", "Y41B", "Y42B", "Y444", "YUY2", "UYVY", "YVYU", "GRAY8", "RGB",
@@ -21,58 +17,16 @@ const FORMATS: &[&str] = &[
 ];
 
 /// Runs `desc` (whose last element is a sink named `sink`) to EOS;
-/// returns the buffers that reached it and the element messages, or the
-/// first error's text.
+/// returns the buffers that reached it (copies, metas included) and the
+/// element messages, or the first error's text.
 fn run(desc: &str) -> Result<(Vec<gst::Buffer>, Vec<gst::Structure>), String> {
-    common::init();
-    let pipeline = gst::parse::launch(desc)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-    let buffers = collect(&pipeline.by_name("sink").unwrap());
-    let bus = pipeline.bus().unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let mut messages = Vec::new();
-    let result = loop {
-        let Some(msg) = bus.timed_pop(WAIT) else {
-            break Err("no EOS".to_string());
-        };
-        match msg.view() {
-            gst::MessageView::Element(e) => {
-                if let Some(s) = e.structure() {
-                    messages.push(s.to_owned());
-                }
-            }
-            gst::MessageView::Eos(_) => break Ok(()),
-            gst::MessageView::Error(e) => {
-                break Err(format!(
-                    "{}: {} ({:?})",
-                    e.src().map(|s| s.name().to_string()).unwrap_or_default(),
-                    e.error(),
-                    e.debug()
-                ));
-            }
-            _ => {}
-        }
-    };
-    pipeline.set_state(gst::State::Null).unwrap();
-    result?;
-    Ok((buffers.try_iter().collect(), messages))
-}
-
-/// The buffers reaching `sink`, as they arrive.
-fn collect(sink: &gst::Element) -> mpsc::Receiver<gst::Buffer> {
-    let (tx, rx) = mpsc::channel();
-    let tx = Mutex::new(tx);
-    sink.static_pad("sink")
-        .unwrap()
-        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-            if let Some(gst::PadProbeData::Buffer(b)) = &info.data {
-                let _ = tx.lock().unwrap().send(b.clone());
-            }
-            gst::PadProbeReturn::Ok
-        });
-    rx
+    let p = Pipeline::launch(desc);
+    if let Some(err) = p.run() {
+        return Err(err.to_string());
+    }
+    p.stop();
+    let buffers = p.frames().into_iter().map(|f| f.buffer).collect();
+    Ok((buffers, p.messages()))
 }
 
 fn results(buffers: &[gst::Buffer]) -> Vec<AnalysisResult> {
@@ -274,32 +228,27 @@ fn flat_i420(w: usize, h: usize, y: u8, pts: u64) -> gst::Buffer {
 #[test]
 fn scene_change_on_a_pattern_switch_with_a_live_threshold() {
     let _wd = common::begin("scene_change", 120);
-    common::init();
-    let pipeline = gst::parse::launch(
+    let p = Pipeline::launch(
         "appsrc name=src format=time caps=video/x-raw,format=I420,width=64,height=48,framerate=25/1 ! \
          parallelfilter name=pf workers=3 ! fakesink name=sink",
-    )
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let src = pipeline.by_name("src").unwrap();
-    let frames = collect(&pipeline.by_name("sink").unwrap());
-    let pf = pipeline.by_name("pf").unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
+    );
+    let src = p.pipeline.by_name("src").unwrap();
+    p.play();
     // black, black, white (switch), white | threshold raised | black
     // (switch), black. The threshold is read when a frame starts
     // processing, so it changes once the first four are out.
     let lumas = [16u8, 16, 235, 235, 16, 16];
     let mut results = Vec::new();
+    let next_result = || {
+        let f = p.next_buffer();
+        AnalysisResult::from_buffer(&f.buffer).unwrap().unwrap()
+    };
     for (i, &y) in lumas.iter().enumerate() {
         if i == 4 {
             while results.len() < 4 {
-                let b = frames
-                    .recv_timeout(Duration::from_secs(WAIT.seconds()))
-                    .expect("a frame");
-                results.push(AnalysisResult::from_buffer(&b).unwrap().unwrap());
+                results.push(next_result());
             }
-            pf.set_property("scene-threshold", 0.9f64);
+            p.pf().set_property("scene-threshold", 0.9f64);
         }
         let ret =
             src.emit_by_name::<gst::FlowReturn>("push-buffer", &[&flat_i420(64, 48, y, i as u64)]);
@@ -307,12 +256,9 @@ fn scene_change_on_a_pattern_switch_with_a_live_threshold() {
     }
     let _ = src.emit_by_name::<gst::FlowReturn>("end-of-stream", &[]);
     while results.len() < lumas.len() {
-        let b = frames
-            .recv_timeout(Duration::from_secs(WAIT.seconds()))
-            .expect("a frame");
-        results.push(AnalysisResult::from_buffer(&b).unwrap().unwrap());
+        results.push(next_result());
     }
-    pipeline.set_state(gst::State::Null).unwrap();
+    p.stop();
     let jump = (235.0 - 16.0) / 255.0;
     let motion: Vec<f64> = results.iter().map(|r| r.motion).collect();
     assert_eq!(motion, [0.0, 0.0, jump, 0.0, jump, 0.0]);
@@ -388,11 +334,7 @@ fn overlay_leaves_a_shared_input_untouched() {
 #[test]
 fn unsupported_format_is_refused() {
     let _wd = common::begin("unsupported_format", 60);
-    common::init();
-    let e = gst::ElementFactory::make("parallelfilter").build().unwrap();
-    let bus = gst::Bus::new();
-    e.set_bus(Some(&bus));
-    let mut h = gst_check::Harness::with_element(&e, Some("sink"), Some("src"));
+    let Fixture { mut h, e, bus, .. } = fixture(&[]);
     h.play();
     assert!(h.push_event(gst::event::StreamStart::new("s")));
     let caps: gst::Caps = "video/x-raw,format=I420_10LE,width=64,height=48,framerate=25/1"
@@ -413,7 +355,10 @@ fn unsupported_format_is_refused() {
     assert_eq!(caps_formats(&sink.query_caps(None)), FORMATS);
     // The bus says which format was refused, once.
     let msg = bus
-        .timed_pop_filtered(WAIT, &[gst::MessageType::Warning])
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(common::WAIT.as_secs()),
+            &[gst::MessageType::Warning],
+        )
         .expect("a warning naming the format");
     let gst::MessageView::Warning(w) = msg.view() else {
         unreachable!()
@@ -430,22 +375,13 @@ fn unsupported_format_is_refused() {
 #[test]
 fn short_buffer_is_a_processing_error() {
     let _wd = common::begin("short_buffer", 60);
-    common::init();
-    let e = gst::ElementFactory::make("parallelfilter").build().unwrap();
-    let bus = gst::Bus::new();
-    e.set_bus(Some(&bus));
-    let mut h = gst_check::Harness::with_element(&e, Some("sink"), Some("src"));
+    let Fixture { mut h, bus, .. } = fixture(&[]);
     h.set_src_caps_str("video/x-raw,format=I420,width=64,height=48,framerate=25/1");
     // 10 bytes for a 64x48 I420 frame (4608 bytes).
     let _ = h.push(gst::Buffer::from_slice(vec![0u8; 10]));
-    let msg = bus
-        .timed_pop_filtered(WAIT, &[gst::MessageType::Error])
-        .expect("an error message");
-    let gst::MessageView::Error(err) = msg.view() else {
-        unreachable!()
-    };
+    let (err, _) = error_message(&bus);
     // The message text names the frame, both sizes and the caps.
-    let text = err.error().to_string();
+    let text = err.to_string();
     assert!(text.contains("#0"), "{text}");
     assert!(
         text.contains("the buffer has 10 bytes, but its caps video/x-raw") && text.contains("4608"),
@@ -456,11 +392,7 @@ fn short_buffer_is_a_processing_error() {
 /// A harness around a `processor=analyze` element, playing, with I420
 /// caps of `w`x`h` at 25 fps.
 fn analyze_harness(w: u32, h: u32) -> gst_check::Harness {
-    let e = gst::ElementFactory::make("parallelfilter")
-        .property("workers", 3u32)
-        .build()
-        .unwrap();
-    let mut harness = gst_check::Harness::with_element(&e, Some("sink"), Some("src"));
+    let Fixture { h: mut harness, .. } = fixture(&[("workers", "3")]);
     harness.set_src_caps(i420_caps(w, h, 25));
     harness
 }
@@ -516,16 +448,6 @@ fn motion_is_zero_after_a_flush() {
     assert_eq!(motion_of(&mut h, 235, 3), jump);
 }
 
-/// The formats in a CAPS answer.
-fn caps_formats(caps: &gst::Caps) -> Vec<String> {
-    caps.iter()
-        .flat_map(|s| match s.get::<gst::List>("format") {
-            Ok(list) => list.iter().map(|v| v.get::<String>().unwrap()).collect(),
-            Err(_) => vec![s.get::<String>("format").unwrap()],
-        })
-        .collect()
-}
-
 #[test]
 fn accept_caps_checks_the_processor_formats_and_downstream() {
     let _wd = common::begin("accept_caps", 60);
@@ -535,10 +457,7 @@ fn accept_caps_checks_the_processor_formats_and_downstream() {
             .unwrap()
     };
     for processor in ["analyze", "overlay"] {
-        let e = gst::ElementFactory::make("parallelfilter")
-            .property_from_str("processor", processor)
-            .build()
-            .unwrap();
+        let e = element(&[("processor", processor)]);
         let sink = e.static_pad("sink").unwrap();
         // Before start (NULL, then READY): the kind's own formats.
         for state in [gst::State::Null, gst::State::Ready] {
@@ -549,7 +468,7 @@ fn accept_caps_checks_the_processor_formats_and_downstream() {
         }
         e.set_state(gst::State::Null).unwrap();
         // Running, downstream accepting only NV12.
-        let mut h = gst_check::Harness::with_element(&e, Some("sink"), Some("src"));
+        let Fixture { mut h, .. } = Fixture::around(e.clone());
         h.set_sink_caps_str("video/x-raw,format=NV12,width=64,height=48,framerate=25/1");
         h.play();
         assert!(
@@ -573,15 +492,12 @@ fn accept_caps_checks_the_processor_formats_and_downstream() {
 #[test]
 fn meta_on_every_buffer_at_an_appsink() {
     let _wd = common::begin("meta_at_appsink", 120);
-    let pipeline = gst::parse::launch(
+    let p = Pipeline::launch(
         "videotestsrc num-buffers=20 pattern=ball ! video/x-raw,format=NV12,width=96,height=64 ! \
          parallelfilter workers=3 ! appsink name=sink sync=false",
-    )
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let appsink = pipeline.by_name("sink").unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
+    );
+    let appsink = p.sink();
+    p.play();
     let mut results = Vec::new();
     // pull-sample returns NULL at EOS (or on an error, then the count
     // below fails).
@@ -593,7 +509,7 @@ fn meta_on_every_buffer_at_an_appsink() {
                 .unwrap(),
         );
     }
-    pipeline.set_state(gst::State::Null).unwrap();
+    p.stop();
     assert_eq!(results.len(), 20);
     for (i, r) in results.iter().enumerate() {
         assert_eq!(r.seq, i as u64);

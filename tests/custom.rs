@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::time::Duration;
 
+use common::{Fixture, Item, Pipeline, WAIT, hash};
 use gst::prelude::*;
-use gst_check::Harness;
 use gst_video::prelude::*;
 use gstparallel::ParallelFilter;
 use gstparallel::parallelfilter::{CustomProcessor, FrameContext};
@@ -25,27 +25,12 @@ const MARK: u64 = 1000;
 fn pts(i: u64) -> gst::ClockTime {
     gst::ClockTime::from_nseconds(i * 1_000_000_000 / 30)
 }
-/// Bound on one wait, so a failure reports before the watchdog aborts.
-const WAIT: Duration = Duration::from_secs(40);
 const CAPS: &str = "video/x-raw,format=GRAY8,width=8,height=8,framerate=30/1";
 
 fn mark(buffer: &mut gst::BufferRef, seq: u64) -> Result<(), String> {
     let mut map = buffer.map_writable().map_err(|e| e.to_string())?;
     map[..8].copy_from_slice(&(MARK + seq).to_le_bytes());
     Ok(())
-}
-
-fn marker(buffer: &gst::BufferRef) -> u64 {
-    let map = buffer.map_readable().unwrap();
-    u64::from_le_bytes(map[..8].try_into().unwrap())
-}
-
-/// A deterministic pseudo-random value per frame (splitmix64).
-fn hash(seq: u64) -> u64 {
-    let mut x = seq.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -56,53 +41,19 @@ enum Out {
 }
 
 struct Run {
-    pipeline: gst::Pipeline,
+    p: Pipeline,
     pf: ParallelFilter,
-    out: Arc<Mutex<Vec<Out>>>,
 }
 
 /// `videotestsrc num-buffers=n` of 8x8 GRAY8 frames into a
 /// `parallelfilter` with `props`, recorded at the sink.
 fn run(n: u32, props: &str) -> Run {
-    let pipeline = gst::parse::launch(&format!(
+    let p = Pipeline::launch(&format!(
         "videotestsrc num-buffers={n} pattern=black ! {CAPS} ! \
          parallelfilter name=pf {props} ! fakesink name=sink"
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let pf = pipeline
-        .by_name("pf")
-        .and_downcast::<ParallelFilter>()
-        .unwrap();
-    let out = Arc::new(Mutex::new(Vec::new()));
-    let o = out.clone();
-    pipeline
-        .by_name("sink")
-        .unwrap()
-        .static_pad("sink")
-        .unwrap()
-        .add_probe(
-            gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
-            move |_, info| {
-                match &info.data {
-                    Some(gst::PadProbeData::Buffer(b)) => {
-                        let m = marker(b);
-                        let seq = m.checked_sub(MARK).filter(|s| *s < 1_000_000);
-                        o.lock().unwrap().push(Out::Buffer(b.pts().unwrap(), seq));
-                    }
-                    Some(gst::PadProbeData::Event(e)) => {
-                        if let gst::EventView::Gap(g) = e.view() {
-                            o.lock().unwrap().push(Out::Gap(g.get().0));
-                        }
-                    }
-                    _ => {}
-                }
-                gst::PadProbeReturn::Ok
-            },
-        )
-        .unwrap();
-    Run { pipeline, pf, out }
+    ));
+    let pf = p.pf().clone().downcast::<ParallelFilter>().unwrap();
+    Run { p, pf }
 }
 
 impl Run {
@@ -113,34 +64,31 @@ impl Run {
 
     /// [`Run::play`], and the text of the warnings posted meanwhile.
     fn play_with_warnings(&self) -> (Option<String>, Vec<String>) {
-        self.pipeline.set_state(gst::State::Playing).unwrap();
-        let bus = self.pipeline.bus().unwrap();
-        let mut warnings = Vec::new();
-        let err = loop {
-            let msg = bus
-                .timed_pop_filtered(
-                    gst::ClockTime::from_seconds(WAIT.as_secs()),
-                    &[
-                        gst::MessageType::Eos,
-                        gst::MessageType::Error,
-                        gst::MessageType::Warning,
-                    ],
-                )
-                .expect("neither EOS nor an error");
-            match msg.view() {
-                gst::MessageView::Error(e) => {
-                    break Some(format!("{} / {:?}", e.error(), e.debug()));
-                }
-                gst::MessageView::Warning(w) => warnings.push(w.error().to_string()),
-                _ => break None,
-            }
-        };
-        self.pipeline.set_state(gst::State::Null).unwrap();
-        (err, warnings)
+        self.p.take_warnings();
+        self.p.play();
+        let err = self
+            .p
+            .wait_end()
+            .map(|e| format!("{} / {:?}", e.error, e.debug));
+        self.p.stop();
+        (err, self.p.take_warnings())
     }
 
+    /// Buffers and GAPs that reached the sink.
     fn out(&self) -> Vec<Out> {
-        self.out.lock().unwrap().clone()
+        self.p
+            .records()
+            .into_iter()
+            .filter_map(|item| match item {
+                Item::Buffer(f) => {
+                    let m = u64::from_le_bytes(f.data[..8].try_into().unwrap());
+                    let seq = m.checked_sub(MARK).filter(|s| *s < 1_000_000);
+                    Some(Out::Buffer(f.pts.unwrap(), seq))
+                }
+                Item::Gap { pts, .. } => Some(Out::Gap(pts)),
+                _ => None,
+            })
+            .collect()
     }
 }
 
@@ -363,8 +311,7 @@ fn flush_cancels_pending_futures() {
             Ok::<_, String>(buffer)
         }
     });
-    let e = pf.upcast_ref::<gst::Element>();
-    let mut h = Harness::with_element(e, Some("sink"), Some("src"));
+    let Fixture { mut h, e, .. } = Fixture::around(pf.upcast());
     h.set_src_caps_str(CAPS);
     for i in 0..N {
         let mut buffer = gst::Buffer::with_size(64).unwrap();
@@ -556,16 +503,16 @@ fn custom_without_a_processor_fails_to_start_with_a_clear_error() {
     // Set, then cleared: back to the signal, which has no handler.
     r.pf.set_processor(|_, _| Ok::<_, String>(()));
     r.pf.clear_custom_processor();
-    assert!(r.pipeline.set_state(gst::State::Paused).is_err());
-    let msg = r
-        .pipeline
-        .bus()
-        .unwrap()
-        .timed_pop_filtered(
-            gst::ClockTime::from_seconds(WAIT.as_secs()),
-            &[gst::MessageType::Error],
-        )
-        .expect("no error message");
+    assert!(r.p.pipeline.set_state(gst::State::Paused).is_err());
+    let msg =
+        r.p.pipeline
+            .bus()
+            .unwrap()
+            .timed_pop_filtered(
+                gst::ClockTime::from_seconds(WAIT.as_secs()),
+                &[gst::MessageType::Error],
+            )
+            .expect("no error message");
     let gst::MessageView::Error(err) = msg.view() else {
         unreachable!()
     };
@@ -582,7 +529,7 @@ fn custom_without_a_processor_fails_to_start_with_a_clear_error() {
         "{:?}",
         err.debug()
     );
-    r.pipeline.set_state(gst::State::Null).unwrap();
+    r.p.stop();
 }
 
 #[test]
@@ -602,7 +549,7 @@ fn a_processor_set_while_running_takes_effect_at_the_next_start() {
         .unwrap();
     assert_eq!(r.play(), None);
     assert_eq!(r.out(), processed(0..6));
-    r.out.lock().unwrap().clear();
+    r.p.rec().clear();
     assert_eq!(r.play(), None);
     let second: Vec<Out> = (0..6).map(|i| Out::Buffer(pts(i), Some(100 + i))).collect();
     assert_eq!(r.out(), second);
@@ -637,14 +584,12 @@ fn previous_frame_is_the_previous_input() {
 #[test]
 fn caps_of_the_processor_drive_negotiation() {
     let _wd = common::begin("caps", 60);
-    let p = gst::parse::launch(
+    let run = Pipeline::launch(
         "videotestsrc num-buffers=5 ! video/x-raw,format=I420,width=16,height=8 ! \
          videoconvert ! parallelfilter name=pf ! fakesink",
-    )
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let pf = p.by_name("pf").and_downcast::<ParallelFilter>().unwrap();
+    );
+    let p = &run.pipeline;
+    let pf = run.pf().clone().downcast::<ParallelFilter>().unwrap();
     let formats = Arc::new(Mutex::new(Vec::new()));
     let f = formats.clone();
     pf.set_custom_processor(

@@ -5,21 +5,13 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
+use common::{Frame, Item, Pipeline};
 use gst::glib;
 use gst::prelude::*;
 
-#[derive(Debug, Clone, PartialEq)]
-struct Frame {
-    pts: Option<gst::ClockTime>,
-    duration: Option<gst::ClockTime>,
-    flags: gst::BufferFlags,
-    /// The caps it came with.
-    caps: Option<gst::Caps>,
-    data: Vec<u8>,
-}
-
+/// What reached the sink of a run.
 #[derive(Debug, Default)]
 struct Out {
     caps: Vec<gst::Caps>,
@@ -33,79 +25,31 @@ struct Out {
 /// Runs `desc` (last element named `sink`, the filter if any `pf`) to EOS
 /// or error, recording what reaches the sink; `setup` runs in NULL.
 fn run_with(desc: &str, setup: impl FnOnce(&gst::Pipeline)) -> Out {
-    let pipeline = gst::parse::launch(desc)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-    let out = Arc::new(Mutex::new(Out::default()));
-    let o = out.clone();
-    let sink = pipeline.by_name("sink").unwrap();
-    sink.static_pad("sink").unwrap().add_probe(
-        gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
-        move |_, info| {
-            let mut o = o.lock().unwrap();
-            match &info.data {
-                Some(gst::PadProbeData::Buffer(b)) => {
-                    let caps = o.caps.last().cloned();
-                    o.frames.push(Frame {
-                        pts: b.pts(),
-                        duration: b.duration(),
-                        flags: b.flags(),
-                        caps,
-                        data: b.map_readable().unwrap().to_vec(),
-                    });
-                }
-                Some(gst::PadProbeData::Event(e)) => match e.view() {
-                    gst::EventView::Caps(c) => o.caps.push(c.caps_owned()),
-                    gst::EventView::Gap(_) => o.gaps += 1,
-                    _ => {}
-                },
-                _ => {}
-            }
-            gst::PadProbeReturn::Ok
-        },
-    );
-    setup(&pipeline);
-    let bus = pipeline.bus().unwrap();
-    if pipeline.set_state(gst::State::Playing).is_ok() {
-        let msg = bus.timed_pop_filtered(
-            gst::ClockTime::from_seconds(120),
-            &[gst::MessageType::Eos, gst::MessageType::Error],
-        );
-        let msg = msg.expect("neither EOS nor error within 120 s");
-        if let gst::MessageView::Error(e) = msg.view() {
-            out.lock().unwrap().error = Some(error_text(e));
-        }
-    } else {
-        let msg = bus
-            .pop_filtered(&[gst::MessageType::Error])
-            .expect("a failed state change posts an error");
-        if let gst::MessageView::Error(e) = msg.view() {
-            out.lock().unwrap().error = Some(error_text(e));
-        }
+    let p = Pipeline::launch(desc);
+    setup(&p.pipeline);
+    let error = p.run().map(|e| e.to_string());
+    let stats = p.pf.as_ref().map(|pf| pf.property("stats"));
+    p.stop();
+    let gaps = p
+        .records()
+        .iter()
+        .filter(|i| matches!(i, Item::Gap { .. }))
+        .count();
+    Out {
+        caps: p.rec().caps(),
+        frames: p.frames(),
+        gaps,
+        error,
+        stats,
     }
-    if let Some(pf) = pipeline.by_name("pf") {
-        out.lock().unwrap().stats = Some(pf.property("stats"));
-    }
-    pipeline.set_state(gst::State::Null).unwrap();
-    std::mem::take(&mut *out.lock().unwrap())
 }
 
 fn run(desc: &str) -> Out {
     run_with(desc, |_| {})
 }
 
-fn error_text(e: &gst::message::Error) -> String {
-    format!(
-        "{}: {} ({})",
-        e.src().map(|s| s.name().to_string()).unwrap_or_default(),
-        e.error(),
-        e.debug().unwrap_or_default()
-    )
-}
-
 fn stat(out: &Out, name: &str) -> u64 {
-    out.stats.as_ref().unwrap().get::<u64>(name).unwrap()
+    common::stat(out.stats.as_ref().unwrap(), name)
 }
 
 /// The same source through `filter` serially and through parallelfilter;
@@ -265,16 +209,16 @@ fn size_and_format_set_downstream_go_through_a_chain() {
 #[test]
 fn caps_queries_are_answered_by_the_chain() {
     let _w = common::begin("caps_queries_are_answered_by_the_chain", 60);
-    let pipeline = gst::parse::launch(
+    let p = Pipeline::launch(
         "videotestsrc ! parallelfilter name=pf workers=2 \
          filter=\"videoconvert ! capsfilter caps=video/x-raw,format=GRAY8\" ! fakesink",
-    )
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let pf = pipeline.by_name("pf").unwrap();
-    pipeline.set_state(gst::State::Paused).unwrap();
-    pipeline.state(gst::ClockTime::from_seconds(30)).0.unwrap();
+    );
+    let pf = p.pf();
+    p.pipeline.set_state(gst::State::Paused).unwrap();
+    p.pipeline
+        .state(gst::ClockTime::from_seconds(30))
+        .0
+        .unwrap();
     // The src side gives only what the chain outputs...
     let src = pf.static_pad("src").unwrap().query_caps(None);
     assert!(!src.is_empty());
@@ -296,7 +240,7 @@ fn caps_queries_are_answered_by_the_chain() {
         current.structure(0).unwrap().get::<&str>("format").unwrap(),
         "GRAY8"
     );
-    pipeline.set_state(gst::State::Null).unwrap();
+    p.stop();
 }
 
 #[test]
@@ -582,13 +526,11 @@ fn flushing_seek_gives_what_serial_gives() {
 #[test]
 fn state_cycles_with_a_filter_never_hang() {
     let _w = common::begin("state_cycles_with_a_filter_never_hang", 180);
-    let pipeline = gst::parse::launch(
+    let p = Pipeline::launch(
         "videotestsrc ! video/x-raw,format=AYUV,width=320,height=240 ! \
          parallelfilter name=pf workers=2 filter=gaussianblur ! fakesink",
-    )
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    );
+    let pipeline = &p.pipeline;
     for i in 0..20 {
         pipeline.set_state(gst::State::Playing).unwrap();
         if i % 2 == 0 {
@@ -606,29 +548,15 @@ fn state_cycles_with_a_filter_never_hang() {
 
 /// The latency parallelfilter reports in a live pipeline once frames flow.
 fn live_latency(filter: &str) -> gst::ClockTime {
-    let pipeline = gst::parse::launch(&format!(
+    let p = Pipeline::launch(&format!(
         "videotestsrc is-live=true ! video/x-raw,width=64,height=48,framerate=25/1 ! \
          parallelfilter name=pf workers=2 on-error=pass filter={filter} ! fakesink name=sink"
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let (tx, rx) = std::sync::mpsc::sync_channel(8);
-    pipeline
-        .by_name("sink")
-        .unwrap()
-        .static_pad("sink")
-        .unwrap()
-        .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-            let _ = tx.try_send(());
-            gst::PadProbeReturn::Ok
-        });
-    pipeline.set_state(gst::State::Playing).unwrap();
-    rx.recv().unwrap();
+    ));
+    p.play();
+    p.next_buffer();
     let mut q = gst::query::Latency::new();
-    let pf = pipeline.by_name("pf").unwrap();
-    assert!(pf.static_pad("src").unwrap().query(&mut q));
-    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(p.pf().static_pad("src").unwrap().query(&mut q));
+    p.stop();
     let (live, min, _) = q.result();
     assert!(live);
     min
@@ -827,32 +755,15 @@ fn an_error_posted_with_flow_ok_fails_the_frame() {
 #[test]
 fn a_filter_set_before_another_processor_gets_a_warning() {
     let _w = common::begin("a_filter_set_before_another_processor_gets_a_warning", 60);
-    let pipeline = gst::parse::launch(&format!(
+    let p = Pipeline::launch(&format!(
         "{TEN} ! parallelfilter name=pf filter=gaussianblur processor=passthrough ! \
          fakesink name=sink"
-    ))
-    .unwrap();
-    let bus = pipeline.bus().unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let mut warnings = Vec::new();
-    loop {
-        let msg = bus
-            .timed_pop_filtered(
-                gst::ClockTime::from_seconds(60),
-                &[
-                    gst::MessageType::Eos,
-                    gst::MessageType::Error,
-                    gst::MessageType::Warning,
-                ],
-            )
-            .expect("no EOS");
-        match msg.view() {
-            gst::MessageView::Warning(w) => warnings.push(w.error().to_string()),
-            gst::MessageView::Error(e) => panic!("{}", error_text(e)),
-            _ => break,
-        }
+    ));
+    if let Some(e) = p.run() {
+        panic!("{e}");
     }
-    pipeline.set_state(gst::State::Null).unwrap();
+    let warnings = p.take_warnings();
+    p.stop();
     // The last one set wins: passthrough ran, and the filter was named.
     assert_eq!(
         warnings,
@@ -863,12 +774,11 @@ fn a_filter_set_before_another_processor_gets_a_warning() {
 #[test]
 fn a_missing_element_posts_a_missing_plugin_message() {
     let _w = common::begin("a_missing_element_posts_a_missing_plugin_message", 60);
-    let pipeline = gst::parse::launch(&format!(
+    let p = Pipeline::launch(&format!(
         "{TEN} ! parallelfilter filter=\"videoconvert ! nosuchfilter\" ! fakesink"
-    ))
-    .unwrap();
-    let bus = pipeline.bus().unwrap();
-    assert!(pipeline.set_state(gst::State::Paused).is_err());
+    ));
+    let bus = p.pipeline.bus().unwrap();
+    assert!(p.pipeline.set_state(gst::State::Paused).is_err());
     let mut missing = Vec::new();
     let mut error = None;
     while let Some(msg) = bus.pop() {
@@ -887,7 +797,7 @@ fn a_missing_element_posts_a_missing_plugin_message() {
             _ => {}
         }
     }
-    pipeline.set_state(gst::State::Null).unwrap();
+    p.stop();
     assert_eq!(missing.len(), 1, "{missing:?}");
     assert!(missing[0].contains("element-nosuchfilter"), "{missing:?}");
     assert_eq!(

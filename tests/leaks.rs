@@ -10,6 +10,7 @@ mod oip_server;
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
+use common::{Pipeline, WAIT};
 use gst::prelude::*;
 
 /// Types this element creates or holds; any live one at the end is a leak.
@@ -30,54 +31,44 @@ fn run(desc: &str, seek: bool) {
 
 /// [`run`], after `setup` configured the pipeline.
 fn run_with(desc: &str, seek: bool, setup: impl FnOnce(&gst::Pipeline)) {
-    let pipeline = gst::parse::launch(desc).unwrap();
-    let pipeline = pipeline.downcast::<gst::Pipeline>().unwrap();
-    setup(&pipeline);
-    pipeline.set_state(gst::State::Paused).unwrap();
-    let (res, _, _) = pipeline.state(gst::ClockTime::from_seconds(30));
+    let p = Pipeline::launch(desc);
+    setup(&p.pipeline);
+    p.pipeline.set_state(gst::State::Paused).unwrap();
+    let (res, _, _) = p.pipeline.state(gst::ClockTime::from_seconds(30));
     res.unwrap();
     if seek {
-        pipeline
+        p.pipeline
             .seek_simple(gst::SeekFlags::FLUSH, gst::ClockTime::from_seconds(1))
             .unwrap();
-        pipeline.state(gst::ClockTime::from_seconds(30)).0.unwrap();
+        p.pipeline
+            .state(gst::ClockTime::from_seconds(30))
+            .0
+            .unwrap();
     }
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let bus = pipeline.bus().unwrap();
-    let msg = bus.timed_pop_filtered(
-        gst::ClockTime::from_seconds(30),
-        &[gst::MessageType::Eos, gst::MessageType::Error],
-    );
-    assert!(
-        matches!(msg.as_ref().map(|m| m.type_()), Some(gst::MessageType::Eos)),
-        "{msg:?}"
-    );
-    pipeline.set_state(gst::State::Null).unwrap();
+    p.run_to_eos();
+    p.stop();
 }
 
 fn cycle_with_stuck_frames() {
-    let pipeline = gst::parse::launch(
+    let p = Pipeline::launch(
         "videotestsrc ! video/x-raw,width=32,height=24 ! parallelfilter name=pf \
          processor=delay delay-min=10000000000 delay-max=10000000000 workers=2 ! fakesink",
-    )
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    );
     let (tx, entered) = mpsc::channel();
     let tx = Mutex::new(tx);
-    let pf = pipeline.by_name("pf").unwrap();
-    pf.static_pad("sink")
+    p.pf()
+        .static_pad("sink")
         .unwrap()
         .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
             let _ = tx.lock().unwrap().send(());
             gst::PadProbeReturn::Ok
         });
     for _ in 0..20 {
-        pipeline.set_state(gst::State::Playing).unwrap();
+        p.pipeline.set_state(gst::State::Playing).unwrap();
         // The second frame at the pad means the first is inside, stuck.
-        entered.recv().unwrap();
-        entered.recv().unwrap();
-        pipeline.set_state(gst::State::Null).unwrap();
+        entered.recv_timeout(WAIT).unwrap();
+        entered.recv_timeout(WAIT).unwrap();
+        p.pipeline.set_state(gst::State::Null).unwrap();
         while entered.try_recv().is_ok() {}
     }
 }

@@ -1,14 +1,17 @@
 // SPDX-License-Identifier: MPL-2.0
-//! Downstream renegotiation never stops the stream: playbin's
+//! Caps negotiation: a caps change from upstream mid-stream, and
+//! downstream renegotiation never stopping the stream: playbin's
 //! `video-filter`, a bare RECONFIGURE from the sink, and a capsfilter after
 //! the element whose caps change mid-stream, for every kind of processor
-//! and several worker counts.
+//! and several worker counts. Processor-specific caps handling is in the
+//! processor's file.
 
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use common::{Item, Pipeline, assert_increasing};
 use gst::prelude::*;
 
 /// Frames in each test file and each live run.
@@ -37,54 +40,27 @@ struct Out {
     frames_in: Option<u64>,
 }
 
-/// Records buffers and caps reaching `pad`.
-fn record(pad: &gst::Pad) -> Arc<Mutex<Out>> {
-    let out = Arc::new(Mutex::new(Out::default()));
-    let o = out.clone();
-    pad.add_probe(
-        gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
-        move |_, info| {
-            let mut o = o.lock().unwrap();
-            match &info.data {
-                Some(gst::PadProbeData::Buffer(b)) => {
-                    let caps = o.caps.last().cloned().expect("a buffer before caps");
-                    o.frames.push((b.pts(), b.size(), caps));
-                }
-                Some(gst::PadProbeData::Event(e)) => {
-                    if let gst::EventView::Caps(c) = e.view() {
-                        o.caps.push(c.caps_owned());
-                    }
-                }
-                _ => {}
-            }
-            gst::PadProbeReturn::Ok
-        },
-    );
-    out
-}
-
-/// Plays `pipeline` to EOS or error and stops it.
-fn play(pipeline: &gst::Element, out: &Arc<Mutex<Out>>) -> Out {
-    let bus = pipeline.bus().unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let msg = bus
-        .timed_pop_filtered(
-            gst::ClockTime::from_seconds(60),
-            &[gst::MessageType::Eos, gst::MessageType::Error],
-        )
-        .expect("neither EOS nor error within 60 s");
-    if let gst::MessageView::Error(e) = msg.view() {
-        out.lock().unwrap().error = Some(format!("{} ({:?})", e.error(), e.debug()));
+/// Plays `p` to EOS or error and stops it.
+fn play(p: &Pipeline) -> Out {
+    let error = p.run().map(|e| e.text());
+    let frames_in = p.pf.as_ref().map(|_| common::stat(&p.stats(), "frames-in"));
+    p.stop();
+    let (frames, caps) = match &p.rec {
+        Some(rec) => (
+            rec.buffers()
+                .into_iter()
+                .map(|f| (f.pts, f.size(), f.caps.expect("a buffer before caps")))
+                .collect(),
+            rec.caps(),
+        ),
+        None => Default::default(),
+    };
+    Out {
+        frames,
+        caps,
+        error,
+        frames_in,
     }
-    if let Some(pf) = pipeline
-        .downcast_ref::<gst::Bin>()
-        .and_then(|b| b.by_name("pf"))
-    {
-        let stats = pf.property::<gst::Structure>("stats");
-        out.lock().unwrap().frames_in = Some(stats.get("frames-in").unwrap());
-    }
-    pipeline.set_state(gst::State::Null).unwrap();
-    std::mem::take(&mut *out.lock().unwrap())
 }
 
 /// The frame size `caps` describe.
@@ -132,9 +108,7 @@ fn media(audio: bool) -> PathBuf {
                  {audio_branch} webmmux name=mux ! filesink location={}",
                 path.display()
             );
-            let pipeline = gst::parse::launch(&desc).unwrap();
-            let out = Arc::new(Mutex::new(Out::default()));
-            let done = play(&pipeline, &out);
+            let done = play(&Pipeline::launch(&desc));
             assert_eq!(done.error, None, "cannot write {}", path.display());
             path
         };
@@ -157,11 +131,11 @@ fn playbin(file: &Path, filter: &str) -> Out {
     let filter = gst::parse::bin_from_description(filter, true).unwrap();
     let sink = gst::ElementFactory::make("fakesink").build().unwrap();
     let audio = gst::ElementFactory::make("fakesink").build().unwrap();
-    let out = record(&sink.static_pad("sink").unwrap());
     playbin.set_property("video-filter", &filter);
     playbin.set_property("video-sink", &sink);
     playbin.set_property("audio-sink", &audio);
-    play(&playbin, &out)
+    let playbin = playbin.downcast::<gst::Pipeline>().unwrap();
+    play(&Pipeline::wrap(playbin, sink.static_pad("sink").as_ref()))
 }
 
 #[test]
@@ -206,16 +180,8 @@ fn run_live(
     let desc = format!(
         "videotestsrc num-buffers={frames} ! {source_caps} ! parallelfilter name=pf {props} ! {downstream}"
     );
-    let pipeline = gst::parse::launch(&desc)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-    let pad = pipeline
-        .by_name("sink")
-        .unwrap()
-        .static_pad("sink")
-        .unwrap();
-    let out = record(&pad);
+    let p = Pipeline::launch(&desc);
+    let pad = p.sink().static_pad("sink").unwrap();
     let seen = Mutex::new(0);
     pad.add_probe(gst::PadProbeType::BUFFER, move |pad, _| {
         let n = {
@@ -226,7 +192,7 @@ fn run_live(
         on_frame(n, pad);
         gst::PadProbeReturn::Ok
     });
-    play(pipeline.upcast_ref(), &out)
+    play(&p)
 }
 
 #[test]
@@ -320,4 +286,55 @@ fn downstream_size_change_mid_stream() {
 fn downstream_format_change_mid_stream() {
     let _w = common::begin("downstream_format_change_mid_stream", 300);
     change_downstream_caps("video/x-raw,format=I420", "video/x-raw,format=Y42B");
+}
+
+// Upstream caps change ----------------------------------------------------
+
+#[test]
+fn caps_renegotiation_mid_stream_keeps_every_frame() {
+    let _wd = common::begin("renegotiation", 60);
+    let p = Pipeline::launch(
+        "videotestsrc num-buffers=40 ! capsfilter name=cf caps=video/x-raw,width=64,height=48 ! \
+         parallelfilter name=pf processor=delay delay-max=15000000 workers=6 ! fakesink name=sink",
+    );
+    let cf = p.pipeline.by_name("cf").unwrap();
+    p.play();
+    for _ in 0..10 {
+        p.next_buffer();
+    }
+    cf.set_property(
+        "caps",
+        gst::Caps::builder("video/x-raw")
+            .field("width", 32)
+            .field("height", 24)
+            .build(),
+    );
+    if let Some(err) = p.wait_end() {
+        panic!("{}", err.text());
+    }
+    p.stop();
+    let mut size = None;
+    let mut sizes_seen = Vec::new();
+    let mut frames = 0;
+    for r in p.records() {
+        match r {
+            Item::Caps(caps) => {
+                let info = gst_video::VideoInfo::from_caps(&caps).unwrap();
+                size = Some(info.size());
+                sizes_seen.push(info.width());
+            }
+            Item::Buffer(f) => {
+                assert_eq!(
+                    Some(f.size()),
+                    size,
+                    "buffer {frames} does not match its caps"
+                );
+                frames += 1;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(frames, 40);
+    assert_eq!(sizes_seen, vec![64, 32]);
+    assert_increasing(&p.buffer_pts());
 }

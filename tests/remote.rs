@@ -16,40 +16,31 @@ mod oip_server;
 
 use std::time::Duration;
 
+use common::{FRAME, Fixture, Pipeline, buffer_with, caps_formats, element, fixture, wait_until};
 use gst::prelude::*;
 use gst_check::Harness;
 use oip_server::{Fault, INPUT_NAME, MODEL, TestServer};
 
 const CAPS: &str = "video/x-raw,format=RGB,width=8,height=4,framerate=30/1";
 const FRAME_BYTES: usize = 8 * 4 * 3;
-const FRAME: gst::ClockTime = gst::ClockTime::from_nseconds(33_333_333);
 
 fn harness(servers: &[&TestServer], props: &[(&str, &str)]) -> (Harness, gst::Element, gst::Bus) {
     let urls: Vec<String> = servers.iter().map(|s| s.url()).collect();
-    let mut builder = gst::ElementFactory::make("parallelfilter")
-        .property_from_str("processor", "remote")
-        .property("servers", urls.join(","))
-        .property("model", MODEL);
-    for (name, value) in props {
-        builder = builder.property_from_str(name, value);
-    }
-    let e = builder.build().unwrap();
-    let bus = gst::Bus::new();
-    e.set_bus(Some(&bus));
-    let mut h = Harness::with_element(&e, Some("sink"), Some("src"));
+    let urls = urls.join(",");
+    let mut all = vec![
+        ("processor", "remote"),
+        ("servers", urls.as_str()),
+        ("model", MODEL),
+    ];
+    all.extend_from_slice(props);
+    let Fixture { mut h, e, bus, .. } = fixture(&all);
     h.set_src_caps_str(CAPS);
     (h, e, bus)
 }
 
 /// Frame `i`: every byte is `i % 200`, so the model's `mean` is that.
 fn frame(i: u64) -> gst::Buffer {
-    let mut b = gst::Buffer::from_mut_slice(vec![(i % 200) as u8; FRAME_BYTES]);
-    {
-        let b = b.get_mut().unwrap();
-        b.set_pts(FRAME * i);
-        b.set_duration(FRAME);
-    }
-    b
+    buffer_with(vec![(i % 200) as u8; FRAME_BYTES], FRAME * i)
 }
 
 #[derive(Debug)]
@@ -114,16 +105,15 @@ fn servers_stats(e: &gst::Element) -> Vec<gst::Structure> {
         .collect()
 }
 
-/// Spins until the element sees `n` servers up.
+/// Waits until the element sees `n` servers up.
 fn wait_up(e: &gst::Element, n: usize) {
-    while servers_stats(e)
-        .iter()
-        .filter(|s| s.get::<bool>("up").unwrap())
-        .count()
-        < n
-    {
-        std::thread::yield_now();
-    }
+    wait_until(&format!("{n} servers up"), || {
+        servers_stats(e)
+            .iter()
+            .filter(|s| s.get::<bool>("up").unwrap())
+            .count()
+            >= n
+    });
 }
 
 fn push(h: &mut Harness, range: std::ops::Range<u64>) {
@@ -330,15 +320,13 @@ fn flush_and_stop_cancel_hung_requests() {
     wait_up(&e, 1);
     a.set_fault(Fault::Hang, u64::MAX);
     push(&mut h, 0..4);
-    while a.received() < 4 {
-        std::thread::yield_now();
-    }
+    wait_until("4 requests at the server", || a.received() >= 4);
     assert!(h.push_event(gst::event::FlushStart::new()));
     assert!(h.push_event(gst::event::FlushStop::new(true)));
     // The dropped requests give their slots back.
-    while servers_stats(&e)[0].get::<u32>("in-flight").unwrap() > 0 {
-        std::thread::yield_now();
-    }
+    wait_until("no request in flight", || {
+        servers_stats(&e)[0].get::<u32>("in-flight").unwrap() == 0
+    });
     a.clear_fault();
     h.push_event(gst::event::Segment::new(&gst::FormattedSegment::<
         gst::ClockTime,
@@ -350,9 +338,9 @@ fn flush_and_stop_cancel_hung_requests() {
     a.set_fault(Fault::Hang, u64::MAX);
     let before = a.received();
     push(&mut h, 11..13);
-    while a.received() < before + 2 {
-        std::thread::yield_now();
-    }
+    wait_until("2 more requests at the server", || {
+        a.received() >= before + 2
+    });
     e.set_state(gst::State::Null).unwrap();
 }
 
@@ -412,12 +400,7 @@ fn analysis_payload_is_fp32_features() {
 #[test]
 fn missing_servers_fail_the_state_change() {
     let _w = common::begin("missing_servers_fail_the_state_change", 60);
-    common::init();
-    let e = gst::ElementFactory::make("parallelfilter")
-        .property_from_str("processor", "remote")
-        .property("model", MODEL)
-        .build()
-        .unwrap();
+    let e = element(&[("processor", "remote"), ("model", MODEL)]);
     let bus = gst::Bus::new();
     e.set_bus(Some(&bus));
     assert!(e.set_state(gst::State::Paused).is_err());
@@ -443,14 +426,12 @@ fn large_frames(binary: bool) {
     let a = TestServer::start();
     a.set_binary(binary);
     let urls = a.url();
-    let e = gst::ElementFactory::make("parallelfilter")
-        .property_from_str("processor", "remote")
-        .property("servers", urls)
-        .property("model", MODEL)
-        .property("workers", 4u32)
-        .build()
-        .unwrap();
-    let mut h = Harness::with_element(&e, Some("sink"), Some("src"));
+    let Fixture { mut h, .. } = fixture(&[
+        ("processor", "remote"),
+        ("servers", &urls),
+        ("model", MODEL),
+        ("workers", "4"),
+    ]);
     // I420 320x240: above the size encoded on the blocking pool.
     h.set_src_caps_str("video/x-raw,format=I420,width=320,height=240,framerate=30/1");
     let size = 320 * 240 * 3 / 2;
@@ -628,12 +609,11 @@ fn model_name_is_percent_encoded() {
 #[test]
 fn server_url_with_a_query_fails_the_state_change() {
     let _w = common::begin("server_url_with_a_query_fails_the_state_change", 60);
-    let e = gst::ElementFactory::make("parallelfilter")
-        .property_from_str("processor", "remote")
-        .property("servers", "http://127.0.0.1:1/?x=1")
-        .property("model", MODEL)
-        .build()
-        .unwrap();
+    let e = element(&[
+        ("processor", "remote"),
+        ("servers", "http://127.0.0.1:1/?x=1"),
+        ("model", MODEL),
+    ]);
     let bus = gst::Bus::new();
     e.set_bus(Some(&bus));
     assert!(e.set_state(gst::State::Paused).is_err());
@@ -658,9 +638,7 @@ fn max_requests_per_server_is_a_cap() {
     wait_up(&e, 1);
     a.set_hold(true);
     push(&mut h, 0..8);
-    while a.received() < 2 {
-        std::thread::yield_now();
-    }
+    wait_until("2 requests at the server", || a.received() >= 2);
     assert_eq!(servers_stats(&e)[0].get::<u32>("in-flight").unwrap(), 2);
     a.set_hold(false);
     check_enriched(&pull_all(&mut h), 8);
@@ -692,16 +670,6 @@ const REMOTE_FORMATS: &[&str] = &[
     "YV12", "NV12", "NV21", "Y42B", "Y444",
 ];
 
-/// The formats in a CAPS answer.
-fn caps_formats(caps: &gst::Caps) -> Vec<String> {
-    caps.iter()
-        .flat_map(|s| match s.get::<gst::List>("format") {
-            Ok(list) => list.iter().map(|v| v.get::<String>().unwrap()).collect(),
-            Err(_) => vec![s.get::<String>("format").unwrap()],
-        })
-        .collect()
-}
-
 #[test]
 fn unsupported_format_fails_at_link_time_naming_it() {
     let _w = common::begin("unsupported_format_fails_at_link_time_naming_it", 60);
@@ -730,10 +698,7 @@ fn unsupported_format_fails_at_link_time_naming_it() {
 #[test]
 fn caps_queries_before_start_answer_the_remote_formats() {
     let _w = common::begin("caps_queries_before_start_answer_the_remote_formats", 60);
-    let e = gst::ElementFactory::make("parallelfilter")
-        .property_from_str("processor", "remote")
-        .build()
-        .unwrap();
+    let e = element(&[("processor", "remote")]);
     let bus = gst::Bus::new();
     e.set_bus(Some(&bus));
     let sink = e.static_pad("sink").unwrap();
@@ -771,31 +736,20 @@ fn caps_queries_before_start_answer_the_remote_formats() {
 fn without_a_capsfilter_a_supported_format_is_negotiated() {
     let _w = common::begin("without_a_capsfilter_a_supported_format_is_negotiated", 60);
     let a = TestServer::start();
-    let pipeline = gst::parse::launch(&format!(
+    let p = Pipeline::launch(&format!(
         "videotestsrc num-buffers=3 ! parallelfilter name=pf processor=remote servers={} \
          model={MODEL} ! fakesink",
         a.url()
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let bus = pipeline.bus().unwrap();
-    let msg = bus
-        .timed_pop_filtered(
-            gst::ClockTime::from_seconds(30),
-            &[gst::MessageType::Eos, gst::MessageType::Error],
-        )
-        .expect("neither EOS nor an error");
-    if let gst::MessageView::Error(err) = msg.view() {
-        panic!("{} ({:?})", err.error(), err.debug());
+    ));
+    if let Some(err) = p.run() {
+        panic!("{}", err.text());
     }
-    let pf = pipeline.by_name("pf").unwrap();
+    let pf = p.pf();
     let caps = pf.static_pad("sink").unwrap().current_caps().unwrap();
     let format = caps.structure(0).unwrap().get::<String>("format").unwrap();
     assert!(REMOTE_FORMATS.contains(&format.as_str()), "{caps}");
     assert_eq!(a.answered(), 3);
-    pipeline.set_state(gst::State::Null).unwrap();
+    p.stop();
 }
 
 #[test]
