@@ -172,8 +172,9 @@ fn failover(fault: Fault, props: &[(&str, &str)]) {
     push(&mut h, 0..20);
     let results = pull_enriched(&mut h, 0, 20);
     assert!(results.iter().all(|r| r.server == b.url()));
-    // With both up and idle the first frame goes to A.
-    assert_eq!(results[0].attempts, 2);
+    // With both up and idle the first request goes to A (frames start
+    // concurrently, so not necessarily frame 0's).
+    assert!(results.iter().any(|r| r.attempts == 2));
     // A retry goes elsewhere: A is down when it is made.
     assert!(results.iter().all(|r| r.attempts <= 3));
     assert_eq!(b.answered(), 20);
