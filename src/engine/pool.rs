@@ -237,12 +237,12 @@ where
         match work {
             Err(payload) => {
                 let err = ProcessError::Panicked(panic_message(payload));
-                self.complete(pos, generation, id, Err(err), started.elapsed());
+                self.complete(pos, generation, id, Err(err), started.elapsed(), false);
                 lock(&self.pool).release(id);
             }
             Ok(Work::Ready(r)) => {
                 let r = r.map_err(ProcessError::Failed);
-                let woke = self.complete_now(pos, generation, id, r, started.elapsed(), true);
+                let woke = self.complete(pos, generation, id, r, started.elapsed(), true);
                 lock(&self.pool).release(id);
                 return !woke;
             }
@@ -258,7 +258,7 @@ where
                     !done.swap(true, Ordering::AcqRel)
                 });
                 if first {
-                    self.complete(pos, generation, id, r, started.elapsed());
+                    self.complete(pos, generation, id, r, started.elapsed(), false);
                 }
                 // Only now: a timed-out closure kept its worker busy.
                 lock(&self.pool).release(id);
@@ -267,7 +267,7 @@ where
                 let inner = self.clone();
                 self.handle.spawn(async move {
                     if let Some(r) = inner.run_async(fut, timeout, generation).await {
-                        inner.complete(pos, generation, id, r, started.elapsed());
+                        inner.complete(pos, generation, id, r, started.elapsed(), false);
                     }
                     let mut p = lock(&inner.pool);
                     p.release(id);
@@ -319,7 +319,7 @@ where
                 && !flag.swap(true, Ordering::AcqRel)
             {
                 let timed_out = Err(ProcessError::TimedOut(d));
-                inner.complete(pos, generation, id, timed_out, started.elapsed());
+                inner.complete(pos, generation, id, timed_out, started.elapsed(), false);
             }
         });
         (done, handle)
@@ -355,20 +355,9 @@ where
         }
     }
 
-    fn complete(
-        &self,
-        pos: u64,
-        generation: u64,
-        worker: usize,
-        result: Result<T, ProcessError>,
-        processing_time: Duration,
-    ) {
-        self.complete_now(pos, generation, worker, result, processing_time, false);
-    }
-
     /// Stores a result; `more_soon`: this thread completes the next queued
     /// frame at once, so the consumer may wait for a burst.
-    fn complete_now(
+    fn complete(
         &self,
         pos: u64,
         generation: u64,
