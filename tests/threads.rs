@@ -32,6 +32,10 @@ static RT: LazyLock<Runtime> = LazyLock::new(|| {
 /// GStreamer's own.
 const OTHERS: usize = 6;
 
+/// Threads that decided to leave and have not yet been reaped by the OS
+/// while the count toggles between 1 and 64 every few milliseconds.
+const LEAVING: usize = 32;
+
 type TestEngine = Engine<u64, (), u64>;
 
 fn threads() -> usize {
@@ -156,7 +160,10 @@ fn toggling_workers_between_1_and_64_leaves_no_threads_behind() {
     };
     let most = drain(&e, 20_000, 0);
     producer.join().unwrap();
-    assert!(most <= base + 64 + OTHERS, "{most} threads, {base} before");
+    assert!(
+        most <= base + 64 + OTHERS + LEAVING,
+        "{most} threads, {base} before"
+    );
     // Lowered to 1: the others leave once idle.
     assert!(
         eventually(Duration::from_secs(20), || e.worker_threads() == 1),
@@ -413,8 +420,11 @@ fn an_element_with_cpu_bound_work_keeps_its_threads_bounded() {
         "{most} threads, {before} before"
     );
     let (before, most) = run("1", true);
+    // Toggling every 100 frames, threads that are leaving (lowered to 1)
+    // may still be on their way out when the next ones start (raised to
+    // 64): a loaded machine delays their exit, so allow for some.
     assert!(
-        most <= before + 64 + OTHERS,
+        most <= before + 64 + OTHERS + LEAVING,
         "{most} threads, {before} before"
     );
     // After the element stopped, its threads are gone.

@@ -147,9 +147,9 @@ where
         let mut p = lock(&self.pool);
         loop {
             if p.threads > p.wanted_threads() {
+                // Nobody waits for this: a leaving thread is never the
+                // leader, and it frees no capacity.
                 p.threads -= 1;
-                drop(p);
-                self.pool_changed.notify_all();
                 return;
             }
             if p.leader || p.busy >= p.target {
