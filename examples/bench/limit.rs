@@ -9,8 +9,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use gst::prelude::*;
-use gst_video::prelude::*;
-use gstparallel::analysis::kernel::{self, Layout, Luma};
+use gstparallel::analysis::luma;
 
 use crate::common::{Fail, combined_rate, record, run_with, take};
 
@@ -119,43 +118,13 @@ fn analyze(
             .static_pad("sink")
             .and_then(|p| p.current_caps())
             .ok_or("no caps")?;
-        let info = gst_video::VideoInfo::from_caps(&caps).map_err(|e| e.to_string())?;
-        // Luma in plane 0, one byte a pixel: what the bench feeds (I420).
-        let format = info.format_info();
-        if !format.is_yuv() || format.pixel_stride()[0] != 1 {
-            return Err(format!("{} is not planar YUV", info.format().to_str()));
-        }
-        state.info = Some(info);
+        state.info = Some(gst_video::VideoInfo::from_caps(&caps).map_err(|e| e.to_string())?);
     }
     let info = state.info.as_ref().ok_or("no video info")?;
-    {
-        let current = map(&buffer, info)?;
-        let previous = state.previous.as_ref().map(|p| map(p, info)).transpose()?;
-        let previous = previous.as_ref().map(luma).transpose()?;
-        let sums = kernel::analyze(&luma(&current)?, previous.as_ref())?;
-        // Keep the optimiser from dropping the work.
-        std::hint::black_box(sums);
-    }
+    // The element's own mapping and kernel, without the element.
+    let sums = luma::luma_sums(&buffer, state.previous.as_deref(), info, None)?;
+    // Keep the optimiser from dropping the work.
+    std::hint::black_box(sums);
     state.previous = Some(buffer);
     Ok(())
-}
-
-fn map<'a>(
-    buffer: &'a gst::Buffer,
-    info: &gst_video::VideoInfo,
-) -> Result<gst_video::VideoFrameRef<&'a gst::BufferRef>, String> {
-    gst_video::VideoFrameRef::from_buffer_ref_readable(buffer.as_ref(), info)
-        .map_err(|e| format!("cannot map {buffer:?}: {e}"))
-}
-
-fn luma<'a>(frame: &'a gst_video::VideoFrameRef<&gst::BufferRef>) -> Result<Luma<'a>, String> {
-    let stride = usize::try_from(frame.plane_stride()[0]).map_err(|e| e.to_string())?;
-    let data = frame.plane_data(0).map_err(|e| e.to_string())?;
-    Luma::new(
-        data,
-        stride,
-        frame.width() as usize,
-        frame.height() as usize,
-        Layout::Plane,
-    )
 }

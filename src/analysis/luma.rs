@@ -73,7 +73,7 @@ fn luma<'a>(frame: &'a gst_video::VideoFrameRef<&gst::BufferRef>) -> Result<Luma
 
 /// The analysis sums of a frame of `info`, against `previous` when given
 /// (for motion); logs against `element` when known.
-pub(crate) fn luma_sums(
+pub fn luma_sums(
     buffer: &gst::BufferRef,
     previous: Option<&gst::BufferRef>,
     info: &gst_video::VideoInfo,

@@ -12,7 +12,7 @@ use std::sync::{Arc, LazyLock};
 
 pub mod font;
 pub mod kernel;
-pub(crate) mod luma;
+pub mod luma;
 pub mod overlay;
 mod result;
 
