@@ -297,7 +297,10 @@ pub(super) fn properties() -> Vec<glib::ParamSpec> {
             .build(),
         glib::ParamSpecUInt::builder(PROP_MAX_REQUESTS_PER_SERVER)
             .nick("Max requests per server")
-            .blurb("remote processor: concurrent requests per server (0 = workers)")
+            .blurb(
+                "remote processor: concurrent requests per server (0 = adapted to each \
+                 server's latency, up to workers)",
+            )
             .default_value(DEFAULT_MAX_REQUESTS_PER_SERVER)
             .mutable_ready()
             .build(),

@@ -215,9 +215,12 @@ impl Settings {
                     model: self.model.clone().unwrap_or_default(),
                     payload: self.payload,
                     retries: self.retries,
-                    max_per_server: match self.max_requests_per_server {
-                        0 => self.workers as usize,
-                        n => n as usize,
+                    // The element's upper bound on requests at once.
+                    per_server: match self.max_requests_per_server {
+                        0 => remote::PerServer::Adaptive {
+                            max: self.workers as usize,
+                        },
+                        n => remote::PerServer::Fixed(n as usize),
                     },
                     timeout: self.live_timeout.clone(),
                     scene_threshold: self.scene_threshold.clone(),

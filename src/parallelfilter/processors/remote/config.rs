@@ -21,11 +21,29 @@ pub struct Config {
     pub model: String,
     pub payload: Payload,
     pub retries: u32,
-    /// Concurrent requests per server (already resolved: never 0).
-    pub max_per_server: usize,
+    /// Concurrent requests per server.
+    pub per_server: PerServer,
     /// The element's `timeout`: the whole budget of a frame, retries included.
     pub timeout: LiveTimeout,
     pub scene_threshold: SceneThreshold,
+}
+
+/// `max-requests-per-server`, resolved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PerServer {
+    /// Exactly this many (at least 1).
+    Fixed(usize),
+    /// Adapted to each server's latency, between 1 and `max`.
+    Adaptive { max: usize },
+}
+
+impl PerServer {
+    /// The most a server may ever have in flight.
+    pub(super) fn max(self) -> usize {
+        match self {
+            PerServer::Fixed(n) | PerServer::Adaptive { max: n } => n.max(1),
+        }
+    }
 }
 
 /// The `timeout` property shared with the running processor: a change in

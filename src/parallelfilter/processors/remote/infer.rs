@@ -122,7 +122,9 @@ impl Inner {
             let AttemptBound { bound, budget_end } =
                 deadline.attempt(Instant::now(), attempt == attempts);
             let t0 = Instant::now();
-            let result = match tokio::time::timeout(bound, this.infer(&lease, &tensor, id)).await {
+            let result = tokio::time::timeout(bound, this.infer(&lease, &tensor, id)).await;
+            let timed_out = result.is_err();
+            let result = match result {
                 Ok(r) => r,
                 Err(_) if budget_end => Err(Failure {
                     msg: format!("no answer before the frame's deadline ({bound:?} left)"),
@@ -133,12 +135,24 @@ impl Inner {
                     server_fault: true,
                 }),
             };
-            let elapsed = t0.elapsed();
+            let now = Instant::now();
+            let elapsed = now.saturating_duration_since(t0);
+            // Counted while the slot is held: the limit sees the requests
+            // in flight with this one.
+            let change = match &result {
+                Ok(_) => this.servers.succeeded(server, t0, now),
+                Err(f) => this.servers.failed(server, f.server_fault || timed_out),
+            };
             drop(lease);
             let url = this.servers.url(server);
+            if let Some(c) = change {
+                this.log(
+                    gst::DebugLevel::Debug,
+                    format_args!("{url}: limit {} -> {}", c.from, c.to),
+                );
+            }
             match result {
                 Ok(outputs) => {
-                    this.servers.succeeded(server, elapsed);
                     return Ok(Answer {
                         server,
                         outputs,
@@ -147,7 +161,6 @@ impl Inner {
                     });
                 }
                 Err(f) => {
-                    this.servers.failed(server);
                     this.log(
                         gst::DebugLevel::Debug,
                         format_args!("frame {id}: attempt {attempt} on {url}: {}", f.msg),

@@ -3,8 +3,9 @@
 //! Protocol (KServe v2) servers over HTTP/1.1 REST, and the response's
 //! outputs become the `GstParallelFilterInferenceMeta`.
 //!
-//! Scheduling: a request goes to the ready server with the fewest requests
-//! in flight, at most `max-requests-per-server` each. A server whose request
+//! Scheduling: a request goes to the ready server with the smallest share
+//! of its limit in flight: `max-requests-per-server`, or with 0 a limit
+//! adapted to the server's latency (`limit`). A server whose request
 //! fails (connection error, 5xx, no answer) becomes suspect and is probed at
 //! once; a failed probe marks it down, and it is probed again in the
 //! background with a bounded backoff. The request is retried, preferably on
@@ -23,6 +24,7 @@
 //! | `infer` | a frame's attempts across servers, one request each |
 //! | `budget` | the frame's deadline and each attempt's share of it |
 //! | `servers` | the servers' health and counters, leasing request slots |
+//! | `limit` | each server's concurrency limit, fixed or adaptive (pure) |
 //! | `probe` | finding out whether a server is up and has the model |
 //! | `http` | the HTTP client |
 //! | `protocol` | the protocol's messages, encoded and decoded (pure) |
@@ -42,13 +44,14 @@ mod budget;
 mod config;
 mod http;
 mod infer;
+mod limit;
 mod probe;
 mod protocol;
 mod servers;
 mod tensor;
 
 use budget::Deadline;
-pub use config::{Config, LiveTimeout};
+pub use config::{Config, LiveTimeout, PerServer};
 use http::HttpClient;
 use servers::Servers;
 pub use tensor::caps;
@@ -84,8 +87,8 @@ impl Remote {
     pub fn new(mut config: Config, rt: tokio::runtime::Handle) -> Result<Self, gst::ErrorMessage> {
         let targets = config.check()?;
         let inner = Arc::new(Inner {
-            http: HttpClient::new(config.max_per_server),
-            servers: Servers::new(targets.urls, config.max_per_server),
+            http: HttpClient::new(config.per_server.max()),
+            servers: Servers::new(targets.urls, config.per_server),
             model_path: targets.model_path,
             element: OnceLock::new(),
             closed: watch::channel(false).0,

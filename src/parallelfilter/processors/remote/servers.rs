@@ -1,14 +1,18 @@
 // SPDX-License-Identifier: MPL-2.0
-//! The servers' shared state (health, requests in flight, what each
-//! supports, counters) and the leasing of request slots: a request goes
-//! to the ready server with the fewest requests in flight, at most
-//! `max-requests-per-server` each.
+//! The servers' shared state (health, requests in flight, concurrency
+//! limit, what each supports, counters) and the leasing of request slots:
+//! a request goes to the ready server with the smallest share of its
+//! limit in flight.
 
+use std::cmp::Ordering;
 use std::sync::Mutex;
+use std::sync::atomic::{self, AtomicUsize};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
+use super::config::PerServer;
+use super::limit::{Change, Limit};
 use super::protocol::DEFAULT_INPUT_NAME;
 use crate::engine::lock;
 
@@ -43,6 +47,8 @@ struct ServerStats {
 struct ServerState {
     health: Health,
     in_flight: usize,
+    /// How many requests it may have in flight.
+    limit: Limit,
     probing: bool,
     /// `GET /v2` listed `binary_tensor_data`.
     binary: bool,
@@ -70,9 +76,35 @@ pub(super) struct Servers {
     /// As configured, without a trailing slash: what the meta reports.
     urls: Vec<String>,
     state: Mutex<Vec<ServerState>>,
-    /// A slot was freed or a server changed health.
+    /// A slot was freed, a limit rose or a server changed health.
     changed: Notify,
-    max_per_server: usize,
+    /// Requests waiting for a slot: a full server with requests waiting
+    /// may take more.
+    waiting: AtomicUsize,
+}
+
+/// Counts a request waiting for a slot while it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(n: &'a AtomicUsize) -> Self {
+        n.fetch_add(1, atomic::Ordering::Relaxed);
+        Waiting(n)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, atomic::Ordering::Relaxed);
+    }
+}
+
+/// `a` has a smaller share of its limit in flight than `b`.
+fn less_loaded(a: &ServerState, b: &ServerState) -> Ordering {
+    let (la, lb) = (a.limit.current(), b.limit.current());
+    (a.in_flight * lb)
+        .cmp(&(b.in_flight * la))
+        .then(a.in_flight.cmp(&b.in_flight))
 }
 
 /// A request slot on a server; freed on drop, so a cancelled frame (flush)
@@ -103,12 +135,16 @@ pub(super) struct Lease<'a> {
 
 impl Servers {
     /// `urls`, each not probed yet (its first probe is being started).
-    pub(super) fn new(urls: Vec<String>, max_per_server: usize) -> Self {
+    pub(super) fn new(urls: Vec<String>, per_server: PerServer) -> Self {
         let state = urls
             .iter()
             .map(|_| ServerState {
                 health: Health::Unknown,
                 in_flight: 0,
+                limit: match per_server {
+                    PerServer::Fixed(n) => Limit::Fixed(n),
+                    PerServer::Adaptive { max } => Limit::adaptive(max),
+                },
                 probing: true,
                 binary: false,
                 input_name: None,
@@ -121,7 +157,7 @@ impl Servers {
             urls,
             state: Mutex::new(state),
             changed: Notify::new(),
-            max_per_server,
+            waiting: AtomicUsize::new(0),
         }
     }
 
@@ -138,14 +174,15 @@ impl Servers {
         self.changed.notify_waiters();
     }
 
-    /// Waits for a slot on the ready server with the fewest requests in
-    /// flight, preferring servers this frame has not tried. Fails at once
-    /// when every server is down or lacks the model.
+    /// Waits for a slot on the ready server with the smallest share of its
+    /// limit in flight, preferring servers this frame has not tried. Fails
+    /// at once when every server is down or lacks the model.
     pub(super) async fn acquire(
         &self,
         deadline: Instant,
         tried: &[usize],
     ) -> Result<Lease<'_>, String> {
+        let mut waiting = None;
         loop {
             let notified = self.changed.notified();
             tokio::pin!(notified);
@@ -155,8 +192,13 @@ impl Servers {
                 let best = st
                     .iter()
                     .enumerate()
-                    .filter(|(_, s)| s.health == Health::Up && s.in_flight < self.max_per_server)
-                    .min_by_key(|(i, s)| (tried.contains(i), s.in_flight))
+                    .filter(|(_, s)| s.health == Health::Up && s.in_flight < s.limit.current())
+                    .min_by(|(i, a), (j, b)| {
+                        tried
+                            .contains(i)
+                            .cmp(&tried.contains(j))
+                            .then_with(|| less_loaded(a, b))
+                    })
                     .map(|(i, _)| i);
                 if let Some(i) = best {
                     let s = &mut st[i];
@@ -189,6 +231,7 @@ impl Servers {
                 {
                     return Err(self.unavailable(&st));
                 }
+                waiting.get_or_insert_with(|| Waiting::new(&self.waiting));
             }
             if tokio::time::timeout_at(deadline.into(), notified)
                 .await
@@ -268,20 +311,33 @@ impl Servers {
         (!std::mem::replace(&mut s.probing, true)).then_some(wait)
     }
 
-    /// A request to `server` succeeded after `elapsed`.
-    pub(super) fn succeeded(&self, server: usize, elapsed: Duration) {
+    /// A request to `server`, sent at `start`, succeeded at `now`; its slot
+    /// is still held. Returns a change of the server's limit.
+    pub(super) fn succeeded(&self, server: usize, start: Instant, now: Instant) -> Option<Change> {
+        let elapsed = now.saturating_duration_since(start);
+        let waiting = self.waiting.load(atomic::Ordering::Relaxed) > 0;
         let mut st = lock(&self.state);
         let s = &mut st[server];
         s.streak = 0;
-        let s = &mut s.stats;
-        s.successes += 1;
-        s.latency_total += elapsed;
-        s.latency_max = s.latency_max.max(elapsed);
+        let change = s.limit.succeeded(start, now, s.in_flight, waiting);
+        let stats = &mut s.stats;
+        stats.successes += 1;
+        stats.latency_total += elapsed;
+        stats.latency_max = stats.latency_max.max(elapsed);
+        drop(st);
+        if change.is_some_and(|c| c.to > c.from) {
+            self.changed.notify_waiters();
+        }
+        change
     }
 
-    /// A request to `server` failed.
-    pub(super) fn failed(&self, server: usize) {
-        lock(&self.state)[server].stats.failures += 1;
+    /// A request to `server` failed; `overload`: by a server fault or a
+    /// timeout, which lowers its limit. Returns a change of that limit.
+    pub(super) fn failed(&self, server: usize, overload: bool) -> Option<Change> {
+        let mut st = lock(&self.state);
+        let s = &mut st[server];
+        s.stats.failures += 1;
+        overload.then(|| s.limit.failed()).flatten()
     }
 
     /// One `server` structure per server, for the element's `stats`.
@@ -301,6 +357,7 @@ impl Servers {
                     .field("url", url.as_str())
                     .field("up", x.health == Health::Up)
                     .field("in-flight", x.in_flight as u32)
+                    .field("limit", x.limit.current() as u32)
                     .field("requests", x.stats.requests)
                     .field("failures", x.stats.failures)
                     .field("avg-latency", avg)
@@ -331,7 +388,10 @@ mod tests {
 
     #[test]
     fn leases_go_to_the_least_busy_untried_server() {
-        let servers = Servers::new(vec!["http://a".into(), "http://b".into()], 2);
+        let servers = Servers::new(
+            vec!["http://a".into(), "http://b".into()],
+            PerServer::Fixed(2),
+        );
         servers.up(0, info());
         servers.up(1, info());
         let deadline = Instant::now() + Duration::from_secs(1);
@@ -348,7 +408,7 @@ mod tests {
 
     #[test]
     fn a_lease_fails_at_once_when_every_server_is_down() {
-        let servers = Servers::new(vec!["http://a".into()], 1);
+        let servers = Servers::new(vec!["http://a".into()], PerServer::Fixed(1));
         assert_eq!(
             servers.probe_failed(0, Health::Down, "refused".into()),
             Health::Unknown
@@ -360,7 +420,7 @@ mod tests {
 
     #[test]
     fn suspects_are_probed_once_with_growing_waits() {
-        let servers = Servers::new(vec!["http://a".into()], 1);
+        let servers = Servers::new(vec!["http://a".into()], PerServer::Fixed(1));
         servers.up(0, info());
         assert_eq!(servers.suspect(0, "500"), Some(Duration::ZERO));
         // The first probe still runs: no second one.
