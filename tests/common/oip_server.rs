@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: MPL-2.0
 //! A small Open Inference Protocol (KServe v2) server for tests and the
 //! throughput example: the REST subset `parallelfilter processor=remote`
-//! uses (and the repository index), with injectable latency, errors,
-//! hangs, dropped connections, oversized answers and stops (connection
-//! refused).
+//! uses (and the repository index), with injectable latency, a capacity
+//! (at most K inference requests served at once, the others wait in
+//! order), errors, hangs, dropped connections, oversized answers and stops
+//! (connection refused).
 //!
 //! Its model answers every inference with `mean` (FP32 [1], the mean of the
 //! input's elements), `nbytes` (INT64 [1], the input's size in bytes) and
@@ -42,6 +43,10 @@ pub enum Fault {
 #[derive(Default)]
 pub struct Control {
     latency: Mutex<Duration>,
+    /// At most this many inference requests served at once (the latency
+    /// and faults); `None`: no limit. Replaced whole by `set_capacity`,
+    /// so requests already served keep their permits.
+    capacity: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
     /// The fault and how many more inference requests get it.
     fault: Mutex<Option<(Fault, u64)>>,
     no_binary: AtomicBool,
@@ -55,7 +60,8 @@ pub struct Control {
     others: Mutex<Vec<String>>,
     /// While true, inference requests wait (before latency and faults).
     hold: tokio::sync::watch::Sender<bool>,
-    /// Inference requests being handled now, and the most at once.
+    /// Inference requests at the server now (waiting for capacity or
+    /// served), and the most at once.
     pub concurrent: AtomicU64,
     pub max_concurrent: AtomicU64,
     /// Inference requests received, answered, and answered with the binary
@@ -172,6 +178,13 @@ impl TestServer {
         *self.control.latency.lock().unwrap() = d;
     }
 
+    /// Serves at most `k` inference requests at once, the others wait in
+    /// arrival order; `None`: no limit. Applies to requests arriving after.
+    pub fn set_capacity(&self, k: Option<usize>) {
+        *self.control.capacity.lock().unwrap() =
+            k.map(|k| Arc::new(tokio::sync::Semaphore::new(k)));
+    }
+
     /// The next `count` inference requests get `fault` (u64::MAX: all).
     pub fn set_fault(&self, fault: Fault, count: u64) {
         *self.control.fault.lock().unwrap() = Some((fault, count));
@@ -216,6 +229,8 @@ impl TestServer {
         self.control.hold.send_replace(on);
     }
 
+    /// The most inference requests at the server at once, waiting for
+    /// capacity included: what the client had in flight there.
     pub fn max_concurrent(&self) -> u64 {
         self.control.max_concurrent.load(Ordering::SeqCst)
     }
@@ -346,6 +361,12 @@ async fn infer(
     };
     let mut hold = c.hold.subscribe();
     let _ = hold.wait_for(|h| !*h).await;
+    // Held until the answer is built; the semaphore is fair (FIFO).
+    let capacity = c.capacity.lock().unwrap().clone();
+    let _served = match capacity {
+        Some(s) => s.acquire_owned().await.ok(),
+        None => None,
+    };
     let latency = *c.latency.lock().unwrap();
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
