@@ -3,7 +3,8 @@
 //! server: results, order, binary and JSON tensors, failover on 5xx,
 //! dropped connections, hangs and stopped servers, a server coming back,
 //! all servers down, a failure on the only server, the frame's time budget
-//! (also set in PLAYING), the per-server cap, readiness, flushing and state
+//! (also set in PLAYING), the per-server cap (fixed, or adapted to each
+//! server's latency and capacity), readiness, flushing and state
 //! changes with hung requests, the formats answered before start, an
 //! oversized answer, a server without the model.
 //!
@@ -645,6 +646,91 @@ fn max_requests_per_server_is_a_cap() {
     check_enriched(&pull_all(&mut h), 8);
     assert_eq!(a.max_concurrent(), 2);
     assert_eq!(a.received(), 8);
+}
+
+/// Pushes frames `0..n` and pulls them (the harness keeps the output, so
+/// pushing never waits for pulls), each enriched and in order.
+fn run_through(h: &mut Harness, n: u64) -> Vec<Result> {
+    push(h, 0..n);
+    pull_enriched(h, 0, n)
+}
+
+fn server_stat(e: &gst::Element, server: usize, field: &str) -> u64 {
+    let s = &servers_stats(e)[server];
+    s.get::<u32>(field)
+        .map(u64::from)
+        .or_else(|_| s.get::<u64>(field))
+        .unwrap_or_else(|_| panic!("no {field} in {s}"))
+}
+
+#[test]
+fn adaptive_limits_follow_each_servers_capacity() {
+    let _w = common::begin("adaptive_limits_follow_each_servers_capacity", 120);
+    const K: u64 = 4;
+    let (a, b) = (TestServer::start(), TestServer::start());
+    for s in [&a, &b] {
+        s.set_capacity(Some(K as usize));
+        s.set_latency(Duration::from_millis(20));
+    }
+    // max-requests-per-server=0 (the default): adaptive, up to workers.
+    let (mut h, e, _bus) = harness(&[&a, &b], &[("workers", "32")]);
+    wait_up(&e, 2);
+    run_through(&mut h, 400);
+    // A cap of `workers` would let each server's limit be 32 and about 16
+    // requests queue at each. The limit probes above K and falls back
+    // (between 4 and 9 in practice), so the bound leaves room for timing.
+    for (i, s) in [&a, &b].iter().enumerate() {
+        let limit = server_stat(&e, i, "limit");
+        assert!(
+            (1..=3 * K).contains(&limit),
+            "server {i}: limit {limit}, max at the server {}",
+            s.max_concurrent()
+        );
+        assert!(s.answered() > 0, "server {i} got nothing");
+    }
+    assert_eq!(a.answered() + b.answered(), 400);
+}
+
+#[test]
+fn a_slow_server_gets_fewer_requests() {
+    let _w = common::begin("a_slow_server_gets_fewer_requests", 120);
+    let (fast, slow) = (TestServer::start(), TestServer::start());
+    for s in [&fast, &slow] {
+        s.set_capacity(Some(4));
+    }
+    fast.set_latency(Duration::from_millis(10));
+    slow.set_latency(Duration::from_millis(100));
+    let (mut h, e, _bus) = harness(&[&fast, &slow], &[("workers", "32")]);
+    wait_up(&e, 2);
+    let results = run_through(&mut h, 300);
+    let on = |s: &TestServer| results.iter().filter(|r| r.server == s.url()).count();
+    let (f, sl) = (on(&fast), on(&slow));
+    assert_eq!(f + sl, 300);
+    assert!(f > 3 * sl, "fast answered {f}, slow {sl}");
+}
+
+#[test]
+fn an_explicit_max_requests_per_server_is_exact() {
+    let _w = common::begin("an_explicit_max_requests_per_server_is_exact", 60);
+    let (a, b) = (TestServer::start(), TestServer::start());
+    for s in [&a, &b] {
+        s.set_capacity(Some(8));
+        s.set_latency(Duration::from_millis(5));
+    }
+    let (mut h, e, _bus) = harness(
+        &[&a, &b],
+        &[("workers", "16"), ("max-requests-per-server", "2")],
+    );
+    wait_up(&e, 2);
+    run_through(&mut h, 100);
+    for (i, s) in [&a, &b].iter().enumerate() {
+        assert!(
+            s.max_concurrent() <= 2,
+            "server {i}: {}",
+            s.max_concurrent()
+        );
+        assert_eq!(server_stat(&e, i, "limit"), 2);
+    }
 }
 
 #[test]
