@@ -18,17 +18,18 @@
 //!   mean RTT is the short-term RTT.
 //! - The limit starts at [`INITIAL`]. The no-load RTT is the fastest
 //!   request of the first window (the first request of a burst meets no
-//!   queue of ours), then the lowest window mean seen. It is re-based to the current mean when the RTT stays high with
-//!   the limit at 1: one request alone queues behind none of ours, so the
-//!   server itself got slower (Envoy re-measures its minimum RTT with the
-//!   concurrency pinned low for the same reason). A window after a
-//!   decrease starts once our excess requests have left the server.
+//!   queue of ours), then the lowest window mean seen. It is re-based to
+//!   the current mean when the RTT stays high with the limit at 1: one
+//!   request alone queues behind none of ours, so the server itself got
+//!   slower (Envoy re-measures its minimum RTT with the concurrency pinned
+//!   low for the same reason). A window after a decrease starts once our
+//!   excess requests have left the server.
 //! - At the end of a window, gradient = clamp(no-load / RTT, 0.5, 1).
 //!   Near no-load (gradient ≥ [`NEAR`]) and with requests waiting for a
 //!   full server, the limit grows by √limit (at least 1); above it, the
-//!   limit becomes limit × gradient. A server of capacity K (more queue
-//!   there, RTT ∝ concurrency / K) so settles between K and about
-//!   1.2 K + √(1.2 K).
+//!   limit in force becomes limit × gradient. Against a server serving K
+//!   at once and queueing the rest (RTT ∝ concurrency / K) it so moves
+//!   between K and about 1.2 K + √(1.2 K).
 //! - A failed or timed-out request halves the limit, once per window
 //!   (one multiplicative decrease per round trip, as TCP does on loss).
 //! - The limit stays within 1 and the element's bound.
