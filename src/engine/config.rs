@@ -20,8 +20,11 @@ pub enum Leaky {
 /// [`Engine::configure`](super::Engine::configure).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
-    /// Frames processed at once.
+    /// Frames processed at once; 0: automatic, from the CPUs available up
+    /// to `max_workers`, adapted while frames flow (see `control`).
     pub workers: usize,
+    /// Upper bound of automatic workers.
+    pub max_workers: usize,
     /// Frames inside the engine; 0 means 2 × workers.
     pub max_frames: usize,
     /// Bytes of frames inside the engine; 0 means no limit.
@@ -38,6 +41,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             workers: 1,
+            max_workers: 256,
             max_frames: 0,
             max_bytes: 0,
             leaky: Leaky::No,
@@ -48,12 +52,28 @@ impl Default for Config {
 }
 
 impl Config {
-    /// The bound on frames inside, with 0 resolved.
-    pub fn frame_limit(&self) -> usize {
+    pub fn automatic(&self) -> bool {
+        self.workers == 0
+    }
+
+    /// The bound on frames inside with `workers` in use, 0 resolved.
+    pub fn frame_limit(&self, workers: usize) -> usize {
         if self.max_frames == 0 {
-            2 * self.workers.max(1)
+            2 * workers.max(1)
         } else {
             self.max_frames
+        }
+    }
+
+    /// The count to start with: `workers`, or for automatic the CPUs
+    /// available within `max_workers`.
+    pub fn initial_workers(&self) -> usize {
+        if self.automatic() {
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .clamp(1, self.max_workers.max(1))
+        } else {
+            self.workers
         }
     }
 }

@@ -18,7 +18,9 @@
 //! one frame's work runs; `config`, `output` and `stats` the types of the
 //! API.
 
+mod autoscale;
 mod config;
+mod control;
 mod output;
 mod pool;
 mod stats;
@@ -31,12 +33,15 @@ use std::time::Duration;
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, watch};
 
+pub use autoscale::Observer;
 pub use config::{Config, Leaky};
+pub use control::{Change, Reason};
 pub use output::{Leaving, Output, Processed};
 pub use stats::Stats;
 pub use table::MAX_PENDING_ITEMS;
 pub use work::{ProcessError, Processor, Work, WorkCtx};
 
+use control::Controller;
 use output::Report;
 use pool::{CHANNEL_CAPACITY, PoolState, Ticket};
 use table::{Slots, Table};
@@ -102,6 +107,9 @@ struct Inner<T, M, E> {
     pool_changed: Condvar,
     processor: Arc<dyn Processor<T>>,
     handle: Handle,
+    /// The automatic-workers controller, while `workers` is 0.
+    control: Mutex<Option<Controller>>,
+    observer: Mutex<Option<Observer>>,
 }
 
 /// The engine. Dropping it stops its workers; frames still being processed
@@ -174,7 +182,8 @@ where
     /// runtime with time enabled.
     pub fn new(config: Config, processor: Arc<dyn Processor<T>>, handle: Handle) -> Self {
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
-        let workers = config.workers.max(1);
+        let workers = config.initial_workers().max(1);
+        let automatic = config.automatic().then_some(config.max_workers);
         *lock(&LIVE_ENGINES) += 1;
         let inner = Arc::new_cyclic(|me: &Weak<Inner<T, M, E>>| Inner {
             table: Mutex::new(Table::new(config, me.clone())),
@@ -187,9 +196,14 @@ where
             pool_changed: Condvar::new(),
             processor,
             handle,
+            control: Mutex::new(None),
+            observer: Mutex::new(None),
         });
         lock(&inner.table).counters.per_worker.resize(workers, 0);
         inner.set_workers(workers);
+        if let Some(max) = automatic {
+            inner.start_autoscale(workers, max);
+        }
         Engine { inner }
     }
 
@@ -197,15 +211,30 @@ where
     /// without dropping or reordering anything.
     pub fn configure(&self, config: Config) {
         let mut s = lock(&self.inner.table);
-        let workers = config.workers.max(1);
+        let automatic = config.automatic().then_some(config.max_workers.max(1));
+        let workers = match automatic {
+            // The controller goes on from the count in use.
+            Some(max) => s.workers.min(max),
+            None => config.workers,
+        };
         s.config = config;
+        s.workers = workers;
         if s.counters.per_worker.len() < workers {
             s.counters.per_worker.resize(workers, 0);
         }
         drop(s);
         self.inner.set_workers(workers);
+        match automatic {
+            Some(max) => self.inner.start_autoscale(workers, max),
+            None => *lock(&self.inner.control) = None,
+        }
         self.inner.room.notify_all();
         self.inner.ready.notify_all();
+    }
+
+    /// Calls `observe` on every change of the automatic worker count.
+    pub fn on_workers_changed(&self, observe: impl Fn(Change) + Send + Sync + 'static) {
+        *lock(&self.inner.observer) = Some(Box::new(observe));
     }
 
     /// Admits a frame, blocking while the engine is full (unless leaky).

@@ -96,6 +96,10 @@ impl PoolState {
     pub(super) fn threads(&self) -> usize {
         self.threads
     }
+
+    pub(super) fn stopping(&self) -> bool {
+        self.shutdown
+    }
 }
 
 impl<T, M, E> Inner<T, M, E>

@@ -14,6 +14,7 @@ use std::sync::Weak;
 use std::time::{Duration, Instant};
 
 use super::config::Config;
+use super::control::Sample;
 use super::output::{Leaving, Output, Processed, Report};
 use super::stats::{Counters, Gauges, Stats};
 use super::work::ProcessError;
@@ -87,6 +88,10 @@ pub(super) struct Table<T, M, E> {
     leaving: usize,
     leaving_bytes: u64,
     pub(super) config: Config,
+    /// Workers in use: `config.workers`, or the automatic count.
+    pub(super) workers: usize,
+    /// What the automatic controller reads, since its last sample.
+    pub(super) window: Sample,
     pub(super) counters: Counters,
     /// Given to every released frame, so that it reports back here.
     report: Weak<dyn Report>,
@@ -110,10 +115,17 @@ impl<T, M, E> Table<T, M, E> {
             waiting_consumers: 0,
             leaving: 0,
             leaving_bytes: 0,
+            workers: config.initial_workers().max(1),
             config,
+            window: Sample::default(),
             counters: Counters::default(),
             report,
         }
+    }
+
+    /// The bound on frames inside now.
+    pub(super) fn frame_limit(&self) -> usize {
+        self.config.frame_limit(self.workers)
     }
 
     /// Frames queued, processing or waiting for release.
@@ -133,7 +145,7 @@ impl<T, M, E> Table<T, M, E> {
         if self.blocked_frames == 0 {
             return false;
         }
-        let limit = self.config.frame_limit();
+        let limit = self.frame_limit();
         self.frames + self.leaving <= limit - (limit / 4).max(1)
     }
 
@@ -145,7 +157,7 @@ impl<T, M, E> Table<T, M, E> {
             return true;
         }
         let bytes_inside = self.bytes + self.leaving_bytes;
-        inside < self.config.frame_limit()
+        inside < self.frame_limit()
             && (self.config.max_bytes == 0
                 || bytes_inside.saturating_add(bytes) <= self.config.max_bytes)
     }
@@ -275,6 +287,9 @@ impl<T, M, E> Table<T, M, E> {
             processing_time,
         };
         self.done += 1;
+        self.window.completed += 1;
+        self.window.processing += processing_time;
+        self.window.queued += self.queued.len() as u64;
         let depth = self.reorder_depth();
         self.counters.processed(worker, processing_time, depth);
         self.wake_consumer(more_soon)
@@ -290,7 +305,7 @@ impl<T, M, E> Table<T, M, E> {
         if self.waiting_consumers == 0 {
             return false;
         }
-        let batch = (self.config.frame_limit() / 4).max(1);
+        let batch = (self.frame_limit() / 4).max(1);
         if more_soon && !self.queued.is_empty() && self.done < batch {
             return false;
         }
@@ -452,7 +467,7 @@ impl<T, M, E> Table<T, M, E> {
         self.counters.snapshot(Gauges {
             in_flight: self.frames + self.leaving,
             reorder_depth: self.reorder_depth(),
-            workers: self.config.workers,
+            workers: self.workers,
             blocked: self.blocked,
         })
     }

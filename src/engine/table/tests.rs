@@ -76,7 +76,7 @@ fn admission_is_bound_by_frames_until_they_are_reported() {
         workers: 2,
         ..Config::default()
     });
-    assert_eq!(t.config.frame_limit(), 4);
+    assert_eq!(t.frame_limit(), 4);
 }
 
 #[test]

@@ -1,0 +1,217 @@
+// SPDX-License-Identifier: MPL-2.0
+//! Automatic workers (`workers=0`): a controller that sizes the pool from
+//! what the engine measures, without threads or a clock of its own, so it
+//! can be driven by a simulated workload in tests.
+//!
+//! Every window (about 100 ms, longer while few frames complete) it reads
+//! three figures, all from Little's law on the window's completions:
+//! `rtt`, the mean processing time; `busy`, the mean frames in processing
+//! (processing time summed / window length); and `waiting`, the mean
+//! frames queued for a worker, sampled at each completion. Frames wait
+//! and every worker is busy: the pool limits the stream (*demand*).
+//!
+//! It is a gradient limiter, in the family of TCP Vegas and Netflix's
+//! concurrency-limits (Vegas, Gradient2) and Envoy's adaptive concurrency
+//! filter: throughput is `busy / rtt`, so as long as the processing time
+//! does not grow with the concurrency, more workers mean proportionally
+//! more throughput. The no-load time (`base`) is the processing time
+//! measured at the lowest recent concurrency. With demand:
+//!
+//! - no measurement at a higher concurrency than the base yet: probe by
+//!   doubling (latency-bound work reaches 256 from 2 in seven windows);
+//! - the processing time stayed within 10 % of the base: double again;
+//! - it grew (CPU-bound work past the cores, a saturated server): set the
+//!   count to `count × base / rtt + 1`, the concurrency at which the work
+//!   still ran at no-load speed plus one, never below half;
+//! - every 10 windows in that state, step down by a quarter to measure the
+//!   base again, so a changed workload is noticed (like Gradient2's and
+//!   Envoy's periodic minimum-RTT probes).
+//!
+//! Without demand the count shrinks towards what is used, `busy × 1.25 +
+//! 1`, never by more than half per window. Unlike the .NET thread pool's
+//! hill climbing, which needs several windows per step to see a
+//! throughput change through the noise, the processing time tells in one
+//! window whether more concurrency pays. docs/performance.md#automatic-workers
+//! has the figure.
+
+use std::time::Duration;
+
+/// Shortest window the controller decides on.
+pub const WINDOW: Duration = Duration::from_millis(100);
+/// Longest window: decided on even with few completions.
+const MAX_WINDOW: Duration = Duration::from_secs(1);
+/// Completions a window needs before its end, unless `MAX_WINDOW` passed.
+const MIN_COMPLETIONS: u64 = 4;
+/// Processing time within this factor of the base counts as no-load.
+const FLAT: f64 = 1.1;
+/// Windows in the gradient regime before the base is measured again.
+const REPROBE: u32 = 10;
+
+/// What the engine measured since the last sample.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Sample {
+    pub elapsed: Duration,
+    /// Frames whose processing ended.
+    pub completed: u64,
+    /// Their processing times, summed.
+    pub processing: Duration,
+    /// Frames queued for a worker, summed over those completions.
+    pub queued: u64,
+}
+
+impl Sample {
+    fn add(&mut self, other: &Sample) {
+        self.elapsed += other.elapsed;
+        self.completed += other.completed;
+        self.processing += other.processing;
+        self.queued += other.queued;
+    }
+}
+
+/// Why the count changed, for the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// Frames wait and the processing time does not grow with workers.
+    Growing,
+    /// The processing time grew with the workers: more would not help.
+    Saturated,
+    /// Measuring the no-load processing time again.
+    Probing,
+    /// Workers sit idle.
+    Idle,
+}
+
+/// A change of the worker count.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Change {
+    pub from: usize,
+    pub to: usize,
+    pub reason: Reason,
+    /// The window's mean processing time and frames completed per second.
+    pub rtt: Duration,
+    pub throughput: f64,
+}
+
+#[derive(Debug)]
+pub struct Controller {
+    workers: usize,
+    max: usize,
+    window: Sample,
+    /// No-load processing time (s) and the concurrency it was measured at.
+    base: Option<(f64, f64)>,
+    /// Windows spent limited by a grown processing time.
+    saturated: u32,
+}
+
+impl Controller {
+    /// Starts at `initial`, bounded by 1 and `max`.
+    pub fn new(initial: usize, max: usize) -> Self {
+        let max = max.max(1);
+        Controller {
+            workers: initial.clamp(1, max),
+            max,
+            window: Sample::default(),
+            base: None,
+            saturated: 0,
+        }
+    }
+
+    #[cfg(test)]
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
+    /// A new upper bound; the count follows at once if above it.
+    pub fn set_max(&mut self, max: usize) -> Option<Change> {
+        self.max = max.max(1);
+        let from = self.workers;
+        (from > self.max).then(|| {
+            self.workers = self.max;
+            Change {
+                from,
+                to: self.max,
+                reason: Reason::Idle,
+                rtt: Duration::ZERO,
+                throughput: 0.0,
+            }
+        })
+    }
+
+    /// Adds what was measured since the last call; a change of the count
+    /// when a window ends with one.
+    pub fn sample(&mut self, sample: Sample) -> Option<Change> {
+        self.window.add(&sample);
+        let w = self.window;
+        if w.elapsed < WINDOW || (w.completed < MIN_COMPLETIONS && w.elapsed < MAX_WINDOW) {
+            return None;
+        }
+        self.window = Sample::default();
+        if w.completed == 0 {
+            // Frames take longer than a window, or nothing flows: no
+            // figure to act on.
+            return None;
+        }
+        let elapsed = w.elapsed.as_secs_f64();
+        let rtt = w.processing.as_secs_f64() / w.completed as f64;
+        let busy = w.processing.as_secs_f64() / elapsed;
+        let waiting = w.queued as f64 / w.completed as f64;
+        let n = self.workers as f64;
+        // 0.7: a window just after doubling has had the new count for half its length.
+        let demand = waiting >= 0.5 && busy >= 0.7 * n;
+        let (to, reason) = if demand {
+            self.with_demand(rtt, busy)
+        } else {
+            self.saturated = 0;
+            if self.base.is_some_and(|(_, at)| busy <= at * 1.1) {
+                self.base = Some((rtt, busy));
+            }
+            let used = (busy * 1.25).ceil() as usize + 1;
+            (used.max(self.workers.div_ceil(2)), Reason::Idle)
+        };
+        let to = to.clamp(1, self.max);
+        let from = self.workers;
+        if to == from {
+            return None;
+        }
+        self.workers = to;
+        Some(Change {
+            from,
+            to,
+            reason,
+            rtt: Duration::from_secs_f64(rtt),
+            throughput: w.completed as f64 / elapsed,
+        })
+    }
+
+    fn with_demand(&mut self, rtt: f64, busy: f64) -> (usize, Reason) {
+        let n = self.workers;
+        let Some((base, at)) = self.base else {
+            self.base = Some((rtt, busy));
+            return (n * 2, Reason::Growing);
+        };
+        if busy <= at * 1.1 || rtt < base {
+            // At no higher a concurrency, or faster: the no-load time now.
+            self.base = Some((rtt, busy));
+            if busy <= at * 1.1 {
+                self.saturated = 0;
+                return (n * 2, Reason::Growing);
+            }
+        }
+        let base = base.min(rtt);
+        if rtt <= base * FLAT {
+            self.saturated = 0;
+            return (n * 2, Reason::Growing);
+        }
+        self.saturated += 1;
+        if self.saturated >= REPROBE {
+            self.saturated = 0;
+            return ((n * 3 / 4).max(1), Reason::Probing);
+        }
+        let gradient = base / rtt;
+        let to = (n as f64 * gradient + 1.0).round() as usize;
+        (to.max(n.div_ceil(2)), Reason::Saturated)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,218 @@
+// SPDX-License-Identifier: MPL-2.0
+//! The controller against simulated workloads, window by window.
+
+use super::*;
+
+/// A workload's answer to a worker count: per-frame time, and the rate
+/// frames arrive at (None: as fast as the pool takes them).
+#[derive(Clone, Copy)]
+enum Load {
+    /// Waits (timers, remote calls): the time does not depend on workers.
+    Latency { t: f64, rate: Option<f64> },
+    /// CPU-bound on `cores`: past them, each frame takes proportionally longer.
+    Cpu { t: f64, cores: f64 },
+    /// A server serving `k` at once; the others wait there.
+    Server { t: f64, k: f64 },
+}
+
+/// A deterministic ±3 % jitter.
+struct Noise(u64);
+
+impl Noise {
+    fn next(&mut self) -> f64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        1.0 + 0.03 * (((self.0 >> 33) as f64 / (1u64 << 31) as f64) * 2.0 - 1.0)
+    }
+}
+
+/// One window of `load` at `n` workers, as the engine would measure it.
+fn window(load: Load, n: usize, noise: &mut Noise) -> Sample {
+    let n = n as f64;
+    let elapsed = 0.1;
+    let (rtt, busy, waiting) = match load {
+        Load::Latency { t, rate } => match rate {
+            Some(rate) if rate * t < n => (t, rate * t, 0.0),
+            _ => (t, n, n),
+        },
+        Load::Cpu { t, cores } => (t * (n / cores).max(1.0), n, n),
+        Load::Server { t, k } => (t * (n / k).max(1.0), n, n),
+    };
+    let rtt = rtt * noise.next();
+    let completed = (busy * elapsed / rtt).round().max(1.0);
+    Sample {
+        elapsed: Duration::from_secs_f64(elapsed),
+        completed: completed as u64,
+        processing: Duration::from_secs_f64(rtt * completed),
+        queued: (waiting * completed) as u64,
+    }
+}
+
+/// The count after each of `windows` windows.
+fn run(c: &mut Controller, load: Load, windows: usize, noise: &mut Noise) -> Vec<usize> {
+    (0..windows)
+        .map(|_| {
+            c.sample(window(load, c.workers(), noise));
+            c.workers()
+        })
+        .collect()
+}
+
+fn swing(counts: &[usize]) -> f64 {
+    let max = *counts.iter().max().unwrap() as f64;
+    let min = *counts.iter().min().unwrap() as f64;
+    max / min
+}
+
+const DELAY_20MS: Load = Load::Latency {
+    t: 0.020,
+    rate: None,
+};
+
+#[test]
+fn latency_bound_work_grows_to_the_bound_within_a_second() {
+    let mut c = Controller::new(2, 256);
+    let counts = run(&mut c, DELAY_20MS, 10, &mut Noise(1));
+    assert_eq!(counts[9], 256, "{counts:?}");
+    let steady = run(&mut c, DELAY_20MS, 50, &mut Noise(2));
+    assert!(steady.iter().all(|&n| n == 256), "{steady:?}");
+}
+
+#[test]
+fn cpu_bound_work_settles_near_the_cores() {
+    let load = Load::Cpu {
+        t: 0.010,
+        cores: 2.0,
+    };
+    let mut c = Controller::new(2, 256);
+    run(&mut c, load, 10, &mut Noise(3));
+    let steady = run(&mut c, load, 100, &mut Noise(4));
+    let mean = steady.iter().sum::<usize>() as f64 / steady.len() as f64;
+    assert!(steady.iter().all(|&n| (2..=4).contains(&n)), "{steady:?}");
+    assert!(mean <= 3.2, "mean {mean}: {steady:?}");
+    assert!(swing(&steady) <= 2.0, "{steady:?}");
+}
+
+#[test]
+fn a_saturated_server_stops_the_growth_near_its_capacity() {
+    let load = Load::Server { t: 0.020, k: 8.0 };
+    let mut c = Controller::new(2, 256);
+    run(&mut c, load, 10, &mut Noise(5));
+    let steady = run(&mut c, load, 100, &mut Noise(6));
+    assert!(steady.iter().all(|&n| (6..=12).contains(&n)), "{steady:?}");
+    assert!(swing(&steady) <= 2.0, "{steady:?}");
+}
+
+#[test]
+fn a_live_source_gets_what_it_needs_and_no_more() {
+    // 30 fps, 100 ms a frame: three frames in processing at a time.
+    let load = Load::Latency {
+        t: 0.100,
+        rate: Some(30.0),
+    };
+    let mut c = Controller::new(2, 256);
+    let counts = run(&mut c, load, 100, &mut Noise(7));
+    let steady = &counts[10..];
+    assert!(steady.iter().all(|&n| (4..=5).contains(&n)), "{counts:?}");
+}
+
+#[test]
+fn idle_workers_go_when_the_load_drops() {
+    let mut c = Controller::new(2, 256);
+    run(&mut c, DELAY_20MS, 10, &mut Noise(8));
+    assert_eq!(c.workers(), 256);
+    // 100 frames/s of 20 ms: two busy.
+    let load = Load::Latency {
+        t: 0.020,
+        rate: Some(100.0),
+    };
+    let counts = run(&mut c, load, 10, &mut Noise(9));
+    assert!(counts[9] <= 4, "{counts:?}");
+    // Never more than halved at once.
+    let mut prev = 256;
+    for n in counts {
+        assert!(n * 2 >= prev, "{prev} -> {n}");
+        prev = n;
+    }
+}
+
+#[test]
+fn a_changing_delay_is_followed_within_a_second() {
+    // Frames arrive at 2000/s: 5 ms needs 10 workers, 50 ms needs 100.
+    let fast = Load::Latency {
+        t: 0.005,
+        rate: Some(2000.0),
+    };
+    let slow = Load::Latency {
+        t: 0.050,
+        rate: Some(2000.0),
+    };
+    let mut c = Controller::new(2, 256);
+    let counts = run(&mut c, fast, 10, &mut Noise(10));
+    assert!((11..=16).contains(&counts[9]), "{counts:?}");
+    let counts = run(&mut c, slow, 10, &mut Noise(11));
+    assert!((101..=256).contains(&counts[9]), "{counts:?}");
+    let counts = run(&mut c, fast, 10, &mut Noise(12));
+    assert!((11..=16).contains(&counts[9]), "{counts:?}");
+}
+
+#[test]
+fn the_count_stays_within_its_bounds() {
+    let mut c = Controller::new(0, 8);
+    assert_eq!(c.workers(), 1);
+    run(&mut c, DELAY_20MS, 20, &mut Noise(13));
+    assert_eq!(c.workers(), 8);
+    let change = c.set_max(3).expect("lowered");
+    assert_eq!((change.from, change.to), (8, 3));
+    run(&mut c, DELAY_20MS, 5, &mut Noise(14));
+    assert_eq!(c.workers(), 3);
+    let mut c = Controller::new(2000, 256);
+    assert_eq!(c.workers(), 256);
+    run(
+        &mut c,
+        Load::Latency {
+            t: 0.001,
+            rate: Some(0.0),
+        },
+        50,
+        &mut Noise(15),
+    );
+    assert!(c.workers() >= 1);
+}
+
+#[test]
+fn short_or_empty_windows_change_nothing() {
+    let mut c = Controller::new(4, 256);
+    let short = Sample {
+        elapsed: Duration::from_millis(50),
+        completed: 10,
+        processing: Duration::from_millis(500),
+        queued: 100,
+    };
+    assert_eq!(c.sample(short), None);
+    let empty = Sample {
+        elapsed: Duration::from_secs(2),
+        ..Sample::default()
+    };
+    let mut c = Controller::new(4, 256);
+    assert_eq!(c.sample(empty), None);
+    assert_eq!(c.workers(), 4);
+}
+
+#[test]
+fn frames_slower_than_a_window_are_decided_on_after_a_second() {
+    // 2 s a frame, 4 workers busy, frames waiting: one completes per half second.
+    let mut c = Controller::new(4, 256);
+    let mut changed = None;
+    for _ in 0..20 {
+        changed = changed.or(c.sample(Sample {
+            elapsed: Duration::from_millis(100),
+            completed: 0,
+            processing: Duration::ZERO,
+            queued: 0,
+        }));
+    }
+    assert_eq!(changed, None);
+}
