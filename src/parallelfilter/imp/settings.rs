@@ -16,6 +16,7 @@ use crate::analysis::SceneThreshold;
 use crate::engine;
 
 pub(super) const PROP_WORKERS: &str = "workers";
+pub(super) const PROP_MAX_WORKERS: &str = "max-workers";
 pub(super) const PROP_MAX_SIZE_BUFFERS: &str = "max-size-buffers";
 pub(super) const PROP_MAX_SIZE_BYTES: &str = "max-size-bytes";
 pub(super) const PROP_LEAKY: &str = "leaky";
@@ -51,16 +52,14 @@ pub(super) const MAX_WORKERS: u32 = 1024;
 /// never overflow.
 pub(super) const MAX_TIME: u64 = i64::MAX as u64;
 
-pub(super) fn default_workers() -> u32 {
-    std::thread::available_parallelism()
-        .map(|n| n.get() as u32)
-        .unwrap_or(1)
-        .clamp(1, MAX_WORKERS)
-}
+/// `workers=0`: automatic.
+pub(super) const DEFAULT_WORKERS: u32 = 0;
+pub(super) const DEFAULT_MAX_WORKERS: u32 = 256;
 
 #[derive(Debug, Clone)]
 pub(super) struct Settings {
     pub(super) workers: u32,
+    pub(super) max_workers: u32,
     pub(super) max_size_buffers: u32,
     pub(super) max_size_bytes: u64,
     pub(super) leaky: Leaky,
@@ -93,7 +92,8 @@ pub(super) struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            workers: default_workers(),
+            workers: DEFAULT_WORKERS,
+            max_workers: DEFAULT_MAX_WORKERS,
             max_size_buffers: DEFAULT_MAX_SIZE_BUFFERS,
             max_size_bytes: DEFAULT_MAX_SIZE_BYTES,
             leaky: Leaky::default(),
@@ -123,6 +123,7 @@ impl Settings {
     pub(super) fn engine_config(&self) -> engine::Config {
         engine::Config {
             workers: self.workers as usize,
+            max_workers: self.max_workers as usize,
             max_frames: self.max_size_buffers as usize,
             max_bytes: self.max_size_bytes,
             leaky: match self.leaky {
@@ -132,6 +133,15 @@ impl Settings {
             },
             ordered: self.ordered,
             timeout: (self.timeout > 0).then(|| Duration::from_nanos(self.timeout)),
+        }
+    }
+
+    /// The most frames in processing at once: `workers`, or the bound of
+    /// automatic workers.
+    pub(super) fn worker_bound(&self) -> usize {
+        match self.workers {
+            0 => self.max_workers.max(1) as usize,
+            n => n as usize,
         }
     }
 
@@ -166,10 +176,20 @@ pub(super) fn properties() -> Vec<glib::ParamSpec> {
     vec![
         glib::ParamSpecUInt::builder(PROP_WORKERS)
             .nick("Workers")
-            .blurb("Frames processed concurrently (default: CPUs available)")
+            .blurb(
+                "Frames processed concurrently (0 = automatic: from the CPUs available, \
+                 adapted to the load up to max-workers)",
+            )
+            .maximum(MAX_WORKERS)
+            .default_value(DEFAULT_WORKERS)
+            .mutable_playing()
+            .build(),
+        glib::ParamSpecUInt::builder(PROP_MAX_WORKERS)
+            .nick("Max workers")
+            .blurb("Upper bound of automatic workers (workers=0)")
             .minimum(1)
             .maximum(MAX_WORKERS)
-            .default_value(default_workers())
+            .default_value(DEFAULT_MAX_WORKERS)
             .mutable_playing()
             .build(),
         glib::ParamSpecUInt::builder(PROP_MAX_SIZE_BUFFERS)
@@ -326,6 +346,7 @@ impl Settings {
         let mut hint = None;
         match name {
             PROP_WORKERS => self.workers = value.get().unwrap_or(self.workers),
+            PROP_MAX_WORKERS => self.max_workers = value.get().unwrap_or(self.max_workers),
             PROP_MAX_SIZE_BUFFERS => {
                 self.max_size_buffers = value.get().unwrap_or(self.max_size_buffers)
             }
@@ -384,6 +405,7 @@ impl Settings {
     pub(super) fn get(&self, name: &str) -> glib::Value {
         match name {
             PROP_WORKERS => self.workers.to_value(),
+            PROP_MAX_WORKERS => self.max_workers.to_value(),
             PROP_MAX_SIZE_BUFFERS => self.max_size_buffers.to_value(),
             PROP_MAX_SIZE_BYTES => self.max_size_bytes.to_value(),
             PROP_LEAKY => self.leaky.to_value(),

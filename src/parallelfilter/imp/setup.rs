@@ -36,14 +36,35 @@ impl ParallelFilter {
         };
         self.warn_unused(&settings);
         processor.attach(self.obj().upcast_ref());
-        let engine = Engine::new(settings.engine_config(), processor.clone(), handle);
+        let config = settings.engine_config();
+        let engine = Engine::new(config.clone(), processor.clone(), handle);
+        let element = self.obj().downgrade();
+        engine.on_workers_changed(move |change| {
+            if let Some(element) = element.upgrade() {
+                gst::info!(
+                    CAT,
+                    obj = element,
+                    "Workers {} -> {} ({:?}: {:.1} frames/s, {:?} a frame)",
+                    change.from,
+                    change.to,
+                    change.reason,
+                    change.throughput,
+                    change.rtt
+                );
+            }
+        });
+        let workers = config.initial_workers();
         gst::info!(
             CAT,
             imp = self,
-            "Starting with processor {}, {} workers, at most {} frames",
+            "Starting with processor {}, {workers} workers{}, at most {} frames",
             settings.processor.nick(),
-            settings.workers,
-            settings.engine_config().frame_limit()
+            if config.automatic() {
+                " (automatic)"
+            } else {
+                ""
+            },
+            config.frame_limit(workers)
         );
         let mut state = lock(&self.state);
         state.reset();
@@ -203,7 +224,8 @@ impl Settings {
                     ));
                 };
                 // One instance per worker up front; more when workers grows.
-                Some(Arc::new(Filter::new(description, self.workers as usize)?))
+                let initial = self.engine_config().initial_workers();
+                Some(Arc::new(Filter::new(description, initial)?))
             }
             // Without a Rust processor the element makes the signal one.
             ProcessorKind::Custom => self.custom.as_ref().map(CustomProcessor::shared),
@@ -218,7 +240,7 @@ impl Settings {
                     // The element's upper bound on requests at once.
                     per_server: match self.max_requests_per_server {
                         0 => remote::PerServer::Adaptive {
-                            max: self.workers as usize,
+                            max: self.worker_bound(),
                         },
                         n => remote::PerServer::Fixed(n as usize),
                     },
