@@ -40,7 +40,8 @@ impl ParallelFilter {
             let stats = match &state.engine {
                 Some(engine) => engine.stats(),
                 None => state.last_stats.clone().unwrap_or_else(|| engine::Stats {
-                    workers: lock(&self.settings).workers,
+                    // Not started: the count it would start with.
+                    workers: lock(&self.settings).engine_config().initial_workers() as u32,
                     ..engine::Stats::default()
                 }),
             };
