@@ -3,6 +3,7 @@
 //! measurements: a task on the runtime samples the table every window and
 //! applies the controller's changes to the pool and the admission bound.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
@@ -29,6 +30,9 @@ where
             return;
         }
         *control = Some(Controller::new(initial, max));
+        // A ticker left from an earlier automatic spell (fixed and back
+        // within one window) sees a newer id and ends.
+        let id = self.ticker.fetch_add(1, Ordering::SeqCst) + 1;
         drop(control);
         let me = Arc::downgrade(self);
         self.handle.spawn(async move {
@@ -41,7 +45,7 @@ where
                     return;
                 };
                 let now = Instant::now();
-                if !inner.autoscale_tick(now - last) {
+                if !inner.autoscale_tick(id, now - last) {
                     return;
                 }
                 last = now;
@@ -51,7 +55,10 @@ where
 
     /// One sample; false once the controller is gone (fixed `workers` or
     /// the engine stopped).
-    fn autoscale_tick(self: &Arc<Self>, elapsed: std::time::Duration) -> bool {
+    fn autoscale_tick(self: &Arc<Self>, id: u64, elapsed: std::time::Duration) -> bool {
+        if self.ticker.load(Ordering::SeqCst) != id {
+            return false;
+        }
         if lock(&self.pool).stopping() {
             *lock(&self.control) = None;
             return false;

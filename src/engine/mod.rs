@@ -27,6 +27,7 @@ mod stats;
 mod table;
 mod work;
 
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
@@ -109,6 +110,8 @@ struct Inner<T, M, E> {
     handle: Handle,
     /// The automatic-workers controller, while `workers` is 0.
     control: Mutex<Option<Controller>>,
+    /// Id of the one ticker task that may drive `control`.
+    ticker: AtomicU64,
     observer: Mutex<Option<Observer>>,
 }
 
@@ -197,6 +200,7 @@ where
             processor,
             handle,
             control: Mutex::new(None),
+            ticker: AtomicU64::new(0),
             observer: Mutex::new(None),
         });
         lock(&inner.table).counters.per_worker.resize(workers, 0);
