@@ -54,6 +54,13 @@ fn automatic_workers_grow_on_latency_bound_work_and_every_frame_leaves() {
     ]);
     let initial = stat(&stats(&e), "workers");
     assert!(initial >= 1, "starts at the CPUs available");
+    // The latency a frame adds does not depend on how many run at once.
+    let latency = |h: &mut gst_check::Harness| {
+        let mut q = gst::query::Latency::new();
+        assert!(h.sinkpad().unwrap().peer_query(&mut q));
+        q.result().1
+    };
+    assert_eq!(latency(&mut h), gst::ClockTime::from_mseconds(20));
     // Upstream blocks on the admission bound, so frames keep waiting for
     // workers until the count grows; bounded by the watchdog.
     let mut pushed = 0;
@@ -67,6 +74,7 @@ fn automatic_workers_grow_on_latency_bound_work_and_every_frame_leaves() {
             stat(&stats(&e), "workers")
         );
     }
+    assert_eq!(latency(&mut h), gst::ClockTime::from_mseconds(20));
     assert!(h.push_event(gst::event::Eos::new()));
     rec.until_eos();
     let s = stats(&e);
