@@ -27,7 +27,7 @@ mod stats;
 mod table;
 mod work;
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
@@ -122,6 +122,8 @@ struct Inner<T, M, E> {
     /// released. Raised under the table's lock with the take, so a frame
     /// is always counted as queued or running; for `leaky=pass`.
     running: AtomicUsize,
+    /// `leaky=pass`, readable without the table's lock.
+    leaky_pass: AtomicBool,
 }
 
 /// The engine. Dropping it stops its workers; frames still being processed
@@ -200,6 +202,7 @@ where
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         let workers = config.initial_workers().max(1);
         let automatic = config.automatic().then_some(config.max_workers);
+        let leaky_pass = AtomicBool::new(config.leaky == Leaky::Pass);
         *lock(&LIVE_ENGINES) += 1;
         let inner = Arc::new_cyclic(|me: &Weak<Inner<T, M, E>>| Inner {
             table: Mutex::new(Table::new(config, me.clone())),
@@ -216,6 +219,7 @@ where
             ticker: AtomicU64::new(0),
             observer: Mutex::new(None),
             running: AtomicUsize::new(0),
+            leaky_pass,
         });
         lock(&inner.table).counters.per_worker.resize(workers, 0);
         inner.set_workers(workers);
@@ -235,6 +239,9 @@ where
             Some(max) => s.workers.min(max),
             None => config.workers,
         };
+        self.inner
+            .leaky_pass
+            .store(config.leaky == Leaky::Pass, Ordering::Relaxed);
         s.config = config;
         s.workers = workers;
         if s.counters.per_worker.len() < workers {

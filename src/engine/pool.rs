@@ -235,6 +235,22 @@ where
     fn release_worker(&self, id: usize) {
         self.running.fetch_sub(1, Ordering::AcqRel);
         lock(&self.pool).release(id);
+        self.worker_freed();
+    }
+
+    /// With `leaky=pass`, a freed worker may take the newest frame let
+    /// through just before (see `Table::process_newest_passed`).
+    pub(super) fn worker_freed(&self) {
+        if !self.leaky_pass.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut s = lock(&self.table);
+        if s.process_newest_passed(self.running.load(Ordering::Acquire)) {
+            // Capacity is only checked under the lock, where this sends.
+            let _ = self.tx.try_send(Ticket {
+                generation: s.generation,
+            });
+        }
     }
 
     /// Wakes the consumer if something is releasable.
@@ -310,6 +326,7 @@ where
                     if wake {
                         inner.pool_changed.notify_one();
                     }
+                    inner.worker_freed();
                 });
             }
         }

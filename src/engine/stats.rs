@@ -73,6 +73,12 @@ impl Counters {
         }
     }
 
+    /// Mean processing time so far.
+    pub(super) fn mean_processing(&self) -> Duration {
+        let n = u32::try_from(self.processed).unwrap_or(u32::MAX);
+        self.total_processing.checked_div(n).unwrap_or_default()
+    }
+
     /// A frame is released; failures count then, in output order.
     pub(super) fn released<T>(&mut self, result: &Result<T, ProcessError>) {
         match result {

@@ -275,6 +275,57 @@ impl<T, M, E> Table<T, M, E> {
         (seq, wake)
     }
 
+    /// A worker just became free (`running` now on workers): with
+    /// `leaky=pass`, the newest frame, if it was let through for lack of
+    /// a worker less than [`Table::grace`] ago and still waits behind a
+    /// frame in processing, is queued for processing after all. Timer
+    /// jitter then does not cost a whole frame interval when the
+    /// processing time is a multiple of it, and its latency stays within
+    /// about one processing time. True if it was: the caller sends its
+    /// ticket.
+    pub(super) fn process_newest_passed(&mut self, running: usize) -> bool {
+        if self.config.leaky != Leaky::Pass || self.queued.len() + running >= self.workers {
+            return false;
+        }
+        let grace = self.grace();
+        let behind_processing = self.slots.values().any(|s| {
+            matches!(
+                &**s,
+                Slot::Frame {
+                    state: FrameState::Processing,
+                    ..
+                }
+            )
+        });
+        let Some((&pos, slot)) = self.slots.last_key_value() else {
+            return false;
+        };
+        let fresh = matches!(
+            &**slot,
+            Slot::Frame { admitted, state: FrameState::Passed(_, Skip::Busy), .. }
+                if admitted.elapsed() <= grace
+        );
+        if !fresh || !behind_processing || !self.config.ordered {
+            return false;
+        }
+        let Some(Slot::Frame { state, .. }) = self.slots.get_mut(&pos).map(|b| &mut **b) else {
+            return false;
+        };
+        let FrameState::Passed(frame, _) = std::mem::replace(state, FrameState::Processing) else {
+            return false;
+        };
+        *state = FrameState::Queued(frame);
+        self.passed -= 1;
+        self.queued.push_back(pos);
+        true
+    }
+
+    /// How late a worker may come for a frame let through: a tenth of the
+    /// mean processing time, at most 10 ms.
+    fn grace(&self) -> Duration {
+        (self.counters.mean_processing() / 10).min(Duration::from_millis(10))
+    }
+
     fn insert(&mut self, state: FrameState<T>, tag: M, bytes: u64) -> (u64, u64) {
         let (pos, seq) = (self.next_pos, self.next_seq);
         self.next_pos += 1;

@@ -503,3 +503,29 @@ fn a_late_frame_passes_when_a_worker_would_start_it() {
     assert_eq!(drain_skipped(&mut t), [(0, late), (1, late)]);
     assert_eq!(t.stats().skipped, 2);
 }
+
+#[test]
+fn a_worker_freed_just_after_a_frame_was_let_through_processes_it() {
+    let mut t = table(Config {
+        workers: 2,
+        leaky: Leaky::Pass,
+        ..Config::default()
+    });
+    // A mean processing time, so the grace is not zero.
+    t.counters.processed(0, Duration::from_secs(10), 0);
+    admit_pass(&mut t, 0, 1, 0);
+    admit_pass(&mut t, 1, 1, 0);
+    let (a, _b) = (start(&mut t), start(&mut t));
+    assert_eq!(admit_pass(&mut t, 2, 1, 2), Some(true));
+    // Still both running: nothing to take over.
+    assert!(!t.process_newest_passed(2));
+    finish(&mut t, a);
+    // One worker free, frame 1 still in processing: frame 2 goes to it.
+    assert!(t.process_newest_passed(1));
+    assert!(matches!(
+        t.take(t.generation),
+        Take::Job(Job { seq: 2, .. })
+    ));
+    assert_eq!(admit_pass(&mut t, 3, 1, 2), Some(true));
+    assert!(!t.process_newest_passed(2), "no worker is free");
+}
