@@ -275,8 +275,8 @@ where
     }
 
     /// [`Engine::submit_frame`]; `passable`: the frame may leave
-    /// unprocessed (`leaky=pass`, `interval`, the late check), false when
-    /// it must be processed whatever these say.
+    /// unprocessed (`leaky=pass`, `interval`), false when it must be
+    /// processed whatever these say (the late check decides for itself).
     pub fn submit(&self, frame: T, tag: M, bytes: u64, passable: bool) -> Result<Admission, Halt> {
         let mut s = lock(&self.inner.table);
         loop {
