@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use gstparallel::engine::{
-    Admission, Config, Engine, Halt, Leaky, Output, ProcessError, Processor, Work, WorkCtx,
+    Admission, Config, Engine, Halt, Leaky, Output, ProcessError, Processor, Skip, Work, WorkCtx,
 };
 use proptest::prelude::*;
 use tokio::runtime::Runtime;
@@ -750,4 +750,81 @@ fn an_unreported_frame_leaves_when_dropped() {
     let s = e.stats();
     assert_eq!((s.in_flight, s.frames_out, s.dropped), (0, 1, 2));
     assert!(s.max_latency > Duration::ZERO);
+}
+
+#[test]
+fn leaky_pass_lets_frames_through_while_every_worker_is_busy() {
+    let _wd = common::watchdog("leaky_pass", 60);
+    let gate = Arc::new(Semaphore::new(0));
+    let e = engine(
+        Config {
+            workers: 2,
+            leaky: Leaky::Pass,
+            ..Config::default()
+        },
+        gated(gate.clone()),
+    );
+    // Far beyond max-size-buffers (4), and nothing blocks.
+    let admitted: Vec<_> = (0..12).map(|f| e.submit_frame(f, (), 1).unwrap()).collect();
+    assert_eq!(
+        admitted[..2],
+        [Admission::Queued { seq: 0 }, Admission::Queued { seq: 1 }]
+    );
+    for (seq, a) in admitted.iter().enumerate().skip(2) {
+        let seq = seq as u64;
+        assert_eq!(
+            *a,
+            Admission::Passed {
+                seq,
+                skip: Skip::Busy
+            }
+        );
+    }
+    // Passed frames wait for the frames in processing ahead of them.
+    assert!(e.try_pop().unwrap().is_none());
+    gate.add_permits(2);
+    let out: Vec<Out> = (0..12).map(|_| pop(&e)).collect();
+    assert_eq!(out, (0..12).map(Out::Frame).collect::<Vec<_>>());
+    let stats = e.stats();
+    assert_eq!(
+        (stats.frames_out, stats.skipped, stats.dropped),
+        (12, 10, 0)
+    );
+    // The workers are free again (once released): the next frame is processed.
+    gate.add_permits(1);
+    let mut seq = 12;
+    loop {
+        match e.submit_frame(seq, (), 1).unwrap() {
+            Admission::Queued { .. } => break,
+            _ => assert_eq!(pop(&e), Out::Frame(seq)),
+        }
+        seq += 1;
+    }
+    assert_eq!(pop(&e), Out::Frame(seq));
+}
+
+#[test]
+fn interval_passes_the_frames_between_without_a_worker() {
+    let _wd = common::watchdog("interval", 60);
+    let gate = Arc::new(Semaphore::new(0));
+    let e = engine(
+        Config {
+            workers: 1,
+            max_frames: 2,
+            interval: 4,
+            ..Config::default()
+        },
+        gated(gate.clone()),
+    );
+    let kinds: Vec<bool> = (0..8)
+        .map(|f| matches!(e.submit_frame(f, (), 1).unwrap(), Admission::Queued { .. }))
+        .collect();
+    // 0 and 4 are processed; the others never count towards the bound of
+    // 2, so none of them blocks.
+    let (q, p) = (true, false);
+    assert_eq!(kinds, [q, p, p, p, q, p, p, p]);
+    gate.add_permits(2);
+    let out: Vec<Out> = (0..8).map(|_| pop(&e)).collect();
+    assert_eq!(out, (0..8).map(Out::Frame).collect::<Vec<_>>());
+    assert_eq!(e.stats().skipped, 6);
 }

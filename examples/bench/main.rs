@@ -7,7 +7,8 @@
 //! Every scenario runs its measurement and its reference alternately,
 //! `--rounds` times, and reports medians and ratios. The table goes to
 //! stdout; `DIR/results.json` and `DIR/scaling.svg` (default
-//! `bench-results/`) hold the figures and the scaling curves. `--quick` is a
+//! `bench-results/`) hold the figures and the scaling curves, and
+//! `DIR/live-overload.svg` the live-overload latency curves. `--quick` is a
 //! smoke run (CI): few frames, one round, targets not judged.
 //!
 //! Scenarios: see `SCENARIOS` below, or `--list`. A scenario lives in its own
@@ -19,6 +20,7 @@ mod common;
 mod cpu;
 mod latency;
 mod limit;
+mod live_overload;
 mod memory;
 mod overhead;
 mod remote;
@@ -91,6 +93,13 @@ const SCENARIOS: &[(&str, &str, &str, ScenarioFn)] = &[
         "i",
         "remote on 2 test servers +20 ms, workers=32: frames/s vs 32 / 20 ms",
         remote::run,
+    ),
+    (
+        "live-overload",
+        "j",
+        "live 30 fps, delay 100 ms, 2 workers: leaky=no/downstream/pass, interval=2: \
+         frames out, processed, late at a syncing sink, latency over time",
+        live_overload::run,
     ),
 ];
 
@@ -206,6 +215,16 @@ fn main() -> ExitCode {
     if let Err(e) = report::write_files(&opts.out, &out, &ctx, &machine) {
         eprintln!("cannot write results to {}: {e}", opts.out.display());
         failed = true;
+    }
+    if out.series.iter().any(|s| s.chart == live_overload::CHART) {
+        let path = opts.out.join("live-overload.svg");
+        match live_overload::plot(&path, &out.series) {
+            Ok(()) => eprintln!("wrote {}", path.display()),
+            Err(e) => {
+                eprintln!("cannot plot {}: {e}", path.display());
+                failed = true;
+            }
+        }
     }
     if failed {
         ExitCode::FAILURE

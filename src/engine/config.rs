@@ -14,7 +14,14 @@ pub enum Leaky {
     /// Drop the oldest frame that no worker has started; if every frame
     /// inside has started, drop the new one.
     Downstream,
+    /// Process a frame only if a worker can start it at once; let any
+    /// other through unprocessed, in order (see [`MAX_PASSED`]).
+    Pass,
 }
+
+/// Frames let through unprocessed inside the engine at most; past it the
+/// producer blocks (a processor stuck without a timeout holds them all).
+pub const MAX_PASSED: usize = 1024;
 
 /// Limits and scheduling; can change at any time through
 /// [`Engine::configure`](super::Engine::configure).
@@ -35,6 +42,9 @@ pub struct Config {
     pub ordered: bool,
     /// Abandon a frame whose processing takes longer.
     pub timeout: Option<Duration>,
+    /// Process every Nth frame (from frame 0 after start or a flush); the
+    /// others pass unprocessed without waiting for a worker. 0 counts as 1.
+    pub interval: u64,
 }
 
 impl Default for Config {
@@ -47,6 +57,7 @@ impl Default for Config {
             leaky: Leaky::No,
             ordered: true,
             timeout: None,
+            interval: 1,
         }
     }
 }
@@ -63,6 +74,11 @@ impl Config {
         } else {
             self.max_frames
         }
+    }
+
+    /// Whether frame `seq` is off the interval: it passes unprocessed.
+    pub fn off_interval(&self, seq: u64) -> bool {
+        self.interval > 1 && !seq.is_multiple_of(self.interval)
     }
 
     /// The count to start with: `workers`, or for automatic the CPUs

@@ -27,7 +27,7 @@ mod stats;
 mod table;
 mod work;
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
@@ -35,17 +35,17 @@ use tokio::runtime::Handle;
 use tokio::sync::{mpsc, watch};
 
 pub use autoscale::Observer;
-pub use config::{Config, Leaky};
+pub use config::{Config, Leaky, MAX_PASSED};
 pub use control::{Change, Reason};
-pub use output::{Leaving, Output, Processed};
+pub use output::{Leaving, Output, Processed, Skip};
 pub use stats::Stats;
-pub use table::MAX_PENDING_ITEMS;
+pub use table::{LateCheck, MAX_PENDING_ITEMS};
 pub use work::{ProcessError, Processor, Work, WorkCtx};
 
 use control::Controller;
 use output::Report;
 use pool::{CHANNEL_CAPACITY, PoolState, Ticket};
-use table::{Slots, Table};
+use table::{Admit, Slots, Table};
 
 /// An item's place, from [`Engine::submit_item`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +59,11 @@ pub struct ItemId {
 pub enum Admission {
     Queued {
         seq: u64,
+    },
+    /// The frame passes unprocessed (`leaky=pass`, `interval`).
+    Passed {
+        seq: u64,
+        skip: Skip,
     },
     /// Leaky mode dropped the new frame.
     Dropped,
@@ -113,6 +118,12 @@ struct Inner<T, M, E> {
     /// Id of the one ticker task that may drive `control`.
     ticker: AtomicU64,
     observer: Mutex<Option<Observer>>,
+    /// Frames on a worker now: taken from the table, worker not yet
+    /// released. Raised under the table's lock with the take, so a frame
+    /// is always counted as queued or running; for `leaky=pass`.
+    running: AtomicUsize,
+    /// `leaky=pass`, readable without the table's lock.
+    leaky_pass: AtomicBool,
 }
 
 /// The engine. Dropping it stops its workers; frames still being processed
@@ -157,9 +168,13 @@ where
     M: Send + 'static,
     E: Send + 'static,
 {
-    fn frame_left(&self, pushed: bool, latency: Duration, bytes: u64) {
+    fn frame_left(&self, pushed: bool, latency: Duration, bytes: u64, passed: bool) {
         let mut s = lock(&self.table);
-        s.frame_left(pushed, latency, bytes);
+        if passed {
+            s.passed_frame_left(pushed, latency, bytes);
+        } else {
+            s.frame_left(pushed, latency, bytes);
+        }
         let wake = s.wake_room();
         drop(s);
         // Its place is free now.
@@ -187,6 +202,7 @@ where
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         let workers = config.initial_workers().max(1);
         let automatic = config.automatic().then_some(config.max_workers);
+        let leaky_pass = AtomicBool::new(config.leaky == Leaky::Pass);
         *lock(&LIVE_ENGINES) += 1;
         let inner = Arc::new_cyclic(|me: &Weak<Inner<T, M, E>>| Inner {
             table: Mutex::new(Table::new(config, me.clone())),
@@ -202,6 +218,8 @@ where
             control: Mutex::new(None),
             ticker: AtomicU64::new(0),
             observer: Mutex::new(None),
+            running: AtomicUsize::new(0),
+            leaky_pass,
         });
         lock(&inner.table).counters.per_worker.resize(workers, 0);
         inner.set_workers(workers);
@@ -221,6 +239,9 @@ where
             Some(max) => s.workers.min(max),
             None => config.workers,
         };
+        self.inner
+            .leaky_pass
+            .store(config.leaky == Leaky::Pass, Ordering::Relaxed);
         s.config = config;
         s.workers = workers;
         if s.counters.per_worker.len() < workers {
@@ -236,6 +257,13 @@ where
         self.inner.ready.notify_all();
     }
 
+    /// Lets a queued frame through unprocessed when `late` says, as a
+    /// worker is about to start it (QoS). Called under the engine's lock:
+    /// it must be quick and must not call into the engine.
+    pub fn set_late_check(&self, late: impl Fn(&M) -> bool + Send + Sync + 'static) {
+        lock(&self.inner.table).late = Some(Box::new(late));
+    }
+
     /// Calls `observe` on every change of the automatic worker count.
     pub fn on_workers_changed(&self, observe: impl Fn(Change) + Send + Sync + 'static) {
         *lock(&self.inner.observer) = Some(Box::new(observe));
@@ -243,28 +271,54 @@ where
 
     /// Admits a frame, blocking while the engine is full (unless leaky).
     pub fn submit_frame(&self, frame: T, tag: M, bytes: u64) -> Result<Admission, Halt> {
+        self.submit(frame, tag, bytes, true)
+    }
+
+    /// [`Engine::submit_frame`]; `passable`: the frame may leave
+    /// unprocessed (`leaky=pass`, `interval`), false when it must be
+    /// processed whatever these say (the late check decides for itself).
+    pub fn submit(&self, frame: T, tag: M, bytes: u64, passable: bool) -> Result<Admission, Halt> {
         let mut s = lock(&self.inner.table);
         loop {
             if let Some(halt) = s.halted {
                 return Err(halt);
             }
             let channel_free = self.inner.tx.capacity() > 0;
-            if channel_free && s.has_room(bytes) {
-                let seq = s.insert_frame(frame, tag, bytes);
-                // Cannot fail: capacity checked under the lock, and only
-                // producers holding the lock send.
-                let _ = self.inner.tx.try_send(Ticket {
-                    generation: s.generation,
-                });
-                let early = s.wake_early();
-                drop(s);
-                if early {
-                    self.inner.ready.notify_one();
+            let running = self.inner.running.load(Ordering::Acquire);
+            let passing = match s.admit(bytes, channel_free, running, passable) {
+                Admit::Process => {
+                    let seq = s.insert_frame(frame, tag, bytes);
+                    // Cannot fail: capacity checked under the lock, and only
+                    // producers holding the lock send.
+                    let _ = self.inner.tx.try_send(Ticket {
+                        generation: s.generation,
+                    });
+                    let early = s.wake_early();
+                    drop(s);
+                    if early {
+                        self.inner.ready.notify_one();
+                    }
+                    return Ok(Admission::Queued { seq });
                 }
-                return Ok(Admission::Queued { seq });
+                Admit::Pass(skip) => {
+                    let (seq, wake) = s.insert_passed(frame, tag, bytes, skip);
+                    drop(s);
+                    if wake {
+                        self.inner.ready.notify_one();
+                    }
+                    return Ok(Admission::Passed { seq, skip });
+                }
+                Admit::Full { passing } => passing,
+            };
+            if passing {
+                // Too many frames let through: wait for any to leave,
+                // woken at once (not a frame producer's hysteresis).
+                s = self.wait_for_room(s);
+                continue;
             }
             match s.config.leaky {
-                Leaky::No => {
+                // A frame that must be processed waits for room.
+                Leaky::No | Leaky::Pass => {
                     s.blocked_frames += 1;
                     s = self.wait_for_room(s);
                     s.blocked_frames -= 1;

@@ -8,6 +8,17 @@ use std::time::{Duration, Instant};
 
 use super::work::ProcessError;
 
+/// Why a frame leaves unprocessed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Skip {
+    /// `leaky=pass`: no worker could start it at once.
+    Busy,
+    /// Off the `interval`.
+    Interval,
+    /// Already late when a worker would have started it (QoS).
+    Late,
+}
+
 /// A frame leaving the engine, in release order.
 #[derive(Debug)]
 pub struct Processed<T, M> {
@@ -19,6 +30,9 @@ pub struct Processed<T, M> {
     /// When the frame entered, for the latency the consumer reports with
     /// [`Leaving::left`].
     pub admitted: Instant,
+    /// Let through unprocessed, and why: `result` is the frame as it
+    /// entered, `worker` and `processing_time` mean nothing.
+    pub skipped: Option<Skip>,
     /// The frame's place inside the engine, until reported or dropped.
     pub leaving: Leaving,
 }
@@ -32,7 +46,8 @@ pub enum Output<T, M, E> {
 
 /// Where a leaving frame is reported: the engine's table and its waiters.
 pub(super) trait Report: Send + Sync {
-    fn frame_left(&self, pushed: bool, latency: Duration, bytes: u64);
+    /// `passed`: the frame was let through unprocessed.
+    fn frame_left(&self, pushed: bool, latency: Duration, bytes: u64, passed: bool);
 }
 
 /// A released frame still counts as inside (limits and stats) while the
@@ -41,6 +56,7 @@ pub(super) trait Report: Send + Sync {
 /// leave the admission bound short for good.
 pub struct Leaving {
     bytes: u64,
+    passed: bool,
     /// The latency, once reported as pushed.
     pushed: Option<Duration>,
     /// Weak: a frame outliving its engine has nothing to report to.
@@ -48,9 +64,10 @@ pub struct Leaving {
 }
 
 impl Leaving {
-    pub(super) fn new(engine: Weak<dyn Report>, bytes: u64) -> Self {
+    pub(super) fn new(engine: Weak<dyn Report>, bytes: u64, passed: bool) -> Self {
         Leaving {
             bytes,
+            passed,
             pushed: None,
             engine,
         }
@@ -70,7 +87,7 @@ impl Drop for Leaving {
     fn drop(&mut self) {
         if let Some(engine) = self.engine.upgrade() {
             let latency = self.pushed.unwrap_or_default();
-            engine.frame_left(self.pushed.is_some(), latency, self.bytes);
+            engine.frame_left(self.pushed.is_some(), latency, self.bytes, self.passed);
         }
     }
 }

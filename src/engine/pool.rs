@@ -15,6 +15,8 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::table::Take;
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -196,16 +198,58 @@ where
             if ticket.generation == WAKE {
                 continue;
             }
-            let Some(job) = lock(&self.table).take(ticket.generation) else {
-                // Stale ticket; a producer may be waiting for channel space.
-                self.room.notify_all();
-                continue;
+            let taken = {
+                let mut s = lock(&self.table);
+                let taken = s.take(ticket.generation);
+                if matches!(taken, Take::Job(_)) {
+                    self.running.fetch_add(1, Ordering::AcqRel);
+                }
+                taken
+            };
+            let job = match taken {
+                Take::Job(job) => job,
+                Take::Passed(wake) => {
+                    // Late: it leaves unprocessed; its place in the bound
+                    // is free for a frame to process.
+                    if wake {
+                        self.ready.notify_one();
+                    }
+                    self.room.notify_all();
+                    continue;
+                }
+                Take::Nothing => {
+                    // Stale ticket; a producer may be waiting for channel space.
+                    self.room.notify_all();
+                    continue;
+                }
             };
             p.busy += 1;
             let id = p.take_id();
             drop(p);
             deferred = self.run_job(job, id, deferred);
             p = lock(&self.pool);
+        }
+    }
+
+    /// The worker `id` took is free again.
+    fn release_worker(&self, id: usize) {
+        self.running.fetch_sub(1, Ordering::AcqRel);
+        lock(&self.pool).release(id);
+        self.worker_freed();
+    }
+
+    /// With `leaky=pass`, a freed worker may take the newest frame let
+    /// through just before (see `Table::process_newest_passed`).
+    pub(super) fn worker_freed(&self) {
+        if !self.leaky_pass.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut s = lock(&self.table);
+        if s.process_newest_passed(self.running.load(Ordering::Acquire)) {
+            // Capacity is only checked under the lock, where this sends.
+            let _ = self.tx.try_send(Ticket {
+                generation: s.generation,
+            });
         }
     }
 
@@ -242,12 +286,12 @@ where
             Err(payload) => {
                 let err = ProcessError::Panicked(panic_message(payload));
                 self.complete(pos, generation, id, Err(err), started.elapsed(), false);
-                lock(&self.pool).release(id);
+                self.release_worker(id);
             }
             Ok(Work::Ready(r)) => {
                 let r = r.map_err(ProcessError::Failed);
                 let woke = self.complete(pos, generation, id, r, started.elapsed(), true);
-                lock(&self.pool).release(id);
+                self.release_worker(id);
                 return !woke;
             }
             Ok(Work::Blocking(f)) => {
@@ -265,7 +309,7 @@ where
                     self.complete(pos, generation, id, r, started.elapsed(), false);
                 }
                 // Only now: a timed-out closure kept its worker busy.
-                lock(&self.pool).release(id);
+                self.release_worker(id);
             }
             Ok(Work::Async(fut)) => {
                 let inner = self.clone();
@@ -273,6 +317,7 @@ where
                     if let Some(r) = inner.run_async(fut, timeout, generation).await {
                         inner.complete(pos, generation, id, r, started.elapsed(), false);
                     }
+                    inner.running.fetch_sub(1, Ordering::AcqRel);
                     let mut p = lock(&inner.pool);
                     p.release(id);
                     // A thread may wait for a free worker to lead.
@@ -281,6 +326,7 @@ where
                     if wake {
                         inner.pool_changed.notify_one();
                     }
+                    inner.worker_freed();
                 });
             }
         }

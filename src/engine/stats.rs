@@ -15,6 +15,9 @@ pub struct Stats {
     pub dropped: u64,
     pub errors: u64,
     pub timeouts: u64,
+    /// Frames let through unprocessed (`leaky=pass`, `interval`, QoS),
+    /// counted as they are released.
+    pub skipped: u64,
     pub in_flight: u32,
     pub max_in_flight: u32,
     pub reorder_depth: u32,
@@ -38,6 +41,7 @@ pub(super) struct Counters {
     pub(super) dropped: u64,
     pub(super) errors: u64,
     pub(super) timeouts: u64,
+    pub(super) skipped: u64,
     pub(super) max_in_flight: usize,
     pub(super) max_reorder_depth: usize,
     processed: u64,
@@ -67,6 +71,12 @@ impl Counters {
         if let Some(n) = self.per_worker.get_mut(worker) {
             *n += 1;
         }
+    }
+
+    /// Mean processing time so far.
+    pub(super) fn mean_processing(&self) -> Duration {
+        let n = u32::try_from(self.processed).unwrap_or(u32::MAX);
+        self.total_processing.checked_div(n).unwrap_or_default()
     }
 
     /// A frame is released; failures count then, in output order.
@@ -105,6 +115,7 @@ impl Counters {
             dropped: self.dropped,
             errors: self.errors,
             timeouts: self.timeouts,
+            skipped: self.skipped,
             in_flight: to_u32(now.in_flight),
             max_in_flight: to_u32(self.max_in_flight),
             reorder_depth: to_u32(now.reorder_depth),

@@ -13,9 +13,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Weak;
 use std::time::{Duration, Instant};
 
-use super::config::Config;
+use super::config::{Config, Leaky, MAX_PASSED};
 use super::control::Sample;
-use super::output::{Leaving, Output, Processed, Report};
+use super::output::{Leaving, Output, Processed, Report, Skip};
 use super::stats::{Counters, Gauges, Stats};
 use super::work::ProcessError;
 use super::{Halt, ItemId};
@@ -43,6 +43,34 @@ pub(super) enum FrameState<T> {
         worker: usize,
         processing_time: Duration,
     },
+    /// Let through unprocessed: releasable at once, in order.
+    Passed(T, Skip),
+}
+
+/// Whether a frame whose worker is about to start it is already late
+/// (QoS); called under the table's lock, so it must only read.
+pub type LateCheck<M> = Box<dyn Fn(&M) -> bool + Send + Sync>;
+
+/// What becomes of a new frame, from [`Table::admit`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Admit {
+    /// Queue it for a worker.
+    Process,
+    /// Let it through unprocessed.
+    Pass(Skip),
+    /// No room: for a frame to process (leaky decides), or for one to
+    /// let through (the producer waits).
+    Full { passing: bool },
+}
+
+/// What a worker holding a ticket gets, from [`Table::take`].
+pub(super) enum Take<T> {
+    Job(Job<T>),
+    /// The oldest queued frame was late and now passes unprocessed; true
+    /// if a waiting consumer can release something.
+    Passed(bool),
+    /// Stale ticket, or nothing queued.
+    Nothing,
 }
 
 pub(super) enum Slot<T, M, E> {
@@ -86,6 +114,9 @@ pub(super) struct Table<T, M, E> {
     items: usize,
     /// Processed frames waiting for release.
     done: usize,
+    /// Frames let through unprocessed, not released yet: they count
+    /// towards the bytes but not the frames bound, up to `MAX_PASSED`.
+    passed: usize,
     /// Producers blocked in submit or wait_released: the waiters on `room`.
     pub(super) blocked: usize,
     /// Of those, producers of frames waiting for room (not items or
@@ -105,6 +136,8 @@ pub(super) struct Table<T, M, E> {
     /// pushing them, so they still count as inside.
     leaving: usize,
     leaving_bytes: u64,
+    /// Of those, frames let through unprocessed.
+    leaving_passed: usize,
     pub(super) config: Config,
     /// Workers in use: `config.workers`, or the automatic count.
     pub(super) workers: usize,
@@ -113,6 +146,8 @@ pub(super) struct Table<T, M, E> {
     pub(super) counters: Counters,
     /// Given to every released frame, so that it reports back here.
     report: Weak<dyn Report>,
+    /// QoS: whether a frame about to start is late; see `take`.
+    pub(super) late: Option<LateCheck<M>>,
 }
 
 impl<T, M, E> Table<T, M, E> {
@@ -128,6 +163,7 @@ impl<T, M, E> Table<T, M, E> {
             bytes: 0,
             items: 0,
             done: 0,
+            passed: 0,
             blocked: 0,
             blocked_frames: 0,
             waiting_consumers: 0,
@@ -137,11 +173,13 @@ impl<T, M, E> Table<T, M, E> {
             spin_pending: false,
             leaving: 0,
             leaving_bytes: 0,
+            leaving_passed: 0,
             workers: config.initial_workers().max(1),
             config,
             window: Sample::default(),
             counters: Counters::default(),
             report,
+            late: None,
         }
     }
 
@@ -168,24 +206,149 @@ impl<T, M, E> Table<T, M, E> {
             return false;
         }
         let limit = self.frame_limit();
-        self.frames + self.leaving <= limit - (limit / 4).max(1)
+        self.bounded_inside() <= limit - (limit / 4).max(1)
     }
 
+    /// Frames inside that count towards the frames bound: all but those
+    /// let through. A frame being pushed is still inside, so it counts.
+    fn bounded_inside(&self) -> usize {
+        (self.frames - self.passed) + self.leaving.saturating_sub(self.leaving_passed)
+    }
+
+    fn bytes_fit(&self, bytes: u64) -> bool {
+        // A single frame always fits, or an oversized one would block forever.
+        self.config.max_bytes == 0
+            || self.frames + self.leaving == 0
+            || (self.bytes + self.leaving_bytes).saturating_add(bytes) <= self.config.max_bytes
+    }
+
+    /// Room for a frame to process.
     pub(super) fn has_room(&self, bytes: u64) -> bool {
-        // A frame being pushed is still inside, so it counts.
-        let inside = self.frames + self.leaving;
-        if inside == 0 {
-            // A single frame always fits, or an oversized one would block forever.
-            return true;
+        self.bounded_inside() < self.frame_limit() && self.bytes_fit(bytes)
+    }
+
+    /// Room for a frame to let through.
+    pub(super) fn has_pass_room(&self, bytes: u64) -> bool {
+        self.passed + self.leaving_passed < MAX_PASSED && self.bytes_fit(bytes)
+    }
+
+    /// Decides for the next frame: off the interval it passes; with
+    /// `leaky=pass` it is processed only if a worker can start it at once
+    /// (`running`: frames on a worker now). `passable`: the frame may
+    /// leave unprocessed (not when the processor changes its caps).
+    pub(super) fn admit(
+        &self,
+        bytes: u64,
+        channel_free: bool,
+        running: usize,
+        passable: bool,
+    ) -> Admit {
+        let pass = |skip| {
+            if self.has_pass_room(bytes) {
+                Admit::Pass(skip)
+            } else {
+                Admit::Full { passing: true }
+            }
+        };
+        if passable && self.config.off_interval(self.next_seq) {
+            return pass(Skip::Interval);
         }
-        let bytes_inside = self.bytes + self.leaving_bytes;
-        inside < self.frame_limit()
-            && (self.config.max_bytes == 0
-                || bytes_inside.saturating_add(bytes) <= self.config.max_bytes)
+        let room = channel_free && self.has_room(bytes);
+        if !passable || self.config.leaky != Leaky::Pass {
+            return if room {
+                Admit::Process
+            } else {
+                Admit::Full { passing: false }
+            };
+        }
+        // Queued frames are about to take the free workers.
+        if room && self.queued.len() + running < self.workers {
+            Admit::Process
+        } else {
+            pass(Skip::Busy)
+        }
     }
 
     /// Admits a frame (room checked by the caller); its sequence number.
     pub(super) fn insert_frame(&mut self, frame: T, tag: M, bytes: u64) -> u64 {
+        let (pos, seq) = self.insert(FrameState::Queued(frame), tag, bytes);
+        self.queued.push_back(pos);
+        seq
+    }
+
+    /// Admits a frame that passes unprocessed (room checked by the
+    /// caller); its sequence number, and whether a waiting consumer can
+    /// release something now.
+    pub(super) fn insert_passed(
+        &mut self,
+        frame: T,
+        tag: M,
+        bytes: u64,
+        skip: Skip,
+    ) -> (u64, bool) {
+        let (_, seq) = self.insert(FrameState::Passed(frame, skip), tag, bytes);
+        self.passed += 1;
+        if skip == Skip::Busy {
+            // For automatic workers: under leaky=no this frame would wait
+            // behind a full pool, so it is demand for more workers.
+            self.window.queued += self.workers as u64;
+        }
+        let wake = self.waiting_consumers > 0 && self.next_release().is_some();
+        (seq, wake)
+    }
+
+    /// A worker just became free (`running` now on workers): with
+    /// `leaky=pass`, the newest frame, if it was let through for lack of
+    /// a worker less than [`Table::grace`] ago and still waits behind a
+    /// frame in processing, is queued for processing after all. Timer
+    /// jitter then does not cost a whole frame interval when the
+    /// processing time is a multiple of it, and its latency stays within
+    /// about one processing time. True if it was: the caller sends its
+    /// ticket.
+    pub(super) fn process_newest_passed(&mut self, running: usize) -> bool {
+        if self.config.leaky != Leaky::Pass || self.queued.len() + running >= self.workers {
+            return false;
+        }
+        let grace = self.grace();
+        let behind_processing = self.slots.values().any(|s| {
+            matches!(
+                &**s,
+                Slot::Frame {
+                    state: FrameState::Processing,
+                    ..
+                }
+            )
+        });
+        let Some((&pos, slot)) = self.slots.last_key_value() else {
+            return false;
+        };
+        let fresh = matches!(
+            &**slot,
+            Slot::Frame { admitted, state: FrameState::Passed(_, Skip::Busy), .. }
+                if admitted.elapsed() <= grace
+        );
+        if !fresh || !behind_processing || !self.config.ordered {
+            return false;
+        }
+        let Some(Slot::Frame { state, .. }) = self.slots.get_mut(&pos).map(|b| &mut **b) else {
+            return false;
+        };
+        let FrameState::Passed(frame, _) = std::mem::replace(state, FrameState::Processing) else {
+            return false;
+        };
+        *state = FrameState::Queued(frame);
+        self.passed -= 1;
+        self.queued.push_back(pos);
+        true
+    }
+
+    /// How late a worker may come for a frame let through: a tenth of the
+    /// mean processing time, at most 10 ms.
+    fn grace(&self) -> Duration {
+        (self.counters.mean_processing() / 10).min(Duration::from_millis(10))
+    }
+
+    fn insert(&mut self, state: FrameState<T>, tag: M, bytes: u64) -> (u64, u64) {
         let (pos, seq) = (self.next_pos, self.next_seq);
         self.next_pos += 1;
         self.next_seq += 1;
@@ -201,15 +364,14 @@ impl<T, M, E> Table<T, M, E> {
                 tag,
                 bytes,
                 admitted,
-                state: FrameState::Queued(frame),
+                state,
             }),
         );
-        self.queued.push_back(pos);
         self.frames += 1;
         self.bytes += bytes;
         self.counters.frames_in += 1;
         self.counters.max_in_flight = self.counters.max_in_flight.max(self.frames + self.leaving);
-        seq
+        (pos, seq)
     }
 
     /// Counts a new frame that leaky mode refused: it entered and will not
@@ -264,31 +426,43 @@ impl<T, M, E> Table<T, M, E> {
     }
 
     /// Hands the oldest queued frame to a worker holding a ticket of
-    /// `generation`; `None` if the ticket is stale or nothing is queued.
-    pub(super) fn take(&mut self, generation: u64) -> Option<Job<T>> {
+    /// `generation`, or lets it through if it is already late (QoS).
+    pub(super) fn take(&mut self, generation: u64) -> Take<T> {
         if generation != self.generation {
-            return None;
+            return Take::Nothing;
         }
-        let pos = self.queued.pop_front()?;
+        let Some(pos) = self.queued.pop_front() else {
+            return Take::Nothing;
+        };
         let timeout = self.config.timeout;
-        match self.slots.get_mut(&pos).map(|b| &mut **b) {
-            Some(Slot::Frame { state, seq, .. }) => {
-                match std::mem::replace(state, FrameState::Processing) {
-                    FrameState::Queued(frame) => Some(Job {
-                        pos,
-                        seq: *seq,
-                        generation,
-                        frame,
-                        timeout,
-                    }),
-                    other => {
-                        *state = other;
-                        None
-                    }
-                }
+        let late = self.late.as_ref();
+        let Some(Slot::Frame {
+            state, seq, tag, ..
+        }) = self.slots.get_mut(&pos).map(|b| &mut **b)
+        else {
+            return Take::Nothing;
+        };
+        let skip = late.is_some_and(|late| late(tag));
+        let frame = match std::mem::replace(state, FrameState::Processing) {
+            FrameState::Queued(frame) => frame,
+            other => {
+                *state = other;
+                return Take::Nothing;
             }
-            _ => None,
+        };
+        if skip {
+            *state = FrameState::Passed(frame, Skip::Late);
+            self.passed += 1;
+            let wake = self.waiting_consumers > 0 && self.next_release().is_some();
+            return Take::Passed(wake);
         }
+        Take::Job(Job {
+            pos,
+            seq: *seq,
+            generation,
+            frame,
+            timeout,
+        })
     }
 
     /// Stores a worker's result (of the current generation, checked by the
@@ -379,7 +553,7 @@ impl<T, M, E> Table<T, M, E> {
             slot,
             Slot::Item(_)
                 | Slot::Frame {
-                    state: FrameState::Done { .. },
+                    state: FrameState::Done { .. } | FrameState::Passed(..),
                     ..
                 }
         )
@@ -399,7 +573,7 @@ impl<T, M, E> Table<T, M, E> {
             match &**slot {
                 Slot::Item(_) => return None,
                 Slot::Frame {
-                    state: FrameState::Done { .. },
+                    state: FrameState::Done { .. } | FrameState::Passed(..),
                     ..
                 } => return Some(pos),
                 Slot::Frame { .. } => {}
@@ -440,10 +614,40 @@ impl<T, M, E> Table<T, M, E> {
                     worker,
                     processing_time,
                     admitted,
-                    leaving: Leaving::new(self.report.clone(), bytes),
+                    skipped: None,
+                    leaving: Leaving::new(self.report.clone(), bytes, false),
                 }))
             }
-            Slot::Frame { .. } => None,
+            Slot::Frame {
+                seq,
+                tag,
+                bytes,
+                admitted,
+                state: FrameState::Passed(frame, skip),
+            } => {
+                self.frames -= 1;
+                self.bytes -= bytes;
+                self.passed -= 1;
+                self.leaving += 1;
+                self.leaving_bytes += bytes;
+                self.leaving_passed += 1;
+                self.counters.skipped += 1;
+                Some(Output::Frame(Processed {
+                    seq,
+                    tag,
+                    result: Ok(frame),
+                    worker: 0,
+                    processing_time: Duration::ZERO,
+                    admitted,
+                    skipped: Some(skip),
+                    leaving: Leaving::new(self.report.clone(), bytes, true),
+                }))
+            }
+            slot @ Slot::Frame { .. } => {
+                // Not releasable: back in its place.
+                self.slots.insert(pos, Box::new(slot));
+                None
+            }
         }
     }
 
@@ -458,6 +662,12 @@ impl<T, M, E> Table<T, M, E> {
         self.leaving = self.leaving.saturating_sub(1);
         self.leaving_bytes = self.leaving_bytes.saturating_sub(bytes);
         self.counters.left(pushed, latency);
+    }
+
+    /// [`Table::frame_left`] for a frame that was let through.
+    pub(super) fn passed_frame_left(&mut self, pushed: bool, latency: Duration, bytes: u64) {
+        self.leaving_passed = self.leaving_passed.saturating_sub(1);
+        self.frame_left(pushed, latency, bytes);
     }
 
     /// Processed frames waiting behind an unfinished one.
@@ -518,6 +728,7 @@ impl<T, M, E> Table<T, M, E> {
         self.bytes = 0;
         self.items = 0;
         self.done = 0;
+        self.passed = 0;
         std::mem::take(&mut self.slots)
     }
 

@@ -10,6 +10,7 @@
 
 mod disposition;
 mod negotiation;
+mod qos;
 mod queries;
 mod report;
 mod settings;
@@ -19,7 +20,7 @@ mod src_task;
 mod state;
 
 use std::sync::atomic::AtomicBool;
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use gst::glib;
 use gst::prelude::*;
@@ -27,6 +28,7 @@ use gst::subclass::prelude::*;
 
 use super::processors::custom::PROCESS_FRAME_SIGNAL;
 use crate::engine::lock;
+use qos::Qos;
 use settings::Settings;
 use state::State;
 
@@ -50,6 +52,8 @@ pub struct ParallelFilter {
     /// next frame renegotiates first. An atomic, so the chain function does
     /// not lock the state twice per buffer to read it.
     renegotiate: AtomicBool,
+    /// Downstream's QoS events, shared with the engine's late check.
+    qos: Arc<Qos>,
 }
 
 #[glib::object_subclass]
@@ -125,6 +129,7 @@ impl ObjectSubclass for ParallelFilter {
             state: Mutex::new(State::default()),
             task_lock: Mutex::new(()),
             renegotiate: AtomicBool::new(false),
+            qos: Arc::new(Qos::default()),
         }
     }
 }
@@ -173,6 +178,7 @@ impl ObjectImpl for ParallelFilter {
                 // make fatal); start fails for good.
                 gst::warning!(CAT, imp = self, "{hint}");
             }
+            self.qos.set_enabled(settings.qos);
             (old, settings.engine_config())
         };
         gst::info!(CAT, imp = self, "Changing {name} from {old:?} to {value:?}");

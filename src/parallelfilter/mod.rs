@@ -171,6 +171,11 @@ pub enum Leaky {
         nick = "downstream"
     )]
     Downstream = 2,
+    #[enum_value(
+        name = "Pass: process a frame only when a worker is free, let the others through unprocessed",
+        nick = "pass"
+    )]
+    Pass = 3,
 }
 
 /// What the workers do to each frame (`processor`).

@@ -65,6 +65,8 @@ struct Log {
     warnings: Vec<String>,
     /// Sources of error messages.
     error_sources: Vec<String>,
+    /// QoS messages: source, and processed and dropped buffers.
+    qos: Vec<(String, u64, u64)>,
 }
 
 pub struct Pipeline {
@@ -104,6 +106,18 @@ impl Pipeline {
                     }
                 }
                 gst::MessageView::Warning(w) => log.warnings.push(w.error().to_string()),
+                gst::MessageView::Qos(q) => {
+                    let (processed, dropped) = q.stats();
+                    let count = |v: gst::GenericFormattedValue| match v {
+                        gst::GenericFormattedValue::Buffers(n) => n.map_or(0, |n| *n),
+                        _ => 0,
+                    };
+                    log.qos.push((
+                        q.src().map(|s| s.name().to_string()).unwrap_or_default(),
+                        count(processed),
+                        count(dropped),
+                    ));
+                }
                 gst::MessageView::Error(e) => log
                     .error_sources
                     .push(e.src().map(|s| s.name().to_string()).unwrap_or_default()),
@@ -209,6 +223,11 @@ impl Pipeline {
     /// Warnings posted since the last call.
     pub fn take_warnings(&self) -> Vec<String> {
         std::mem::take(&mut self.log.lock().unwrap().warnings)
+    }
+
+    /// QoS messages as posted: source, processed and dropped buffers.
+    pub fn qos_messages(&self) -> Vec<(String, u64, u64)> {
+        self.log.lock().unwrap().qos.clone()
     }
 
     /// Sources of every error message, as posted.

@@ -4,13 +4,18 @@
 use std::sync::{Arc, Mutex};
 
 use super::*;
+use crate::engine::config::MAX_PASSED;
 use crate::engine::{Leaky, lock};
 
 type TestTable = Table<u64, (), u64>;
 
 impl Report for Mutex<TestTable> {
-    fn frame_left(&self, pushed: bool, latency: Duration, bytes: u64) {
-        lock(self).frame_left(pushed, latency, bytes);
+    fn frame_left(&self, pushed: bool, latency: Duration, bytes: u64, passed: bool) {
+        if passed {
+            lock(self).passed_frame_left(pushed, latency, bytes);
+        } else {
+            lock(self).frame_left(pushed, latency, bytes);
+        }
     }
 }
 
@@ -34,7 +39,10 @@ fn admit(t: &mut TestTable, frame: u64, bytes: u64) -> Option<u64> {
 
 /// Starts the oldest queued frame, as a worker with a ticket does.
 fn start(t: &mut TestTable) -> Job<u64> {
-    t.take(t.generation).expect("a queued frame")
+    match t.take(t.generation) {
+        Take::Job(job) => job,
+        _ => panic!("no queued frame to start"),
+    }
 }
 
 fn finish(t: &mut TestTable, job: Job<u64>) {
@@ -184,7 +192,7 @@ fn flush_discards_everything_and_restarts_numbering() {
     assert_eq!(t.halted, Some(Halt::Flushing));
     assert_eq!(t.item_released(item), Some(Err(Halt::Flushing)));
     // Stale tickets take nothing; a flush is not undone by a halt.
-    assert!(t.take(late.generation).is_none());
+    assert!(matches!(t.take(late.generation), Take::Nothing));
     t.halt(Halt::Error);
     assert!(!t.resume_from(Halt::Flushing));
     assert_eq!(t.halted, Some(Halt::Flushing));
@@ -368,4 +376,178 @@ fn a_lone_frame_after_a_pause_wakes_the_consumer_early_only_for_quick_work() {
         finish(&mut t, job);
     }
     assert_eq!(t.spin_for(), None);
+}
+
+/// Admits like `submit_frame` (`running`: frames on workers); what became
+/// of the frame: `Some(false)` queued, `Some(true)` passed, `None` full.
+fn admit_pass(t: &mut TestTable, frame: u64, bytes: u64, running: usize) -> Option<bool> {
+    match t.admit(bytes, true, running, true) {
+        Admit::Process => {
+            t.insert_frame(frame, (), bytes);
+            Some(false)
+        }
+        Admit::Pass(skip) => {
+            t.insert_passed(frame, (), bytes, skip);
+            Some(true)
+        }
+        Admit::Full { .. } => None,
+    }
+}
+
+/// Pops everything releasable: each frame and whether it was skipped.
+fn drain_skipped(t: &mut TestTable) -> Vec<(u64, Option<Skip>)> {
+    std::iter::from_fn(|| t.pop())
+        .filter_map(|out| match out {
+            Output::Frame(p) => Some((p.result.unwrap(), p.skipped)),
+            Output::Item { .. } => None,
+        })
+        .collect()
+}
+
+#[test]
+fn pass_processes_only_what_a_free_worker_starts_at_once() {
+    let mut t = table(Config {
+        workers: 2,
+        leaky: Leaky::Pass,
+        ..Config::default()
+    });
+    // Two free workers: two frames queued for them; then both are taken.
+    assert_eq!(admit_pass(&mut t, 0, 1, 0), Some(false));
+    assert_eq!(admit_pass(&mut t, 1, 1, 0), Some(false));
+    assert_eq!(admit_pass(&mut t, 2, 1, 0), Some(true));
+    let (a, b) = (start(&mut t), start(&mut t));
+    assert_eq!(admit_pass(&mut t, 3, 1, 2), Some(true));
+    // Passed frames wait only for the frames before them.
+    assert_eq!(t.next_release(), None);
+    finish(&mut t, a);
+    assert_eq!(drain_skipped(&mut t), [(0, None)]);
+    finish(&mut t, b);
+    let busy = Some(Skip::Busy);
+    assert_eq!(drain_skipped(&mut t), [(1, None), (2, busy), (3, busy)]);
+    assert_eq!(t.counters.skipped, 2);
+    // A worker is free (one still running): the next frame is processed.
+    assert_eq!(admit_pass(&mut t, 4, 1, 1), Some(false));
+}
+
+#[test]
+fn passed_frames_leave_the_frames_bound_alone_but_not_the_bytes() {
+    let mut t = table(Config {
+        workers: 1,
+        max_frames: 1,
+        max_bytes: 10,
+        leaky: Leaky::Pass,
+        ..Config::default()
+    });
+    assert_eq!(admit_pass(&mut t, 0, 4, 0), Some(false));
+    let job = start(&mut t);
+    // Beyond max-size-buffers, but within the bytes.
+    assert_eq!(admit_pass(&mut t, 1, 3, 1), Some(true));
+    assert_eq!(admit_pass(&mut t, 2, 3, 1), Some(true));
+    assert_eq!(admit_pass(&mut t, 3, 1, 1), None);
+    finish(&mut t, job);
+    assert_eq!(drain_skipped(&mut t).len(), 3);
+    // Being pushed, they still hold their bytes; each reports as passed.
+    assert_eq!(admit_pass(&mut t, 3, 1, 0), None);
+    t.frame_left(true, Duration::ZERO, 4);
+    t.passed_frame_left(true, Duration::ZERO, 3);
+    t.passed_frame_left(true, Duration::ZERO, 3);
+    assert_eq!(admit_pass(&mut t, 3, 1, 0), Some(false));
+}
+
+#[test]
+fn passed_frames_are_bounded() {
+    let mut t = table(Config {
+        workers: 1,
+        leaky: Leaky::Pass,
+        ..Config::default()
+    });
+    assert_eq!(admit_pass(&mut t, 0, 0, 0), Some(false));
+    let _stuck = start(&mut t);
+    for f in 1..=MAX_PASSED as u64 {
+        assert_eq!(admit_pass(&mut t, f, 0, 1), Some(true));
+    }
+    assert_eq!(
+        t.admit(0, true, 1, true),
+        Admit::Full { passing: true },
+        "the producer blocks"
+    );
+}
+
+#[test]
+fn interval_processes_every_nth_frame_from_a_flush() {
+    let mut t = table(Config {
+        workers: 8,
+        interval: 3,
+        ..limits(64, 0)
+    });
+    let passed: Vec<_> = (0..7).map(|f| admit_pass(&mut t, f, 1, 0)).collect();
+    let (q, p) = (Some(false), Some(true));
+    assert_eq!(passed, [q, p, p, q, p, p, q]);
+    // A frame that must be processed is, whatever the interval.
+    assert_eq!(t.admit(1, true, 0, false), Admit::Process);
+    drop(t.flush_start());
+    drop(t.flush_stop());
+    assert_eq!(admit_pass(&mut t, 0, 1, 0), q);
+    assert_eq!(admit_pass(&mut t, 1, 1, 0), p);
+}
+
+#[test]
+fn unordered_passed_frames_overtake_processing_but_never_items() {
+    let mut t = table(Config {
+        workers: 1,
+        ordered: false,
+        leaky: Leaky::Pass,
+        ..Config::default()
+    });
+    admit_pass(&mut t, 0, 1, 0);
+    let job = start(&mut t);
+    admit_pass(&mut t, 1, 1, 1);
+    t.insert_item(100);
+    admit_pass(&mut t, 2, 1, 1);
+    assert_eq!(drain_skipped(&mut t), [(1, Some(Skip::Busy))]);
+    finish(&mut t, job);
+    let (f, i) = (Out::Frame, Out::Item);
+    assert_eq!(drain(&mut t), [f(0), i(100), f(2)]);
+}
+
+#[test]
+fn a_late_frame_passes_when_a_worker_would_start_it() {
+    let mut t = table(limits(8, 0));
+    let late: LateCheck<()> = Box::new(|_| true);
+    admit(&mut t, 0, 1);
+    t.late = Some(late);
+    admit(&mut t, 1, 1);
+    // Frame 0 is late now too: checked at the start, not at admission.
+    assert!(matches!(t.take(t.generation), Take::Passed(false)));
+    assert!(matches!(t.take(t.generation), Take::Passed(false)));
+    assert!(matches!(t.take(t.generation), Take::Nothing));
+    let late = Some(Skip::Late);
+    assert_eq!(drain_skipped(&mut t), [(0, late), (1, late)]);
+    assert_eq!(t.stats().skipped, 2);
+}
+
+#[test]
+fn a_worker_freed_just_after_a_frame_was_let_through_processes_it() {
+    let mut t = table(Config {
+        workers: 2,
+        leaky: Leaky::Pass,
+        ..Config::default()
+    });
+    // A mean processing time, so the grace is not zero.
+    t.counters.processed(0, Duration::from_secs(10), 0);
+    admit_pass(&mut t, 0, 1, 0);
+    admit_pass(&mut t, 1, 1, 0);
+    let (a, _b) = (start(&mut t), start(&mut t));
+    assert_eq!(admit_pass(&mut t, 2, 1, 2), Some(true));
+    // Still both running: nothing to take over.
+    assert!(!t.process_newest_passed(2));
+    finish(&mut t, a);
+    // One worker free, frame 1 still in processing: frame 2 goes to it.
+    assert!(t.process_newest_passed(1));
+    assert!(matches!(
+        t.take(t.generation),
+        Take::Job(Job { seq: 2, .. })
+    ));
+    assert_eq!(admit_pass(&mut t, 3, 1, 2), Some(true));
+    assert!(!t.process_newest_passed(2), "no worker is free");
 }

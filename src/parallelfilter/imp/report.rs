@@ -58,6 +58,7 @@ impl ParallelFilter {
             .field("dropped", stats.dropped)
             .field("errors", stats.errors)
             .field("timeouts", stats.timeouts)
+            .field("skipped", stats.skipped)
             .field("in-flight", stats.in_flight)
             .field("max-in-flight", stats.max_in_flight)
             .field("reorder-depth", stats.reorder_depth)

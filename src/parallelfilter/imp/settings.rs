@@ -20,6 +20,8 @@ pub(super) const PROP_MAX_WORKERS: &str = "max-workers";
 pub(super) const PROP_MAX_SIZE_BUFFERS: &str = "max-size-buffers";
 pub(super) const PROP_MAX_SIZE_BYTES: &str = "max-size-bytes";
 pub(super) const PROP_LEAKY: &str = "leaky";
+pub(super) const PROP_INTERVAL: &str = "interval";
+pub(super) const PROP_QOS: &str = "qos";
 pub(super) const PROP_PROCESSOR: &str = "processor";
 pub(super) const PROP_TIMEOUT: &str = "timeout";
 pub(super) const PROP_ON_ERROR: &str = "on-error";
@@ -39,6 +41,9 @@ pub(super) const PROP_MAX_REQUESTS_PER_SERVER: &str = "max-requests-per-server";
 
 pub(super) const DEFAULT_MAX_SIZE_BUFFERS: u32 = 0;
 pub(super) const DEFAULT_MAX_SIZE_BYTES: u64 = 0;
+pub(super) const DEFAULT_INTERVAL: u32 = 1;
+pub(super) const MAX_INTERVAL: u32 = 1000;
+pub(super) const DEFAULT_QOS: bool = false;
 pub(super) const DEFAULT_TIMEOUT: u64 = 0;
 pub(super) const DEFAULT_POST_MESSAGES: bool = false;
 pub(super) const DEFAULT_DELAY: u64 = 0;
@@ -63,6 +68,9 @@ pub(super) struct Settings {
     pub(super) max_size_buffers: u32,
     pub(super) max_size_bytes: u64,
     pub(super) leaky: Leaky,
+    pub(super) interval: u32,
+    /// Mirrored into the element's QoS state, which workers read.
+    pub(super) qos: bool,
     pub(super) processor: ProcessorKind,
     pub(super) timeout: u64,
     pub(super) on_error: OnError,
@@ -97,6 +105,8 @@ impl Default for Settings {
             max_size_buffers: DEFAULT_MAX_SIZE_BUFFERS,
             max_size_bytes: DEFAULT_MAX_SIZE_BYTES,
             leaky: Leaky::default(),
+            interval: DEFAULT_INTERVAL,
+            qos: DEFAULT_QOS,
             processor: ProcessorKind::default(),
             timeout: DEFAULT_TIMEOUT,
             on_error: OnError::default(),
@@ -130,9 +140,11 @@ impl Settings {
                 Leaky::No => engine::Leaky::No,
                 Leaky::Upstream => engine::Leaky::Upstream,
                 Leaky::Downstream => engine::Leaky::Downstream,
+                Leaky::Pass => engine::Leaky::Pass,
             },
             ordered: self.ordered,
             timeout: (self.timeout > 0).then(|| Duration::from_nanos(self.timeout)),
+            interval: u64::from(self.interval.max(1)),
         }
     }
 
@@ -210,7 +222,31 @@ pub(super) fn properties() -> Vec<glib::ParamSpec> {
             .build(),
         glib::ParamSpecEnum::builder_with_default(PROP_LEAKY, Leaky::default())
             .nick("Leaky")
-            .blurb("When full: block upstream, drop the new frame, or drop the oldest not yet started")
+            .blurb(
+                "When full: block upstream, drop the new frame, or drop the oldest not yet \
+                 started; pass: process a frame only when a worker is free, let the others \
+                 through unprocessed, in order",
+            )
+            .mutable_playing()
+            .build(),
+        glib::ParamSpecUInt::builder(PROP_INTERVAL)
+            .nick("Interval")
+            .blurb(
+                "Process every Nth frame (the first after start or a flush, then every Nth); \
+                 the others pass unprocessed, in order",
+            )
+            .minimum(1)
+            .maximum(MAX_INTERVAL)
+            .default_value(DEFAULT_INTERVAL)
+            .mutable_playing()
+            .build(),
+        glib::ParamSpecBoolean::builder(PROP_QOS)
+            .nick("QoS")
+            .blurb(
+                "Handle QoS events from downstream: a frame already late when a worker \
+                 would start it passes unprocessed",
+            )
+            .default_value(DEFAULT_QOS)
             .mutable_playing()
             .build(),
         glib::ParamSpecEnum::builder_with_default(
@@ -352,6 +388,8 @@ impl Settings {
             }
             PROP_MAX_SIZE_BYTES => self.max_size_bytes = value.get().unwrap_or(self.max_size_bytes),
             PROP_LEAKY => self.leaky = value.get().unwrap_or(self.leaky),
+            PROP_INTERVAL => self.interval = value.get().unwrap_or(self.interval),
+            PROP_QOS => self.qos = value.get().unwrap_or(self.qos),
             PROP_PROCESSOR => {
                 self.processor = value.get().unwrap_or(self.processor);
                 self.processor_chosen = true;
@@ -409,6 +447,8 @@ impl Settings {
             PROP_MAX_SIZE_BUFFERS => self.max_size_buffers.to_value(),
             PROP_MAX_SIZE_BYTES => self.max_size_bytes.to_value(),
             PROP_LEAKY => self.leaky.to_value(),
+            PROP_INTERVAL => self.interval.to_value(),
+            PROP_QOS => self.qos.to_value(),
             PROP_PROCESSOR => self.processor.to_value(),
             PROP_TIMEOUT => self.timeout.to_value(),
             PROP_ON_ERROR => self.on_error.to_value(),

@@ -19,6 +19,7 @@ use super::super::processors::remote;
 use super::super::processors::{Delay, Passthrough};
 use super::super::{ProcessorKind, STATS_NAME};
 use super::settings::Settings;
+use super::state::Tag;
 use super::{CAT, ParallelFilter};
 use crate::engine::{Engine, lock};
 
@@ -38,6 +39,10 @@ impl ParallelFilter {
         processor.attach(self.obj().upcast_ref());
         let config = settings.engine_config();
         let engine = Engine::new(config.clone(), processor.clone(), handle);
+        self.qos.reset();
+        let qos = self.qos.clone();
+        // A frame the processor gives other caps cannot leave unprocessed.
+        engine.set_late_check(move |tag: &Tag| tag.passable && qos.is_late(tag.running_time));
         let element = self.obj().downgrade();
         engine.on_workers_changed(move |change| {
             if let Some(element) = element.upgrade() {

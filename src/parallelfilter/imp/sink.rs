@@ -83,8 +83,10 @@ impl ParallelFilter {
         let tag = Tag {
             pts: buffer.pts(),
             duration: buffer.duration(),
+            running_time: buffer.pts().and_then(|pts| segment.to_running_time(pts)),
             segment,
             epoch,
+            passable: !caps_changed,
             // The original cannot stand in for a frame whose caps the
             // processor changes.
             original: (on_error == OnError::Pass && !caps_changed).then(|| buffer.clone()),
@@ -96,9 +98,14 @@ impl ParallelFilter {
             segment: tag.segment.clone(),
             previous,
         };
-        match engine.submit_frame(frame, tag, bytes) {
+        let passable = tag.passable;
+        match engine.submit(frame, tag, bytes, passable) {
             Ok(Admission::Queued { seq }) => {
                 gst::trace!(CAT, obj = pad, "Queued as #{seq}");
+                Ok(gst::FlowSuccess::Ok)
+            }
+            Ok(Admission::Passed { seq, skip }) => {
+                gst::trace!(CAT, obj = pad, "#{seq} passes unprocessed ({skip:?})");
                 Ok(gst::FlowSuccess::Ok)
             }
             Ok(Admission::Dropped) => {
@@ -142,6 +149,7 @@ impl ParallelFilter {
                     state.flush();
                     state.hooks.clone()
                 };
+                self.qos.reset();
                 if let Some(hooks) = hooks {
                     hooks.flush();
                 }

@@ -12,7 +12,7 @@ use super::super::frame::Frame;
 use super::disposition::{Disposition, FrameId, dispose};
 use super::state::{FrameEngine, Serialized, Tag};
 use super::{CAT, ParallelFilter};
-use crate::engine::{Halt, Output, Processed, lock};
+use crate::engine::{Halt, Output, Processed, Skip, lock};
 
 impl ParallelFilter {
     /// FLUSH_STOP: the engine takes frames again and the task runs again.
@@ -81,6 +81,10 @@ impl ParallelFilter {
     }
 
     pub(super) fn push_frame(&self, engine: &FrameEngine, processed: Processed<Frame, Tag>) {
+        if let Some(skip) = processed.skipped {
+            self.push_unprocessed(engine, processed, skip);
+            return;
+        }
         let Processed {
             seq,
             mut tag,
@@ -89,6 +93,7 @@ impl ParallelFilter {
             processing_time,
             admitted,
             leaving,
+            ..
         } = processed;
         let (on_error, post_messages) = {
             let s = lock(&self.settings);
@@ -130,10 +135,46 @@ impl ParallelFilter {
         if post_messages {
             self.post_frame_message(&tag, &buffer, seq, worker, processing_time);
         }
+        self.qos.count_processed();
         gst::log!(CAT, imp = self, "Pushing #{seq} {buffer:?}");
         // Latency ends at the src pad, not after a syncing sink's wait.
         let latency = admitted.elapsed();
         let result = self.srcpad.push(buffer);
+        leaving.left(result.is_ok(), latency);
+        if let Err(err) = result {
+            self.handle_push_error(engine, err, tag.epoch);
+        }
+    }
+
+    /// Pushes a frame let through unprocessed, as it entered: no result,
+    /// no message (a QoS message if it was late).
+    fn push_unprocessed(&self, engine: &FrameEngine, processed: Processed<Frame, Tag>, skip: Skip) {
+        let Processed {
+            seq,
+            mut tag,
+            result,
+            admitted,
+            leaving,
+            ..
+        } = processed;
+        // Not kept across the push, as for a processed frame.
+        tag.original = None;
+        // Never went to a worker, so it cannot have failed.
+        let Ok(frame) = result else {
+            return;
+        };
+        if skip == Skip::Late {
+            let msg = self.qos.late_message(self.obj().upcast_ref(), &tag);
+            let _ = self.obj().post_message(msg);
+        }
+        gst::log!(
+            CAT,
+            imp = self,
+            "Pushing #{seq} unprocessed ({skip:?}) {:?}",
+            frame.buffer
+        );
+        let latency = admitted.elapsed();
+        let result = self.srcpad.push(frame.buffer);
         leaving.left(result.is_ok(), latency);
         if let Err(err) = result {
             self.handle_push_error(engine, err, tag.epoch);
@@ -223,6 +264,16 @@ impl ParallelFilter {
 
     pub(super) fn src_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
         gst::log!(CAT, obj = pad, "Handling {event:?}");
+        if let gst::EventView::Qos(q) = event.view() {
+            let (_, proportion, diff, timestamp) = q.get();
+            gst::log!(
+                CAT,
+                obj = pad,
+                "QoS: proportion {proportion}, diff {diff}, timestamp {}",
+                timestamp.display()
+            );
+            self.qos.update(proportion, diff, timestamp);
+        }
         if event.type_() == gst::EventType::Reconfigure
             && let Some(engine) = self.engine()
         {

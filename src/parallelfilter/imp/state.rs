@@ -16,8 +16,13 @@ pub(super) struct Tag {
     pub(super) pts: Option<gst::ClockTime>,
     pub(super) duration: Option<gst::ClockTime>,
     pub(super) segment: gst::FormattedSegment<gst::ClockTime>,
+    /// The PTS in running time, for QoS.
+    pub(super) running_time: Option<gst::ClockTime>,
     /// `State::epoch` when the frame entered.
     pub(super) epoch: u64,
+    /// It may leave unprocessed (leaky=pass, interval, qos): not when the
+    /// processor gives it other caps.
+    pub(super) passable: bool,
     /// The input frame, kept only with on-error=pass.
     pub(super) original: Option<gst::Buffer>,
 }
