@@ -276,3 +276,27 @@ fn cpu_bound_work_stays_near_the_cores() {
         "{cores} cores, median {median}, max {max}: {seen:?}"
     );
 }
+
+/// With `leaky=pass`, frames let through for want of a free worker are
+/// demand: the count grows so that more of them are processed.
+#[test]
+fn automatic_workers_grow_under_leaky_pass() {
+    let _serial = serial();
+    let _wd = common::begin("automatic_workers_grow_under_leaky_pass", 120);
+    let Fixture { mut h, e, rec, .. } = start(&[
+        ("processor", "delay"),
+        ("delay-min", &(20 * MS).to_string()),
+        ("delay-max", &(20 * MS).to_string()),
+        ("leaky", "pass"),
+        ("max-workers", "64"),
+    ]);
+    let pushed = grow(&mut h, &e, 8, 0);
+    assert!(h.push_event(gst::event::Eos::new()));
+    let mut expected = frames(0..pushed);
+    expected.push(Item::Eos);
+    assert_eq!(rec.until_eos(), expected);
+    let s = stats(&e);
+    assert_eq!(stat(&s, "frames-out"), pushed, "{s}");
+    assert_eq!(stat(&s, "dropped"), 0, "{s}");
+    assert!(stat(&s, "skipped") > 0, "{s}");
+}
