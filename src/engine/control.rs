@@ -27,8 +27,13 @@
 //!   base again, so a changed workload is noticed (like Gradient2's and
 //!   Envoy's periodic minimum-RTT probes).
 //!
+//! A processing time that grew more than twice what the count's change
+//! explains (work slows at most in proportion to the concurrency) is the
+//! work itself changing (5 ms frames become 50 ms ones): the base is
+//! measured anew at the current count instead of cutting it.
+//!
 //! Without demand the count shrinks towards what is used, `busy × 1.25 +
-//! 1`, never by more than half per window. Unlike the .NET thread pool's
+//! 1`, never by more than half per window, and never grows. Unlike the .NET thread pool's
 //! hill climbing, which needs several windows per step to see a
 //! throughput change through the noise, the processing time tells in one
 //! window whether more concurrency pays. docs/performance.md#automatic-workers
@@ -46,6 +51,9 @@ const MIN_COMPLETIONS: u64 = 4;
 const FLAT: f64 = 1.1;
 /// Windows in the gradient regime before the base is measured again.
 const REPROBE: u32 = 10;
+/// A processing time this many times what the count explains: the work
+/// changed (a slower delay, another model), not the concurrency.
+const CHANGED: f64 = 2.0;
 
 /// What the engine measured since the last sample.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -101,6 +109,8 @@ pub struct Controller {
     base: Option<(f64, f64)>,
     /// Windows spent limited by a grown processing time.
     saturated: u32,
+    /// The last window's count and processing time (s).
+    last: Option<(usize, f64)>,
 }
 
 impl Controller {
@@ -113,6 +123,7 @@ impl Controller {
             window: Sample::default(),
             base: None,
             saturated: 0,
+            last: None,
         }
     }
 
@@ -156,6 +167,18 @@ impl Controller {
         let busy = w.processing.as_secs_f64() / elapsed;
         let waiting = w.queued as f64 / w.completed as f64;
         let n = self.workers as f64;
+        // More workers make a frame take at most proportionally longer
+        // (CPUs or a server shared by more): a bigger jump is the work
+        // itself changing, and its no-load time is measured anew.
+        let changed = self
+            .last
+            .is_some_and(|(m, last)| rtt > CHANGED * last * (n / m as f64).max(1.0));
+        self.last = Some((self.workers, rtt));
+        if changed {
+            self.base = Some((rtt, busy));
+            self.saturated = 0;
+            return None;
+        }
         // 0.7: a window just after doubling has had the new count for half its length.
         let demand = waiting >= 0.5 && busy >= 0.7 * n;
         let (to, reason) = if demand {
@@ -165,8 +188,12 @@ impl Controller {
             if self.base.is_some_and(|(_, at)| busy <= at * 1.1) {
                 self.base = Some((rtt, busy));
             }
+            // Never up: without demand more workers would idle too.
             let used = (busy * 1.25).ceil() as usize + 1;
-            (used.max(self.workers.div_ceil(2)), Reason::Idle)
+            (
+                used.max(self.workers.div_ceil(2)).min(self.workers),
+                Reason::Idle,
+            )
         };
         let to = to.clamp(1, self.max);
         let from = self.workers;

@@ -159,6 +159,37 @@ fn a_changing_delay_is_followed_within_a_second() {
 }
 
 #[test]
+fn slower_work_at_the_same_count_is_not_taken_for_saturation() {
+    // As fast as the pool takes them: 256 workers pay at 5 ms and at 50 ms.
+    let fast = Load::Latency {
+        t: 0.005,
+        rate: None,
+    };
+    let slow = Load::Latency {
+        t: 0.050,
+        rate: None,
+    };
+    let mut c = Controller::new(2, 256);
+    let counts = run(&mut c, fast, 10, &mut Noise(20));
+    assert_eq!(counts[9], 256, "{counts:?}");
+    let counts = run(&mut c, slow, 10, &mut Noise(21));
+    assert!(counts.iter().all(|&n| n >= 192), "{counts:?}");
+    assert_eq!(counts[9], 256, "{counts:?}");
+}
+
+#[test]
+fn without_demand_the_count_never_grows() {
+    // Frames arrive slower than 3 workers take them: busy 2.9 of 3.
+    let load = Load::Latency {
+        t: 0.010,
+        rate: Some(290.0),
+    };
+    let mut c = Controller::new(3, 256);
+    let counts = run(&mut c, load, 30, &mut Noise(22));
+    assert!(counts.iter().all(|&n| n <= 3), "{counts:?}");
+}
+
+#[test]
 fn the_count_stays_within_its_bounds() {
     let mut c = Controller::new(0, 8);
     assert_eq!(c.workers(), 1);
