@@ -15,6 +15,7 @@
 //! `SCENARIOS` to make it runnable.
 
 mod analysis;
+mod auto;
 mod common;
 mod cpu;
 mod latency;
@@ -91,6 +92,13 @@ const SCENARIOS: &[(&str, &str, &str, ScenarioFn)] = &[
         "i",
         "remote on 2 test servers +20 ms, workers=32: frames/s vs 32 / 20 ms",
         remote::run,
+    ),
+    (
+        "auto",
+        "j",
+        "workers=0 vs fixed 1..256: delay 20 ms, delay 5/50/5 ms, gaussianblur, analyze, \
+         remote K=4, live 30 fps 100 ms; throughput, workers used, settling",
+        auto::run,
     ),
 ];
 
