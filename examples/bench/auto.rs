@@ -18,7 +18,10 @@
 //! over its length, the same window for automatic and fixed runs.
 //! Settling after a load change: the time from the change to the start of
 //! the first 250 ms window (stepped by 50 ms) in which the automatic run
-//! delivers at least 0.9x the phase's best fixed throughput.
+//! delivers at least 0.9x the phase's best fixed throughput and from which
+//! every window starting within the next second (or up to the phase's end)
+//! does too; holding keeps the frames still finishing at the old load from
+//! counting.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -47,8 +50,10 @@ const THROUGHPUT: f64 = 0.9;
 const ENOUGH: f64 = 0.95;
 const WASTE: f64 = 1.5;
 const SETTLE: f64 = 1.0;
-/// The changing delay's per-frame times, one per phase (ms).
-const CHANGING_MS: [u64; 3] = [5, 50, 5];
+/// The changing delay's phases: per-frame time (ms) and length (in
+/// `Timing::phase`s; the slow phase is longer, so a slow settling still
+/// ends within it and is measured).
+const CHANGING: [(u64, f64); 3] = [(5, 1.0), (50, 1.6), (5, 1.0)];
 
 /// A part of a run with one load: from `start` to `end`, measured from
 /// `steady` (s since the first frame entered the element).
@@ -81,7 +86,8 @@ struct Timing {
     run: f64,
     /// Each phase of the changing delay.
     phase: f64,
-    /// Allowed after a load change before its steady part.
+    /// Allowed after a load change before its steady part, and how long
+    /// the new throughput must hold to count as settled.
     settle: f64,
 }
 
@@ -136,16 +142,28 @@ impl Trace {
             .collect()
     }
 
-    /// Time from the phase's start to the first window reaching `rate`.
-    fn settling(&self, phase: &Phase, rate: f64) -> Option<f64> {
-        let mut from = phase.start;
-        while from + WINDOW <= phase.end + 1e-9 {
-            if self.rate(from, from + WINDOW) >= rate {
-                return Some(from - phase.start);
-            }
-            from += STEP;
-        }
-        None
+    /// Time from the phase's start until the throughput reaches `rate`
+    /// and holds it for `hold` (or to the phase's end): the start of the
+    /// first window from which every window starting within `hold` does.
+    /// Holding excludes the frames still finishing at the old load.
+    fn settling(&self, phase: &Phase, rate: f64, hold: f64) -> Option<f64> {
+        let starts: Vec<f64> = (0..)
+            .map(|i| phase.start + f64::from(i) * STEP)
+            .take_while(|from| from + WINDOW <= phase.end + 1e-9)
+            .collect();
+        let ok: Vec<bool> = starts
+            .iter()
+            .map(|&from| self.rate(from, from + WINDOW) >= rate)
+            .collect();
+        (0..starts.len())
+            .find(|&i| {
+                starts[i..]
+                    .iter()
+                    .zip(&ok[i..])
+                    .take_while(|(from, _)| **from <= starts[i] + hold + 1e-9)
+                    .all(|(_, ok)| *ok)
+            })
+            .map(|i| starts[i] - phase.start)
     }
 }
 
@@ -302,19 +320,25 @@ fn workloads(ctx: &Ctx, t: &Timing, urls: &str) -> Vec<Workload> {
     let blur_src = imagefreeze("AYUV", 1280, 720);
     let analyze_src = imagefreeze("I420", 1920, 1080);
     let urls = urls.to_string();
-    let p = t.phase;
-    let changing: Vec<Phase> = CHANGING_MS
+    let mut start = 0.0;
+    let changing: Vec<Phase> = CHANGING
         .iter()
         .enumerate()
-        .map(|(i, ms)| {
-            let start = i as f64 * p;
-            Phase {
+        .map(|(i, (ms, length))| {
+            let phase = Phase {
                 label: format!("phase {} ({ms} ms)", i + 1),
                 start,
                 steady: start + if i == 0 { t.warmup } else { t.settle },
-                end: start + p,
-            }
+                end: start + length * t.phase,
+            };
+            start = phase.end;
+            phase
         })
+        .collect();
+    let ends: Vec<(f64, u64)> = changing
+        .iter()
+        .zip(CHANGING)
+        .map(|(p, c)| (p.end, c.0))
         .collect();
     vec![
         Workload {
@@ -334,8 +358,13 @@ fn workloads(ctx: &Ctx, t: &Timing, urls: &str) -> Vec<Workload> {
             }),
             phases: changing,
             schedule: Some(Arc::new(move |since: Duration| {
-                let i = ((since.as_secs_f64() / p) as usize).min(CHANGING_MS.len() - 1);
-                Duration::from_millis(CHANGING_MS[i])
+                let since = since.as_secs_f64();
+                let ms = ends
+                    .iter()
+                    .find(|(end, _)| since < *end)
+                    .or(ends.last())
+                    .map_or(0, |(_, ms)| *ms);
+                Duration::from_millis(ms)
             })),
         },
         Workload {
@@ -441,6 +470,7 @@ fn report_phase(
     wl: &Workload,
     phase: &Phase,
     traces: &[Vec<Trace>],
+    hold: f64,
 ) -> PhaseResult {
     let (a, b) = (phase.steady, phase.end);
     let what = if phase.label.is_empty() {
@@ -512,17 +542,22 @@ fn report_phase(
         let settle: Vec<f64> = traces[0]
             .iter()
             .map(|t| {
-                t.settling(phase, THROUGHPUT * best)
+                t.settling(phase, THROUGHPUT * best, hold)
                     .unwrap_or(f64::INFINITY)
             })
             .collect();
         let value = median(&settle);
+        let never = if value.is_finite() {
+            String::new()
+        } else {
+            format!(" (not within the {:.1} s phase)", phase.end - phase.start)
+        };
         out.rows.push(judged(
             ctx,
             Row::new(
                 NAME,
                 format!(
-                    "{what}: settling, until a 250 ms window >= {THROUGHPUT}x best fixed ({} frames/s)",
+                    "{what}: settling, until {THROUGHPUT}x best fixed ({} frames/s) held {hold:.1} s{never}",
                     fmt_fps(best)
                 ),
                 &settle,
@@ -592,7 +627,7 @@ pub fn run(ctx: &Ctx, out: &mut Output) -> Result<(), Fail> {
     let t = ctx.pick(
         Timing {
             warmup: 1.5,
-            run: 3.5,
+            run: 3.0,
             phase: 2.5,
             settle: SETTLE,
         },
@@ -635,7 +670,7 @@ pub fn run(ctx: &Ctx, out: &mut Output) -> Result<(), Fail> {
         let results: Vec<PhaseResult> = wl
             .phases
             .iter()
-            .map(|p| report_phase(ctx, out, &wl, p, &traces))
+            .map(|p| report_phase(ctx, out, &wl, p, &traces, t.settle))
             .collect();
         if wl.schedule.is_some()
             && let Some(auto) = traces[0].last()
@@ -645,12 +680,17 @@ pub fn run(ctx: &Ctx, out: &mut Output) -> Result<(), Fail> {
     }
     out.notes.push(format!(
         "auto: {rounds} round(s); each run {:.1} s from the first frame into the element \
-         (changing delay: 3 phases of {:.1} s), then EOS; throughput over the steady part, \
+         (changing delay: phases of {:.1}, {:.1} and {:.1} s), then EOS; throughput over the steady part, \
          the same window for workers=0 and the fixed counts; workers used = mean of `stats` \
          `workers` read every 50 ms in that window; settling = from the load change to the \
          start of the first 250 ms window (50 ms steps) at >= {THROUGHPUT}x the phase's best \
-         fixed throughput; gaussianblur sweeps up to 32 workers",
-        t.run, t.phase
+         fixed throughput such that every window starting within {:.1} s after it (or up to \
+         the phase's end) is too; gaussianblur sweeps up to 32 workers",
+        t.run,
+        CHANGING[0].1 * t.phase,
+        CHANGING[1].1 * t.phase,
+        CHANGING[2].1 * t.phase,
+        t.settle
     ));
     Ok(())
 }
