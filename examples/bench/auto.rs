@@ -15,7 +15,9 @@
 //! order. A thread reads `stats` `workers` every 50 ms; a probe on the sink
 //! takes the output times. Throughput is the outputs of the steady part of
 //! a phase (after the controller's warm-up, or 1 s after a load change)
-//! over its length, the same window for automatic and fixed runs.
+//! over its length, the same window for automatic and fixed runs. One
+//! round (three for the CPU-bound workloads, whose throughput follows what
+//! else the cores run), or `--rounds`.
 //! Settling after a load change: the time from the change to the start of
 //! the first 250 ms window (stepped by 50 ms) in which the automatic run
 //! delivers at least 0.9x the phase's best fixed throughput and from which
@@ -77,13 +79,20 @@ struct Workload {
     phases: Vec<Phase>,
     /// Set as a custom async processor when present.
     schedule: Option<Schedule>,
+    /// CPU-bound: throughput follows what else the cores run, so more,
+    /// shorter rounds.
+    cpu: bool,
 }
 
-/// Run lengths (s).
+/// Run lengths (s) and rounds.
 struct Timing {
     /// What the controller gets before a one-load run is measured.
     warmup: f64,
     run: f64,
+    /// The same for CPU-bound work, where it starts at the cores.
+    cpu_warmup: f64,
+    cpu_run: f64,
+    cpu_rounds: usize,
     /// Each phase of the changing delay.
     phase: f64,
     /// Allowed after a load change before its steady part, and how long
@@ -101,10 +110,23 @@ struct Trace {
 }
 
 impl Trace {
-    /// Outputs in (a, b] per s.
+    /// Outputs per s in (a, b], measured between outputs: from the last
+    /// output at or before `a` to the last at or before `b`, when within a
+    /// quarter of the window, so that bursts (workers finishing together)
+    /// count whole rather than as one burst too many or too few.
     fn rate(&self, a: f64, b: f64) -> f64 {
-        let n = self.out.partition_point(|&t| t <= b) - self.out.partition_point(|&t| t <= a);
-        n as f64 / (b - a)
+        let slack = (b - a) / 4.0;
+        let i = self.out.partition_point(|&t| t <= a);
+        let j = self.out.partition_point(|&t| t <= b);
+        let start = match i.checked_sub(1).map(|k| self.out[k]) {
+            Some(t) if a - t <= slack => t,
+            _ => a,
+        };
+        let end = match j.checked_sub(1).map(|k| self.out[k]) {
+            Some(t) if t > start && b - t <= slack => t,
+            _ => b,
+        };
+        (j - i) as f64 / (end - start)
     }
 
     fn in_range(&self, a: f64, b: f64) -> impl Iterator<Item = u32> + '_ {
@@ -293,12 +315,12 @@ fn counts(ctx: &Ctx, max: usize) -> Vec<usize> {
     }
 }
 
-fn one_phase(t: &Timing) -> Vec<Phase> {
+fn one_phase(warmup: f64, run: f64) -> Vec<Phase> {
     vec![Phase {
         label: String::new(),
         start: 0.0,
-        steady: t.warmup,
-        end: t.run,
+        steady: warmup,
+        end: run,
     }]
 }
 
@@ -345,8 +367,9 @@ fn workloads(ctx: &Ctx, t: &Timing, urls: &str) -> Vec<Workload> {
             what: "delay 20 ms".into(),
             counts: counts(ctx, 256),
             pipeline: Box::new(|w| format!("{SMALL_SRC} ! {}", delay_element(20, w))),
-            phases: one_phase(t),
+            phases: one_phase(t.warmup, t.run),
             schedule: None,
+            cpu: false,
         },
         Workload {
             what: "delay 5/50/5 ms".into(),
@@ -366,6 +389,7 @@ fn workloads(ctx: &Ctx, t: &Timing, urls: &str) -> Vec<Workload> {
                     .map_or(0, |(_, ms)| *ms);
                 Duration::from_millis(ms)
             })),
+            cpu: false,
         },
         Workload {
             what: "gaussianblur 1280x720".into(),
@@ -378,8 +402,9 @@ fn workloads(ctx: &Ctx, t: &Timing, urls: &str) -> Vec<Workload> {
                      fakesink name=sink sync=false"
                 )
             }),
-            phases: one_phase(t),
+            phases: one_phase(t.cpu_warmup, t.cpu_run),
             schedule: None,
+            cpu: true,
         },
         Workload {
             what: "analyze 1920x1080".into(),
@@ -390,8 +415,9 @@ fn workloads(ctx: &Ctx, t: &Timing, urls: &str) -> Vec<Workload> {
                      fakesink name=sink sync=false"
                 )
             }),
-            phases: one_phase(t),
+            phases: one_phase(t.cpu_warmup, t.cpu_run),
             schedule: None,
+            cpu: true,
         },
         Workload {
             what: "remote 2 servers K=4 +20 ms".into(),
@@ -404,8 +430,9 @@ fn workloads(ctx: &Ctx, t: &Timing, urls: &str) -> Vec<Workload> {
                      workers={w} ! fakesink name=sink sync=false"
                 )
             }),
-            phases: one_phase(t),
+            phases: one_phase(t.warmup, t.run),
             schedule: None,
+            cpu: false,
         },
         Workload {
             what: "live 30 fps, delay 100 ms".into(),
@@ -417,8 +444,9 @@ fn workloads(ctx: &Ctx, t: &Timing, urls: &str) -> Vec<Workload> {
                     delay_element(100, w)
                 )
             }),
-            phases: one_phase(t),
+            phases: one_phase(t.warmup, t.run),
             schedule: None,
+            cpu: false,
         },
     ]
 }
@@ -627,19 +655,23 @@ pub fn run(ctx: &Ctx, out: &mut Output) -> Result<(), Fail> {
     let t = ctx.pick(
         Timing {
             warmup: 1.5,
-            run: 3.0,
-            phase: 2.5,
+            run: 2.5,
+            cpu_warmup: 1.0,
+            cpu_run: 2.0,
+            cpu_rounds: 3,
+            phase: 2.0,
             settle: SETTLE,
         },
         Timing {
             warmup: 0.3,
             run: 0.6,
+            cpu_warmup: 0.3,
+            cpu_run: 0.6,
+            cpu_rounds: 1,
             phase: 0.5,
             settle: 0.2,
         },
     );
-    // Long time series: one round unless asked for more.
-    let rounds = ctx.rounds_given.unwrap_or(1);
     let servers = [TestServer::start(), TestServer::start()];
     for s in &servers {
         s.set_latency(Duration::from_millis(20));
@@ -658,8 +690,11 @@ pub fn run(ctx: &Ctx, out: &mut Output) -> Result<(), Fail> {
             .map_or(Ok(()), |(p, extra, format)| {
                 require_processor(p, extra, format)
             })
-            .and_then(|()| measure(&wl, rounds))
-        {
+            .and_then(|()| {
+                // Time series are long: one round unless asked for more.
+                let rounds = if wl.cpu { t.cpu_rounds } else { 1 };
+                measure(&wl, ctx.rounds_given.unwrap_or(rounds))
+            }) {
             Ok(traces) => traces,
             Err(Fail::Skipped(why)) => {
                 out.skipped.push((format!("{NAME} {}", wl.what), why));
@@ -679,14 +714,19 @@ pub fn run(ctx: &Ctx, out: &mut Output) -> Result<(), Fail> {
         }
     }
     out.notes.push(format!(
-        "auto: {rounds} round(s); each run {:.1} s from the first frame into the element \
-         (changing delay: phases of {:.1}, {:.1} and {:.1} s), then EOS; throughput over the steady part, \
-         the same window for workers=0 and the fixed counts; workers used = mean of `stats` \
+        "auto: {} round(s) ({} for CPU-bound work); each run {:.1} s ({:.1} s CPU-bound, \
+         measured after {:.1} s) from the first frame into the element \
+         (changing delay: phases of {:.1}, {:.1} and {:.1} s), then EOS; throughput over the steady part (between the outputs nearest its ends, so \
+         bursts count whole), the same window for workers=0 and the fixed counts; workers used = mean of `stats` \
          `workers` read every 50 ms in that window; settling = from the load change to the \
          start of the first 250 ms window (50 ms steps) at >= {THROUGHPUT}x the phase's best \
          fixed throughput such that every window starting within {:.1} s after it (or up to \
          the phase's end) is too; gaussianblur sweeps up to 32 workers",
+        ctx.rounds_given.unwrap_or(1),
+        ctx.rounds_given.unwrap_or(t.cpu_rounds),
         t.run,
+        t.cpu_run,
+        t.cpu_warmup,
         CHANGING[0].1 * t.phase,
         CHANGING[1].1 * t.phase,
         CHANGING[2].1 * t.phase,
