@@ -31,6 +31,8 @@ impl From<String> for Fail {
 pub struct Ctx {
     pub quick: bool,
     pub rounds: usize,
+    /// `--rounds` when given (a scenario of long runs defaults to fewer).
+    pub rounds_given: Option<usize>,
     pub cores: usize,
     /// Measurements shared by scenarios (c and h measure the same sweep).
     cache: RefCell<HashMap<String, Vec<Vec<f64>>>>,
@@ -41,6 +43,7 @@ impl Ctx {
         Ctx {
             quick,
             rounds: rounds.unwrap_or(if quick { 1 } else { 5 }),
+            rounds_given: rounds,
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             cache: RefCell::new(HashMap::new()),
         }

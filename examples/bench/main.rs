@@ -16,6 +16,7 @@
 //! `SCENARIOS` to make it runnable.
 
 mod analysis;
+mod auto;
 mod common;
 mod cpu;
 mod latency;
@@ -100,6 +101,13 @@ const SCENARIOS: &[(&str, &str, &str, ScenarioFn)] = &[
         "live 30 fps, delay 100 ms, 2 workers: leaky=no/downstream/pass, interval=2: \
          frames out, processed, late at a syncing sink, latency over time",
         live_overload::run,
+    ),
+    (
+        "auto",
+        "k",
+        "workers=0 vs fixed 1..256: delay 20 ms, delay 5/50/5 ms, gaussianblur, analyze, \
+         remote K=4, live 30 fps 100 ms; throughput, workers used, settling",
+        auto::run,
     ),
 ];
 

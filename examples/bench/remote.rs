@@ -9,7 +9,7 @@
 //! scenario with other settings.
 
 #[path = "../../tests/common/oip_server.rs"]
-mod oip_server;
+pub mod oip_server;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

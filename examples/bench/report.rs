@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MPL-2.0
-//! The table on stdout, `results.json` and the `scaling.svg` plot.
+//! The table on stdout, `results.json`, the `scaling.svg` plot and, when
+//! the `auto` scenario ran, `auto-workers.svg`.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -290,6 +291,11 @@ pub fn write_files(dir: &Path, out: &Output, ctx: &Ctx, m: &Machine) -> Result<(
         json_path.display(),
         svg.display()
     );
+    if out.series.iter().any(|s| s.chart == AUTO_THROUGHPUT) {
+        let svg = dir.join("auto-workers.svg");
+        auto_plot(&svg, &out.series).map_err(|e| format!("plot: {e}"))?;
+        eprintln!("wrote {}", svg.display());
+    }
     Ok(())
 }
 
@@ -417,4 +423,83 @@ where
         })
         .draw()?;
     draw_series(&mut chart, series)
+}
+
+const AUTO_THROUGHPUT: &str = "auto-throughput";
+const AUTO_WORKERS: &str = "auto-workers";
+
+/// Throughput over workers of the changing-delay run: two stacked panels
+/// on one time axis.
+fn auto_plot(path: &Path, series: &[Series]) -> PlotResult {
+    let root = SVGBackend::new(path, (1000, 560)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let end = series
+        .iter()
+        .filter(|s| s.chart == AUTO_THROUGHPUT || s.chart == AUTO_WORKERS)
+        .flat_map(|s| s.points.iter().map(|p| p.0))
+        .fold(1.0, f64::max);
+    let (top, bottom) = root.split_vertically(280);
+    time_chart(
+        &top,
+        "Automatic workers, delay 5 ms, then 50 ms, then 5 ms per frame",
+        "frames/s",
+        end,
+        series.iter().filter(|s| s.chart == AUTO_THROUGHPUT),
+    )?;
+    time_chart(
+        &bottom,
+        "",
+        "workers",
+        end,
+        series.iter().filter(|s| s.chart == AUTO_WORKERS),
+    )?;
+    root.present()?;
+    Ok(())
+}
+
+/// The first series (the automatic run) bold, the others (references)
+/// thin.
+fn time_chart<'a, DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    caption: &str,
+    y_desc: &str,
+    end: f64,
+    series: impl Iterator<Item = &'a Series> + Clone,
+) -> PlotResult
+where
+    DB::ErrorType: 'static,
+{
+    let max_y = series
+        .clone()
+        .flat_map(|s| s.points.iter().map(|p| p.1))
+        .filter(|y| y.is_finite())
+        .fold(1.0, f64::max);
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(64)
+        .build_cartesian_2d(0f64..end, 0f64..max_y * 1.15)?;
+    chart
+        .configure_mesh()
+        .x_desc("s since the first frame")
+        .y_desc(y_desc)
+        .x_label_formatter(&|x| format!("{x:.1}"))
+        .y_label_formatter(&|y| format!("{y:.0}"))
+        .draw()?;
+    for (i, s) in series.enumerate() {
+        let color = if i == 0 { COLORS[0] } else { COLORS[2] };
+        let style = color.stroke_width(if i == 0 { 2 } else { 1 });
+        chart
+            .draw_series(LineSeries::new(s.points.iter().copied(), style))?
+            .label(s.name.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    Ok(())
 }
