@@ -189,36 +189,27 @@ impl Trace {
     }
 }
 
-/// Reads `stats` `workers` every 50 ms once the first frame entered, and
-/// sends EOS into the element after `secs`; ends when `done` is set.
+/// Reads `stats` `workers` every 50 ms from when the first frame entered
+/// until EOS was sent; ends when `done` is set.
 fn sampler(
     pf: gst::Element,
     origin: Arc<OnceLock<Instant>>,
+    eos: Arc<AtomicBool>,
     done: Arc<AtomicBool>,
-    secs: f64,
 ) -> JoinHandle<Vec<(f64, u32)>> {
     std::thread::spawn(move || {
         let mut samples = Vec::new();
-        let mut eos_sent = false;
         while !done.load(Ordering::SeqCst) {
             std::thread::sleep(SAMPLE);
             let Some(origin) = origin.get() else {
                 continue;
             };
-            if eos_sent {
+            if eos.load(Ordering::SeqCst) {
                 continue;
             }
             let t = origin.elapsed().as_secs_f64();
             if let Ok(w) = pf.property::<gst::Structure>("stats").get::<u32>("workers") {
                 samples.push((t, w));
-            }
-            if t >= secs {
-                // Serialized: waits for the chain function, then upstream
-                // gets EOS on its next push and the element drains.
-                if let Some(pad) = pf.static_pad("sink") {
-                    pad.send_event(gst::event::Eos::new());
-                }
-                eos_sent = true;
             }
         }
         samples
@@ -236,17 +227,29 @@ fn run_once(
     let origin: Arc<OnceLock<Instant>> = Arc::default();
     let entered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let done = Arc::new(AtomicBool::new(false));
+    let eos = Arc::new(AtomicBool::new(false));
     let mut seen = None;
     let mut thread = None;
     let result = run_with(desc, Duration::from_secs_f64(secs + 60.0), |p| {
         let pf = p.by_name("pf").ok_or("no element named 'pf'")?;
-        let (o, n) = (origin.clone(), entered.clone());
+        let (o, n, e) = (origin.clone(), entered.clone(), eos.clone());
         pf.static_pad("sink")
             .ok_or("no sink pad on 'pf'")?
-            .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-                o.get_or_init(Instant::now);
-                n.fetch_add(1, Ordering::Relaxed);
-                gst::PadProbeReturn::Ok
+            .add_probe(gst::PadProbeType::BUFFER, move |pad, _| {
+                let start = *o.get_or_init(Instant::now);
+                if start.elapsed().as_secs_f64() < secs {
+                    n.fetch_add(1, Ordering::Relaxed);
+                    return gst::PadProbeReturn::Ok;
+                }
+                if e.swap(true, Ordering::SeqCst) {
+                    // The pad refuses it with EOS: upstream stops.
+                    return gst::PadProbeReturn::Ok;
+                }
+                // From the streaming thread, which holds the stream lock:
+                // sent from another thread, the serialized event can starve
+                // behind back-to-back pushes.
+                pad.send_event(gst::event::Eos::new());
+                gst::PadProbeReturn::Drop
             });
         let pad = p
             .by_name("sink")
@@ -267,7 +270,7 @@ fn run_once(
                 }
             }));
         }
-        thread = Some(sampler(pf, origin.clone(), done.clone(), secs));
+        thread = Some(sampler(pf, origin.clone(), eos.clone(), done.clone()));
         Ok(())
     });
     done.store(true, Ordering::SeqCst);

@@ -46,7 +46,7 @@ pub const WINDOW: Duration = Duration::from_millis(100);
 /// Longest window: decided on even with few completions.
 const MAX_WINDOW: Duration = Duration::from_secs(1);
 /// Completions a window needs before its end, unless `MAX_WINDOW` passed.
-const MIN_COMPLETIONS: u64 = 4;
+const MIN_COMPLETIONS: u64 = 8;
 /// Processing time within this factor of the base counts as no-load.
 const FLAT: f64 = 1.1;
 /// Windows in the gradient regime before the base is measured again.
@@ -236,7 +236,10 @@ impl Controller {
         }
         let gradient = base / rtt;
         let to = (n as f64 * gradient + 1.0).round() as usize;
-        (to.max(n.div_ceil(2)), Reason::Saturated)
+        // Not below the concurrency the base was measured at: a noisy
+        // window would otherwise walk the count down.
+        let floor = (at.round() as usize).min(n);
+        (to.max(floor).max(n.div_ceil(2)), Reason::Saturated)
     }
 }
 
