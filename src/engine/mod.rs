@@ -29,7 +29,7 @@ mod work;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, watch};
@@ -293,11 +293,6 @@ where
                     let _ = self.inner.tx.try_send(Ticket {
                         generation: s.generation,
                     });
-                    let early = s.wake_early();
-                    drop(s);
-                    if early {
-                        self.inner.ready.notify_one();
-                    }
                     return Ok(Admission::Queued { seq });
                 }
                 Admit::Pass(skip) => {
@@ -420,23 +415,6 @@ where
                     self.inner.room.notify_all();
                 }
                 return Ok(out);
-            }
-            if std::mem::take(&mut s.spin_pending)
-                && let Some(bound) = s.spin_for()
-            {
-                // Woken early for quick work: polling until it is done
-                // costs less than the wake-up sleeping would need.
-                drop(s);
-                let deadline = Instant::now() + bound;
-                while Instant::now() < deadline {
-                    std::thread::yield_now();
-                    let t = lock(&self.inner.table);
-                    if t.halted.is_some() || t.next_release().is_some() || t.spin_for().is_none() {
-                        break;
-                    }
-                }
-                s = lock(&self.inner.table);
-                continue;
             }
             s.waiting_consumers += 1;
             s = self

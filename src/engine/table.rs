@@ -24,17 +24,6 @@ use super::{Halt, ItemId};
 /// producer blocks too, so no queue in the engine is unbounded.
 pub const MAX_PENDING_ITEMS: usize = 1024;
 
-/// Work this quick (recent mean) is waited for by spinning: a sleeping
-/// consumer costs a wake-up per frame, as much again as the work.
-const SPIN_WORK: Duration = Duration::from_micros(50);
-/// How long the consumer spins for such work at most: the worker's own
-/// wake-up plus the work.
-const SPIN_BASE: Duration = Duration::from_micros(150);
-/// Frames further apart than this arrive one by one (a live stream), so
-/// the consumer is asleep for each; closer ones come in bursts, where the
-/// consumer sleeps until several are done.
-const SPARSE: Duration = Duration::from_millis(1);
-
 pub(super) enum FrameState<T> {
     Queued(T),
     Processing,
@@ -125,13 +114,6 @@ pub(super) struct Table<T, M, E> {
     /// Consumers waiting in pop: the waiters on `ready`. Notifying only
     /// when someone waits saves a futex syscall per frame on each side.
     pub(super) waiting_consumers: usize,
-    /// Moving mean of the processing time, for the consumer's spinning.
-    recent_processing: Duration,
-    /// When the last frame was admitted, and whether it came after a pause.
-    last_admitted: Option<Instant>,
-    sparse: bool,
-    /// The consumer was woken at admission to spin (see `wake_early`).
-    pub(super) spin_pending: bool,
     /// Frames popped but not yet reported as left: the consumer is
     /// pushing them, so they still count as inside.
     leaving: usize,
@@ -167,10 +149,6 @@ impl<T, M, E> Table<T, M, E> {
             blocked: 0,
             blocked_frames: 0,
             waiting_consumers: 0,
-            recent_processing: Duration::ZERO,
-            last_admitted: None,
-            sparse: false,
-            spin_pending: false,
             leaving: 0,
             leaving_bytes: 0,
             leaving_passed: 0,
@@ -353,10 +331,6 @@ impl<T, M, E> Table<T, M, E> {
         self.next_pos += 1;
         self.next_seq += 1;
         let admitted = Instant::now();
-        self.sparse = self
-            .last_admitted
-            .is_none_or(|last| admitted - last >= SPARSE);
-        self.last_admitted = Some(admitted);
         self.slots.insert(
             pos,
             Box::new(Slot::Frame {
@@ -488,7 +462,6 @@ impl<T, M, E> Table<T, M, E> {
             processing_time,
         };
         self.done += 1;
-        self.recent_processing = (self.recent_processing * 7 + processing_time) / 8;
         self.window.completed += 1;
         self.window.processing += processing_time;
         self.window.queued += self.queued.len() as u64;
@@ -516,36 +489,6 @@ impl<T, M, E> Table<T, M, E> {
                 .slots
                 .first_key_value()
                 .is_some_and(|(_, slot)| Self::is_releasable(slot))
-    }
-
-    /// How long a consumer finding nothing releasable spins before it
-    /// sleeps: only while the head is a frame in quick work.
-    pub(super) fn spin_for(&self) -> Option<Duration> {
-        if self.halted.is_some() || self.recent_processing > SPIN_WORK {
-            return None;
-        }
-        let (_, slot) = self.slots.first_key_value()?;
-        matches!(
-            **slot,
-            Slot::Frame {
-                state: FrameState::Queued(_) | FrameState::Processing,
-                ..
-            }
-        )
-        .then(|| SPIN_BASE + 2 * self.recent_processing)
-    }
-
-    /// Whether a frame just admitted, alone and after a pause, wakes the
-    /// sleeping consumer at once to spin while a worker does quick work:
-    /// the two wake-ups overlap instead of following each other (a live
-    /// stream's latency).
-    pub(super) fn wake_early(&mut self) -> bool {
-        let early = self.waiting_consumers > 0
-            && self.sparse
-            && self.frames == 1
-            && self.spin_for().is_some();
-        self.spin_pending |= early;
-        early
     }
 
     fn is_releasable(slot: &Slot<T, M, E>) -> bool {

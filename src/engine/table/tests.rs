@@ -356,28 +356,6 @@ fn a_frame_completes_once() {
     assert!(matches!(p.result, Err(ProcessError::TimedOut(_))));
 }
 
-#[test]
-fn a_lone_frame_after_a_pause_wakes_the_consumer_early_only_for_quick_work() {
-    let mut t = table(limits(8, 0));
-    t.waiting_consumers = 1;
-    admit(&mut t, 0, 1);
-    assert!(
-        t.wake_early(),
-        "quick work (none measured yet), engine empty"
-    );
-    assert!(t.spin_pending);
-    assert!(t.spin_for().is_some());
-    // A second frame right behind it is part of a burst.
-    admit(&mut t, 1, 1);
-    assert!(!t.wake_early());
-    // Work of a millisecond is not waited for by spinning.
-    for _ in 0..2 {
-        let job = start(&mut t);
-        finish(&mut t, job);
-    }
-    assert_eq!(t.spin_for(), None);
-}
-
 /// Admits like `submit_frame` (`running`: frames on workers); what became
 /// of the frame: `Some(false)` queued, `Some(true)` passed, `None` full.
 fn admit_pass(t: &mut TestTable, frame: u64, bytes: u64, running: usize) -> Option<bool> {
