@@ -249,7 +249,9 @@ fn run_once(
                 // sent from another thread, the serialized event can starve
                 // behind back-to-back pushes.
                 pad.send_event(gst::event::Eos::new());
-                gst::PadProbeReturn::Drop
+                // Handled: the buffer is consumed here (Drop would leave
+                // the core a null buffer to unref).
+                gst::PadProbeReturn::Handled
             });
         let pad = p
             .by_name("sink")
