@@ -236,10 +236,7 @@ impl Controller {
         }
         let gradient = base / rtt;
         let to = (n as f64 * gradient + 1.0).round() as usize;
-        // Not below the concurrency the base was measured at: a noisy
-        // window would otherwise walk the count down.
-        let floor = (at.round() as usize).min(n);
-        (to.max(floor).max(n.div_ceil(2)), Reason::Saturated)
+        (to.max(n.div_ceil(2)), Reason::Saturated)
     }
 }
 
