@@ -247,3 +247,30 @@ fn frames_slower_than_a_window_are_decided_on_after_a_second() {
     }
     assert_eq!(changed, None);
 }
+
+/// One window of CPU-bound `load` whose processing times jitter by ±25 %
+/// (a debug build, other processes): some windows run faster than the
+/// base.
+fn noisy_cpu_window(t: f64, cores: f64, n: usize, noise: &mut Noise) -> Sample {
+    let mut s = window(Load::Cpu { t, cores }, n, noise);
+    let jitter = 1.0 + 8.0 * (noise.next() - 1.0);
+    s.processing = Duration::from_secs_f64(s.processing.as_secs_f64() * jitter);
+    s
+}
+
+#[test]
+fn noisy_cpu_bound_work_does_not_ratchet_up() {
+    let mut c = Controller::new(2, 256);
+    let mut noise = Noise(30);
+    let counts: Vec<usize> = (0..300)
+        .map(|_| {
+            let n = c.workers();
+            c.sample(noisy_cpu_window(0.010, 2.0, n, &mut noise));
+            c.workers()
+        })
+        .collect();
+    let tail = &counts[100..];
+    let mean = tail.iter().sum::<usize>() as f64 / tail.len() as f64;
+    assert!(tail.iter().all(|&n| n <= 8), "{counts:?}");
+    assert!(mean <= 4.0, "mean {mean}: {counts:?}");
+}
