@@ -55,6 +55,22 @@ fn gated(gate: Arc<Semaphore>) -> impl Processor<u64> {
     }
 }
 
+/// Async processor holding frame `f` until the watched value exceeds `f`:
+/// unlike a shared semaphore, which frames go on does not depend on the
+/// order the runtime polls them in.
+fn released_below(limit: tokio::sync::watch::Receiver<u64>) -> impl Processor<u64> {
+    move |frame: u64, _ctx: WorkCtx| {
+        let mut limit = limit.clone();
+        Work::Async(
+            async move {
+                let _ = limit.wait_for(|&n| frame < n).await;
+                Ok(frame)
+            }
+            .boxed(),
+        )
+    }
+}
+
 /// Async processor waiting `delay(frame)` ms.
 fn delayed(delay: impl Fn(u64) -> u64 + Send + Sync + 'static) -> impl Processor<u64> {
     move |frame: u64, _ctx: WorkCtx| {
@@ -121,8 +137,8 @@ fn items_wait_for_every_frame_before_them() {
 #[test]
 fn admission_bound_counts_frames_waiting_for_reorder() {
     let _wd = common::watchdog("admission_bound", 60);
-    let gate = Arc::new(Semaphore::new(0));
-    let e = Arc::new(engine(config(2, 3), gated(gate.clone())));
+    let (release, limit) = tokio::sync::watch::channel(0);
+    let e = Arc::new(engine(config(2, 3), released_below(limit)));
     for f in 0..3 {
         e.submit_frame(f, (), 1).unwrap();
     }
@@ -138,13 +154,13 @@ fn admission_bound_counts_frames_waiting_for_reorder() {
     };
     // Let frames 0 and 1 finish; they are released only when popped, so the
     // producer must still be blocked: everything popped-not-yet counts.
-    gate.add_permits(2);
+    release.send_replace(2);
     assert!(rx.try_recv().is_err());
     assert_eq!(e.frames_inside(), 3);
     assert_eq!(pop(&e), Out::Frame(0));
     rx.recv().unwrap();
     assert_eq!(producer.join().unwrap(), Ok(Admission::Queued { seq: 3 }));
-    gate.add_permits(2);
+    release.send_replace(4);
     assert_eq!(pop(&e), Out::Frame(1));
     assert_eq!(pop(&e), Out::Frame(2));
     assert_eq!(pop(&e), Out::Frame(3));
