@@ -69,6 +69,21 @@ fn value(v: u64) -> Item<Mark> {
 }
 
 /// The next `n` items out, waiting for each.
+/// Pushes frames from `from` on, one at a time, until one comes out
+/// processed; every frame before it comes out let through, in order.
+fn push_until_one_is_processed(h: &mut gst_check::Harness, rec: &Recorder<Mark>, from: u64) {
+    let mut i = from;
+    loop {
+        push_ok(h, frame(i));
+        let out = rec.next();
+        if out == value(PROCESSED + i) {
+            return;
+        }
+        assert_eq!(out, value(i));
+        i += 1;
+    }
+}
+
 fn next(rec: &Recorder<Mark>, n: usize) -> Vec<Item<Mark>> {
     (0..n).map(|_| rec.next()).collect()
 }
@@ -109,16 +124,7 @@ fn pass_processes_again_once_a_worker_is_free() {
     assert_eq!(next(&rec, 2), [value(PROCESSED), value(1)]);
     // The worker is free once its frame is out (and it is released):
     // some next frame is processed.
-    let mut i = 2;
-    loop {
-        push_ok(&mut h, frame(i));
-        let out = rec.next();
-        if out == value(PROCESSED + i) {
-            break;
-        }
-        assert_eq!(out, value(i));
-        i += 1;
-    }
+    push_until_one_is_processed(&mut h, &rec, 2);
 }
 
 #[test]
@@ -206,16 +212,7 @@ fn pass_flush_discards_let_through_frames_and_restarts() {
     // The flushed frame's worker is released as its future is dropped;
     // a frame let through meanwhile still leaves, in order.
     gate.add_permits(1);
-    let mut i = 10;
-    loop {
-        push_ok(&mut h, frame(i));
-        let out = rec.next();
-        if out == value(PROCESSED + i) {
-            break;
-        }
-        assert_eq!(out, value(i));
-        i += 1;
-    }
+    push_until_one_is_processed(&mut h, &rec, 10);
 }
 
 /// `interval=3` over frames of two caps, a flush and EOS: frames 0, 3, 6…

@@ -16,6 +16,7 @@ use gst::prelude::*;
 use plotters::prelude::*;
 
 use crate::common::{Ctx, Fail, Output, Row, Series, median, quantile, run_with};
+use crate::report::{draw_legend, draw_line};
 
 const NAME: &str = "live-overload";
 /// The chart the latency curves belong to.
@@ -226,21 +227,9 @@ pub fn plot(path: &Path, series: &[Series]) -> Result<(), Box<dyn std::error::Er
         .y_label_formatter(&|y| format!("{y:.0}"))
         .draw()?;
     for (i, s) in curves.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
-        chart
-            .draw_series(LineSeries::new(
-                s.points.iter().copied(),
-                color.stroke_width(2),
-            ))?
-            .label(s.name.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
+        draw_line(&mut chart, s, COLORS[i % COLORS.len()], 2)?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
+    draw_legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
     root.present()?;
     Ok(())
 }

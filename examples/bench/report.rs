@@ -309,6 +309,47 @@ const COLORS: [RGBColor; 5] = [
 
 type PlotResult = Result<(), Box<dyn std::error::Error>>;
 
+/// A curve of `s` with its legend entry.
+pub fn draw_line<'c, DB: DrawingBackend + 'c, X, Y>(
+    chart: &mut ChartContext<'c, DB, Cartesian2d<X, Y>>,
+    s: &Series,
+    color: RGBColor,
+    width: u32,
+) -> PlotResult
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+    DB::ErrorType: 'static,
+{
+    chart
+        .draw_series(LineSeries::new(
+            s.points.iter().copied(),
+            color.stroke_width(width),
+        ))?
+        .label(s.name.clone())
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
+    Ok(())
+}
+
+/// The legend box, the same on every chart.
+pub fn draw_legend<'c, DB: DrawingBackend + 'c, X, Y>(
+    chart: &mut ChartContext<'c, DB, Cartesian2d<X, Y>>,
+    at: SeriesLabelPosition,
+) -> PlotResult
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+    DB::ErrorType: 'static,
+{
+    chart
+        .configure_series_labels()
+        .position(at)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    Ok(())
+}
+
 fn plot(path: &Path, series: &[Series]) -> PlotResult {
     let root = SVGBackend::new(path, (1000, 420)).into_drawing_area();
     root.fill(&WHITE)?;
@@ -331,26 +372,12 @@ where
     for (i, s) in series.enumerate() {
         let color = COLORS[i % COLORS.len()];
         let dashed = s.name.starts_with("ideal");
-        let style = if dashed {
-            color.stroke_width(1)
-        } else {
-            color.stroke_width(2)
-        };
-        chart
-            .draw_series(LineSeries::new(s.points.iter().copied(), style))?
-            .label(s.name.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
+        draw_line(chart, s, color, if dashed { 1 } else { 2 })?;
         if !dashed {
             chart.draw_series(s.points.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
         }
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
-    Ok(())
+    draw_legend(chart, SeriesLabelPosition::UpperLeft)
 }
 
 fn latency_chart<'a, DB: DrawingBackend>(
@@ -489,17 +516,7 @@ where
         .draw()?;
     for (i, s) in series.enumerate() {
         let color = if i == 0 { COLORS[0] } else { COLORS[2] };
-        let style = color.stroke_width(if i == 0 { 2 } else { 1 });
-        chart
-            .draw_series(LineSeries::new(s.points.iter().copied(), style))?
-            .label(s.name.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
+        draw_line(&mut chart, s, color, if i == 0 { 2 } else { 1 })?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
-    Ok(())
+    draw_legend(&mut chart, SeriesLabelPosition::LowerRight)
 }
