@@ -47,7 +47,7 @@ pub fn pipeline(src: &str, work: &Work, n: usize) -> String {
 }
 
 /// Combined steady frames/s of `n` serial pipelines of `frames` frames
-/// each (the first output of each left out: it waited for the preroll).
+/// each (the first tenth of each left out, as for the element).
 pub fn rate(src: &str, work: &Work, n: usize, frames: usize) -> Result<f64, Fail> {
     let desc = pipeline(src, work, n);
     let mut seen = Vec::with_capacity(n);
@@ -74,7 +74,7 @@ pub fn rate(src: &str, work: &Work, n: usize, frames: usize) -> Result<f64, Fail
             s.at.len()
         )));
     }
-    Ok(combined_rate(&seen, 1))
+    Ok(combined_rate(&seen, crate::cpu::warmup(frames)))
 }
 
 /// What one branch's kernel keeps between frames.
