@@ -287,12 +287,16 @@ where
             let running = self.inner.running.load(Ordering::Acquire);
             let passing = match s.admit(bytes, channel_free, running, passable) {
                 Admit::Process => {
+                    // Reserved under the lock, where capacity was checked,
+                    // but sent after it: the woken worker's first step is
+                    // to take the lock, and must not find it held.
+                    let permit = self.inner.tx.try_reserve();
                     let seq = s.insert_frame(frame, tag, bytes);
-                    // Cannot fail: capacity checked under the lock, and only
-                    // producers holding the lock send.
-                    let _ = self.inner.tx.try_send(Ticket {
-                        generation: s.generation,
-                    });
+                    let generation = s.generation;
+                    drop(s);
+                    if let Ok(permit) = permit {
+                        permit.send(Ticket { generation });
+                    }
                     return Ok(Admission::Queued { seq });
                 }
                 Admit::Pass(skip) => {
