@@ -173,7 +173,12 @@ fn toggling_workers_between_1_and_64_leaves_no_threads_behind() {
         "{} worker threads at workers=1",
         e.worker_threads()
     );
-    assert!(threads() <= base + 1 + OTHERS);
+    // A thread that has left the pool may not have exited yet.
+    assert!(
+        eventually(Duration::from_secs(20), || threads() <= base + 1 + OTHERS),
+        "{} threads at workers=1, {base} before",
+        threads()
+    );
     drop(e);
 }
 
