@@ -25,7 +25,9 @@
 //!   still ran at no-load speed plus one, never below half;
 //! - every 10 windows in that state, step down by a quarter to measure the
 //!   base again, so a changed workload is noticed (like Gradient2's and
-//!   Envoy's periodic minimum-RTT probes).
+//!   Envoy's periodic minimum-RTT probes); if the work still runs at
+//!   no-load speed there, the count goes back to where it was, not double
+//!   (CPU-bound work would otherwise visit 2 × cores after every probe).
 //!
 //! A processing time that grew more than twice what the count's change
 //! explains (work slows at most in proportion to the concurrency) is the
@@ -111,6 +113,8 @@ pub struct Controller {
     saturated: u32,
     /// The last window's count and processing time (s).
     last: Option<(usize, f64)>,
+    /// The count a probe stepped down from, until the probe's window.
+    probed_from: Option<usize>,
 }
 
 impl Controller {
@@ -124,6 +128,7 @@ impl Controller {
             base: None,
             saturated: 0,
             last: None,
+            probed_from: None,
         }
     }
 
@@ -185,6 +190,7 @@ impl Controller {
             self.with_demand(rtt, busy)
         } else {
             self.saturated = 0;
+            self.probed_from = None;
             if self.base.is_some_and(|(_, at)| busy <= at * 1.1) {
                 self.base = Some((rtt, busy));
             }
@@ -212,26 +218,33 @@ impl Controller {
 
     fn with_demand(&mut self, rtt: f64, busy: f64) -> (usize, Reason) {
         let n = self.workers;
+        // Growing right after a probe: back to the count probed from.
+        let grow = self
+            .probed_from
+            .take()
+            .filter(|&from| from > n)
+            .unwrap_or(n * 2);
         let Some((base, at)) = self.base else {
             self.base = Some((rtt, busy));
-            return (n * 2, Reason::Growing);
+            return (grow, Reason::Growing);
         };
         if busy <= at * 1.1 || rtt < base {
             // At no higher a concurrency, or faster: the no-load time now.
             self.base = Some((rtt, busy));
             if busy <= at * 1.1 {
                 self.saturated = 0;
-                return (n * 2, Reason::Growing);
+                return (grow, Reason::Growing);
             }
         }
         let base = base.min(rtt);
         if rtt <= base * FLAT {
             self.saturated = 0;
-            return (n * 2, Reason::Growing);
+            return (grow, Reason::Growing);
         }
         self.saturated += 1;
         if self.saturated >= REPROBE {
             self.saturated = 0;
+            self.probed_from = Some(n);
             return ((n * 3 / 4).max(1), Reason::Probing);
         }
         let gradient = base / rtt;

@@ -90,8 +90,9 @@ fn cpu_bound_work_settles_near_the_cores() {
     run(&mut c, load, 10, &mut Noise(3));
     let steady = run(&mut c, load, 100, &mut Noise(4));
     let mean = steady.iter().sum::<usize>() as f64 / steady.len() as f64;
-    assert!(steady.iter().all(|&n| (2..=4).contains(&n)), "{steady:?}");
-    assert!(mean <= 3.2, "mean {mean}: {steady:?}");
+    // Cores + 1, stepping down to the cores to probe and back.
+    assert!(steady.iter().all(|&n| (2..=3).contains(&n)), "{steady:?}");
+    assert!(mean <= 3.0, "mean {mean}: {steady:?}");
     assert!(swing(&steady) <= 2.0, "{steady:?}");
 }
 
