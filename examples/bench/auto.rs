@@ -662,7 +662,7 @@ pub fn run(ctx: &Ctx, out: &mut Output) -> Result<(), Fail> {
             warmup: 1.5,
             run: 2.5,
             cpu_warmup: 1.0,
-            cpu_run: 2.0,
+            cpu_run: 4.0,
             cpu_rounds: 3,
             phase: 2.0,
             settle: SETTLE,
