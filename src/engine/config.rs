@@ -45,6 +45,12 @@ pub struct Config {
     /// Process every Nth frame (from frame 0 after start or a flush); the
     /// others pass unprocessed without waiting for a worker. 0 counts as 1.
     pub interval: u64,
+    /// Frames a worker takes at once when the processor has a batch form
+    /// ([`Processor::batches`](super::Processor::batches)); 0 counts as 1.
+    pub batch_size: usize,
+    /// Longest a worker waits for a batch to fill; zero: it takes what is
+    /// queued.
+    pub batch_timeout: Duration,
 }
 
 impl Default for Config {
@@ -58,6 +64,8 @@ impl Default for Config {
             ordered: true,
             timeout: None,
             interval: 1,
+            batch_size: 1,
+            batch_timeout: Duration::ZERO,
         }
     }
 }
@@ -67,10 +75,11 @@ impl Config {
         self.workers == 0
     }
 
-    /// The bound on frames inside with `workers` in use, 0 resolved.
+    /// The bound on frames inside with `workers` in use, 0 resolved: two
+    /// batches a worker.
     pub fn frame_limit(&self, workers: usize) -> usize {
         if self.max_frames == 0 {
-            2 * workers.max(1)
+            2 * workers.max(1) * self.batch_size.max(1)
         } else {
             self.max_frames
         }

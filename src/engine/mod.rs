@@ -368,9 +368,13 @@ where
             s = self.wait_for_room(s);
         }
         let (id, head) = s.insert_item(item);
+        let filling = s.config.batch_size > 1 && !s.config.batch_timeout.is_zero();
         drop(s);
         if head {
             self.inner.ready.notify_one();
+        }
+        if filling {
+            self.inner.wake_filling_leader();
         }
         Ok(id)
     }
@@ -477,6 +481,7 @@ where
         self.inner.generation.send_replace(generation);
         self.inner.room.notify_all();
         self.inner.ready.notify_all();
+        self.inner.wake_filling_leader();
         drop(old);
     }
 

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use futures::FutureExt;
 use tokio::sync::mpsc;
 
-use super::table::Job;
+use super::table::{Batch, Job};
 use super::work::{ProcessError, Work, WorkCtx, panic_message};
 use super::{Inner, lock};
 
@@ -127,6 +127,14 @@ where
         }
     }
 
+    /// A leader waiting for a batch to fill looks again: an item closed
+    /// it, or a flush emptied it.
+    pub(super) fn wake_filling_leader(&self) {
+        if self.processor.batches() {
+            let _ = self.tx.try_send(Ticket::wake());
+        }
+    }
+
     /// Every thread leaves: the leader is woken by a ticket.
     pub(super) fn stop_workers(&self) {
         lock(&self.pool).shutdown = true;
@@ -188,6 +196,13 @@ where
                     }
                 }
             };
+            // Still the leader: a batch fills from the channel.
+            let batch = match &ticket {
+                Some(t) if t.generation != WAKE && self.processor.batches() => {
+                    self.fill_batch(t.generation)
+                }
+                _ => None,
+            };
             p = lock(&self.pool);
             p.leader = false;
             let Some(ticket) = ticket else {
@@ -198,16 +213,30 @@ where
             if ticket.generation == WAKE {
                 continue;
             }
-            let taken = {
+            let taken = batch.unwrap_or_else(|| {
                 let mut s = lock(&self.table);
                 let taken = s.take(ticket.generation);
                 if matches!(taken, Take::Job(_)) {
                     self.running.fetch_add(1, Ordering::AcqRel);
                 }
                 taken
-            };
+            });
             let job = match taken {
                 Take::Job(job) => job,
+                Take::Batch(batch) => {
+                    if batch.wake {
+                        self.ready.notify_one();
+                    }
+                    p.busy += 1;
+                    let id = p.take_id();
+                    drop(p);
+                    if std::mem::take(&mut deferred) {
+                        self.nudge_consumer();
+                    }
+                    self.run_batch(batch, id);
+                    p = lock(&self.pool);
+                    continue;
+                }
                 Take::Passed(wake) => {
                     // Late: it leaves unprocessed; its place in the bound
                     // is free for a frame to process.
@@ -229,6 +258,186 @@ where
             deferred = self.run_job(job, id, deferred);
             p = lock(&self.pool);
         }
+    }
+
+    /// With `batch-size` > 1 (and a processor with a batch form): waits,
+    /// holding the channel, until a batch can take `batch-size` frames,
+    /// an item closes it, or `batch-timeout` passes, then takes it. The
+    /// tickets received and the frames taken are matched up again, so
+    /// each queued frame keeps one ticket in the channel. `None` without
+    /// batching.
+    fn fill_batch(&self, generation: u64) -> Option<Take<T>> {
+        let (max, wait) = {
+            let s = lock(&self.table);
+            (s.config.batch_size, s.config.batch_timeout)
+        };
+        if max <= 1 {
+            return None;
+        }
+        let mut rx = lock(&self.rx);
+        let deadline = Instant::now() + wait;
+        // Tickets of the newest generation received, this one included.
+        let (mut generation, mut tickets) = (generation, 1usize);
+        loop {
+            let (n, closed) = lock(&self.table).batchable(max);
+            if closed || n == 0 || Instant::now() >= deadline {
+                break;
+            }
+            let next = self
+                .handle
+                .block_on(tokio::time::timeout_at(deadline.into(), rx.recv()));
+            match next {
+                Ok(Some(t)) if t.generation == WAKE => {}
+                Ok(Some(t)) if t.generation > generation => {
+                    (generation, tickets) = (t.generation, 1)
+                }
+                Ok(Some(t)) if t.generation == generation => tickets += 1,
+                Ok(Some(_)) => {}
+                // Closed: the next receive sees it. Or the deadline.
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let mut s = lock(&self.table);
+        let before = s.queued_frames();
+        let taken = s.take_batch(generation, max);
+        let popped = if generation == s.generation {
+            before - s.queued_frames()
+        } else {
+            0
+        };
+        if matches!(taken, Take::Batch(_)) {
+            self.running.fetch_add(1, Ordering::AcqRel);
+        }
+        // One ticket per frame still queued.
+        for _ in tickets..popped {
+            let _ = rx.try_recv();
+        }
+        if generation == s.generation {
+            for _ in popped..tickets {
+                let _ = self.tx.try_send(Ticket { generation });
+            }
+        }
+        Some(taken)
+    }
+
+    /// Runs a batch's work, as `run_job` runs one frame's.
+    fn run_batch(self: &Arc<Self>, batch: Batch<T>, id: usize) {
+        let Batch {
+            generation,
+            timeout,
+            pos,
+            seq,
+            frames,
+            ..
+        } = batch;
+        let ctx: Vec<WorkCtx> = seq.iter().map(|&seq| WorkCtx { seq, worker: id }).collect();
+        let started = Instant::now();
+        let processor = self.processor.clone();
+        let work = catch_unwind(AssertUnwindSafe(move || {
+            processor.process_batch(frames, &ctx)
+        }));
+        match work {
+            Err(payload) => {
+                let err = ProcessError::Panicked(panic_message(payload));
+                self.complete_batch(&pos, generation, id, Err(err), started);
+                self.release_worker(id);
+            }
+            Ok(Work::Ready(r)) => {
+                self.complete_batch(
+                    &pos,
+                    generation,
+                    id,
+                    r.map_err(ProcessError::Failed),
+                    started,
+                );
+                self.release_worker(id);
+            }
+            Ok(Work::Blocking(f)) => {
+                self.hand_over_channel();
+                let pos: Arc<[u64]> = pos.into();
+                let timer = timeout.map(|d| {
+                    let pos = pos.clone();
+                    self.time_out(started, d, move |inner, err| {
+                        inner.complete_batch(&pos, generation, id, Err(err), started);
+                    })
+                });
+                let r = match catch_unwind(AssertUnwindSafe(f)) {
+                    Ok(r) => r.map_err(ProcessError::Failed),
+                    Err(payload) => Err(ProcessError::Panicked(panic_message(payload))),
+                };
+                if Self::first(timer) {
+                    self.complete_batch(&pos, generation, id, r, started);
+                }
+                self.release_worker(id);
+            }
+            Ok(Work::Async(fut)) => {
+                let inner = self.clone();
+                self.handle.spawn(async move {
+                    if let Some(r) = inner.run_async(fut, timeout, generation).await {
+                        inner.complete_batch(&pos, generation, id, r, started);
+                    }
+                    inner.release_async(id);
+                });
+            }
+        }
+    }
+
+    /// Stores a batch's result: each frame its own output, or the error.
+    fn complete_batch(
+        &self,
+        pos: &[u64],
+        generation: u64,
+        worker: usize,
+        result: Result<Vec<T>, ProcessError>,
+        started: Instant,
+    ) {
+        let elapsed = started.elapsed();
+        let results: Vec<Result<T, ProcessError>> = match result {
+            Ok(outputs) if outputs.len() == pos.len() => outputs.into_iter().map(Ok).collect(),
+            Ok(outputs) => {
+                let err = ProcessError::Failed(format!(
+                    "the processor gave {} results for a batch of {} frames",
+                    outputs.len(),
+                    pos.len()
+                ));
+                pos.iter().map(|_| Err(err.clone())).collect()
+            }
+            Err(err) => pos.iter().map(|_| Err(err.clone())).collect(),
+        };
+        let mut s = lock(&self.table);
+        if generation != s.generation {
+            drop(s);
+            drop(results);
+            return;
+        }
+        let wake = s.complete_batch(pos, worker, results, elapsed);
+        drop(s);
+        if wake {
+            self.ready.notify_one();
+        }
+    }
+
+    /// Async work of worker `id` ended.
+    fn release_async(&self, id: usize) {
+        self.running.fetch_sub(1, Ordering::AcqRel);
+        let mut p = lock(&self.pool);
+        p.release(id);
+        // A thread may wait for a free worker to lead.
+        let wake = !p.leader && p.idle > 0;
+        drop(p);
+        if wake {
+            self.pool_changed.notify_one();
+        }
+        self.worker_freed();
+    }
+
+    /// Whether the work itself ended before its timer, which is then
+    /// cancelled (no timer: always).
+    fn first(timer: Option<(Arc<AtomicBool>, tokio::task::JoinHandle<()>)>) -> bool {
+        timer.is_none_or(|(done, handle)| {
+            handle.abort();
+            !done.swap(true, Ordering::AcqRel)
+        })
     }
 
     /// The worker `id` took is free again.
@@ -296,16 +505,16 @@ where
             }
             Ok(Work::Blocking(f)) => {
                 self.hand_over_channel();
-                let timer = timeout.map(|d| self.time_out(pos, generation, id, started, d));
+                let timer = timeout.map(|d| {
+                    self.time_out(started, d, move |inner, err| {
+                        inner.complete(pos, generation, id, Err(err), started.elapsed(), false);
+                    })
+                });
                 let r = match catch_unwind(AssertUnwindSafe(f)) {
                     Ok(r) => r.map_err(ProcessError::Failed),
                     Err(payload) => Err(ProcessError::Panicked(panic_message(payload))),
                 };
-                let first = timer.is_none_or(|(done, handle)| {
-                    handle.abort();
-                    !done.swap(true, Ordering::AcqRel)
-                });
-                if first {
+                if Self::first(timer) {
                     self.complete(pos, generation, id, r, started.elapsed(), false);
                 }
                 // Only now: a timed-out closure kept its worker busy.
@@ -317,16 +526,7 @@ where
                     if let Some(r) = inner.run_async(fut, timeout, generation).await {
                         inner.complete(pos, generation, id, r, started.elapsed(), false);
                     }
-                    inner.running.fetch_sub(1, Ordering::AcqRel);
-                    let mut p = lock(&inner.pool);
-                    p.release(id);
-                    // A thread may wait for a free worker to lead.
-                    let wake = !p.leader && p.idle > 0;
-                    drop(p);
-                    if wake {
-                        inner.pool_changed.notify_one();
-                    }
-                    inner.worker_freed();
+                    inner.release_async(id);
                 });
             }
         }
@@ -350,15 +550,13 @@ where
         }
     }
 
-    /// Completes the frame with a timeout at `d` unless its blocking work
-    /// ends first; the flag says which came first.
+    /// Calls `expire` with a timeout at `d` unless the blocking work ends
+    /// first; the flag says which came first.
     fn time_out(
         self: &Arc<Self>,
-        pos: u64,
-        generation: u64,
-        id: usize,
         started: Instant,
         d: Duration,
+        expire: impl FnOnce(&Arc<Self>, ProcessError) + Send + 'static,
     ) -> (Arc<AtomicBool>, tokio::task::JoinHandle<()>) {
         let done = Arc::new(AtomicBool::new(false));
         let flag = done.clone();
@@ -368,8 +566,7 @@ where
             if let Some(inner) = inner.upgrade()
                 && !flag.swap(true, Ordering::AcqRel)
             {
-                let timed_out = Err(ProcessError::TimedOut(d));
-                inner.complete(pos, generation, id, timed_out, started.elapsed(), false);
+                expire(&inner, ProcessError::TimedOut(d));
             }
         });
         (done, handle)
@@ -377,12 +574,12 @@ where
 
     /// Awaits asynchronous work with the timeout, catching panics; `None`
     /// if a flush overtook it (the future is dropped at once).
-    async fn run_async(
+    async fn run_async<R>(
         &self,
-        fut: futures::future::BoxFuture<'static, Result<T, String>>,
+        fut: futures::future::BoxFuture<'static, Result<R, String>>,
         timeout: Option<Duration>,
         job_generation: u64,
-    ) -> Option<Result<T, ProcessError>> {
+    ) -> Option<Result<R, ProcessError>> {
         // Subscribed only here: a flush since the job was taken is seen at
         // once, as wait_for checks the current value first.
         let mut generation = self.generation.subscribe();

@@ -31,6 +31,20 @@ pub struct Stats {
     pub avg_latency: Duration,
     pub max_latency: Duration,
     pub per_worker: Vec<u64>,
+    /// Batches processed (`batch-size` > 1), and the frames in them.
+    pub batches: u64,
+    pub batched_frames: u64,
+}
+
+impl Stats {
+    /// Mean frames a batch; 0 without batches.
+    pub fn avg_batch_size(&self) -> f64 {
+        if self.batches == 0 {
+            0.0
+        } else {
+            self.batched_frames as f64 / self.batches as f64
+        }
+    }
 }
 
 /// Running totals, kept under the engine's lock.
@@ -51,6 +65,8 @@ pub(super) struct Counters {
     total_latency: Duration,
     max_latency: Duration,
     pub(super) per_worker: Vec<u64>,
+    batches: u64,
+    batched_frames: u64,
 }
 
 /// The values a snapshot reads from the table, not from the counters.
@@ -71,6 +87,12 @@ impl Counters {
         if let Some(n) = self.per_worker.get_mut(worker) {
             *n += 1;
         }
+    }
+
+    /// A worker finished a batch of `frames`.
+    pub(super) fn batch(&mut self, frames: u64) {
+        self.batches += 1;
+        self.batched_frames += frames;
     }
 
     /// Mean processing time so far.
@@ -127,6 +149,8 @@ impl Counters {
             avg_latency: avg(self.total_latency, self.released),
             max_latency: self.max_latency,
             per_worker: self.per_worker.clone(),
+            batches: self.batches,
+            batched_frames: self.batched_frames,
         }
     }
 }

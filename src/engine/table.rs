@@ -52,9 +52,11 @@ pub(super) enum Admit {
     Full { passing: bool },
 }
 
-/// What a worker holding a ticket gets, from [`Table::take`].
+/// What a worker holding a ticket gets, from [`Table::take`] or
+/// [`Table::take_batch`].
 pub(super) enum Take<T> {
     Job(Job<T>),
+    Batch(Batch<T>),
     /// The oldest queued frame was late and now passes unprocessed; true
     /// if a waiting consumer can release something.
     Passed(bool),
@@ -73,6 +75,12 @@ pub(super) enum Slot<T, M, E> {
     Item(E),
 }
 
+impl<T, M, E> Slot<T, M, E> {
+    fn is_item(&self) -> bool {
+        matches!(self, Slot::Item(_))
+    }
+}
+
 /// Boxed: B-tree nodes shift their values on removal, and a slot is
 /// hundreds of bytes.
 pub(super) type Slots<T, M, E> = BTreeMap<u64, Box<Slot<T, M, E>>>;
@@ -84,6 +92,17 @@ pub(super) struct Job<T> {
     pub(super) generation: u64,
     pub(super) frame: T,
     pub(super) timeout: Option<Duration>,
+}
+
+/// Consecutive queued frames a worker takes at once, oldest first.
+pub(super) struct Batch<T> {
+    pub(super) generation: u64,
+    pub(super) timeout: Option<Duration>,
+    pub(super) pos: Vec<u64>,
+    pub(super) seq: Vec<u64>,
+    pub(super) frames: Vec<T>,
+    /// Some were late and pass now: a waiting consumer may release them.
+    pub(super) wake: bool,
 }
 
 pub(super) struct Table<T, M, E> {
@@ -169,6 +188,11 @@ impl<T, M, E> Table<T, M, E> {
     /// Frames queued, processing or waiting for release.
     pub(super) fn frames(&self) -> usize {
         self.frames
+    }
+
+    /// Frames no worker has taken yet.
+    pub(super) fn queued_frames(&self) -> usize {
+        self.queued.len()
     }
 
     /// Whether a pop or a frame leaving wakes the waiters on `room`. Frame
@@ -405,38 +429,105 @@ impl<T, M, E> Table<T, M, E> {
         if generation != self.generation {
             return Take::Nothing;
         }
-        let Some(pos) = self.queued.pop_front() else {
+        match self.take_front() {
+            None => Take::Nothing,
+            Some(Err(wake)) => Take::Passed(wake),
+            Some(Ok((pos, seq, frame))) => Take::Job(Job {
+                pos,
+                seq,
+                generation,
+                frame,
+                timeout: self.config.timeout,
+            }),
+        }
+    }
+
+    /// Hands up to `max` consecutive queued frames (see
+    /// [`Table::batchable`]) to a worker holding a ticket of `generation`;
+    /// late ones pass (QoS).
+    pub(super) fn take_batch(&mut self, generation: u64, max: usize) -> Take<T> {
+        if generation != self.generation {
             return Take::Nothing;
+        }
+        let (n, _) = self.batchable(max);
+        let mut batch = Batch {
+            generation,
+            timeout: self.config.timeout,
+            pos: Vec::with_capacity(n),
+            seq: Vec::with_capacity(n),
+            frames: Vec::with_capacity(n),
+            wake: false,
         };
-        let timeout = self.config.timeout;
+        let mut passed = false;
+        for _ in 0..n {
+            match self.take_front() {
+                None => break,
+                Some(Err(wake)) => {
+                    passed = true;
+                    batch.wake |= wake;
+                }
+                Some(Ok((pos, seq, frame))) => {
+                    batch.pos.push(pos);
+                    batch.seq.push(seq);
+                    batch.frames.push(frame);
+                }
+            }
+        }
+        if !batch.frames.is_empty() {
+            Take::Batch(batch)
+        } else if passed {
+            Take::Passed(batch.wake)
+        } else {
+            Take::Nothing
+        }
+    }
+
+    /// How many queued frames a batch of up to `max` takes now: the oldest
+    /// and those after it with no item between; and whether no more can
+    /// join them (`max` reached, or an item follows them), so waiting for
+    /// more is pointless.
+    pub(super) fn batchable(&self, max: usize) -> (usize, bool) {
+        let mut n = 0;
+        let mut last: Option<u64> = None;
+        for &pos in self.queued.iter().take(max.max(1)) {
+            if last.is_some_and(|prev| self.slots.range(prev + 1..pos).any(|(_, s)| s.is_item())) {
+                return (n, true);
+            }
+            n += 1;
+            last = Some(pos);
+        }
+        let closed =
+            n >= max || last.is_some_and(|l| self.slots.range(l + 1..).any(|(_, s)| s.is_item()));
+        (n, closed)
+    }
+
+    /// The oldest queued frame, now processing: its position, sequence
+    /// number and payload; `Err(wake)` if it was late and passes instead.
+    fn take_front(&mut self) -> Option<Result<(u64, u64, T), bool>> {
+        let pos = self.queued.pop_front()?;
         let late = self.late.as_ref();
         let Some(Slot::Frame {
             state, seq, tag, ..
         }) = self.slots.get_mut(&pos).map(|b| &mut **b)
         else {
-            return Take::Nothing;
+            return None;
         };
         let skip = late.is_some_and(|late| late(tag));
+        let seq = *seq;
         let frame = match std::mem::replace(state, FrameState::Processing) {
             FrameState::Queued(frame) => frame,
             other => {
                 *state = other;
-                return Take::Nothing;
+                return None;
             }
         };
         if skip {
             *state = FrameState::Passed(frame, Skip::Late);
             self.passed += 1;
             let wake = self.waiting_consumers > 0 && self.next_release().is_some();
-            return Take::Passed(wake);
+            return Some(Err(wake));
         }
-        Take::Job(Job {
-            pos,
-            seq: *seq,
-            generation,
-            frame,
-            timeout,
-        })
+        Some(Ok((pos, seq, frame)))
     }
 
     /// Stores a worker's result (of the current generation, checked by the
@@ -449,10 +540,54 @@ impl<T, M, E> Table<T, M, E> {
         processing_time: Duration,
         more_soon: bool,
     ) -> bool {
+        // Once: a timed-out frame's late result is not its result.
+        if !self.store(pos, worker, result, processing_time) {
+            return false;
+        }
+        self.window.completed += 1;
+        self.window.processing += processing_time;
+        self.window.queued += self.queued.len() as u64;
+        self.wake_consumer(more_soon)
+    }
+
+    /// Stores a batch's results, one per position; the controller sees
+    /// it as one completion (a worker's unit of work). True if a waiting
+    /// consumer can release something now.
+    pub(super) fn complete_batch(
+        &mut self,
+        pos: &[u64],
+        worker: usize,
+        results: impl IntoIterator<Item = Result<T, ProcessError>>,
+        processing_time: Duration,
+    ) -> bool {
+        let mut stored = 0;
+        for (&pos, result) in pos.iter().zip(results) {
+            if self.store(pos, worker, result, processing_time) {
+                stored += 1;
+            }
+        }
+        if stored == 0 {
+            return false;
+        }
+        self.window.completed += 1;
+        self.window.processing += processing_time;
+        self.window.queued += self.queued.len() as u64;
+        self.counters.batch(stored);
+        self.wake_consumer(false)
+    }
+
+    /// A frame's result, unless it already has one (a timed-out frame's
+    /// late result is not its result); true if stored.
+    fn store(
+        &mut self,
+        pos: u64,
+        worker: usize,
+        result: Result<T, ProcessError>,
+        processing_time: Duration,
+    ) -> bool {
         let Some(Slot::Frame { state, .. }) = self.slots.get_mut(&pos).map(|b| &mut **b) else {
             return false;
         };
-        // Once: a timed-out frame's late result is not its result.
         if !matches!(state, FrameState::Processing) {
             return false;
         }
@@ -462,12 +597,9 @@ impl<T, M, E> Table<T, M, E> {
             processing_time,
         };
         self.done += 1;
-        self.window.completed += 1;
-        self.window.processing += processing_time;
-        self.window.queued += self.queued.len() as u64;
         let depth = self.reorder_depth();
         self.counters.processed(worker, processing_time, depth);
-        self.wake_consumer(more_soon)
+        true
     }
 
     /// Whether a completed frame wakes the waiting consumer: once something

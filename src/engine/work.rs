@@ -43,6 +43,20 @@ pub enum Work<T> {
 /// The per-frame work the engine's workers run.
 pub trait Processor<T>: Send + Sync + 'static {
     fn process(&self, frame: T, ctx: WorkCtx) -> Work<T>;
+
+    /// Whether [`Processor::process_batch`] is this processor's own: only
+    /// then do workers take up to `Config::batch_size` frames at once.
+    fn batches(&self) -> bool {
+        false
+    }
+
+    /// Processes consecutive frames (never across an item) as one unit;
+    /// the result holds one output per frame, in their order. An error
+    /// is every frame's.
+    fn process_batch(&self, frames: Vec<T>, ctx: &[WorkCtx]) -> Work<Vec<T>> {
+        let _ = (frames, ctx);
+        Work::Ready(Err("this processor has no batch form".into()))
+    }
 }
 
 impl<T, F> Processor<T> for F

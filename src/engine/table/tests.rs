@@ -529,3 +529,24 @@ fn a_worker_freed_just_after_a_frame_was_let_through_processes_it() {
     assert_eq!(admit_pass(&mut t, 3, 1, 2), Some(true));
     assert!(!t.process_newest_passed(2), "no worker is free");
 }
+
+#[test]
+fn a_batch_takes_consecutive_queued_frames_up_to_an_item() {
+    let mut t = table(limits(16, 0));
+    admit(&mut t, 0, 1);
+    admit(&mut t, 1, 1);
+    t.insert_item(100);
+    admit(&mut t, 2, 1);
+    // The item closes the batch: no waiting for more.
+    assert_eq!(t.batchable(4), (2, true));
+    let generation = t.generation;
+    let Take::Batch(b) = t.take_batch(generation, 4) else {
+        panic!("no batch")
+    };
+    assert_eq!((b.seq, b.frames), (vec![0, 1], vec![0, 1]));
+    // Frame 2 may still be joined by later frames.
+    assert_eq!(t.batchable(4), (1, false));
+    admit(&mut t, 3, 1);
+    assert_eq!(t.batchable(2), (2, true));
+    assert!(matches!(t.take_batch(generation + 1, 2), Take::Nothing));
+}

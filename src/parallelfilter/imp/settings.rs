@@ -145,6 +145,7 @@ impl Settings {
             ordered: self.ordered,
             timeout: (self.timeout > 0).then(|| Duration::from_nanos(self.timeout)),
             interval: u64::from(self.interval.max(1)),
+            ..engine::Config::default()
         }
     }
 
