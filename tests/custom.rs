@@ -620,3 +620,108 @@ fn caps_of_the_processor_drive_negotiation() {
         vec![gst_video::VideoFormat::Rgba; 5]
     );
 }
+
+/// Long enough that a batch waiting it out hangs the test.
+const BATCH_WAIT: &str = "batch-timeout=600000000000";
+
+#[test]
+fn batch_closures_get_consecutive_frames_up_to_the_batch_size() {
+    let _wd = common::begin("batch_sync", 60);
+    let r = run(22, &format!("workers=2 batch-size=4 {BATCH_WAIT}"));
+    let batches: Arc<Mutex<Vec<Vec<u64>>>> = Arc::default();
+    let b = batches.clone();
+    r.pf.set_custom_processor(CustomProcessor::new_batch(move |buffers, ctxs| {
+        assert_eq!(buffers.len(), ctxs.len());
+        for (buffer, ctx) in buffers.iter_mut().zip(ctxs) {
+            assert_eq!(ctx.pts(), buffer.pts());
+            mark(buffer, ctx.seq())?;
+        }
+        b.lock()
+            .unwrap()
+            .push(ctxs.iter().map(|c| c.seq()).collect());
+        Ok::<_, String>(())
+    }));
+    // EOS sends the last two at once instead of waiting for two more.
+    assert_eq!(r.play(), None);
+    assert_eq!(r.out(), processed(0..22));
+    let mut batches = std::mem::take(&mut *batches.lock().unwrap());
+    batches.sort();
+    let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
+    assert_eq!(sizes, [4, 4, 4, 4, 4, 2], "{batches:?}");
+    for batch in &batches {
+        assert!(batch.windows(2).all(|w| w[1] == w[0] + 1), "{batches:?}");
+    }
+    let stats = r.pf.property::<gst::Structure>("stats");
+    assert_eq!(stats.get::<u64>("batches").unwrap(), 6);
+    let avg = stats.get::<f64>("avg-batch-size").unwrap();
+    assert!((avg - 22.0 / 6.0).abs() < 1e-9, "{avg}");
+}
+
+#[test]
+fn a_failed_async_batch_fails_each_of_its_frames_per_on_error() {
+    let _wd = common::begin("batch_async_fails", 60);
+    let r = run(
+        8,
+        &format!("workers=1 batch-size=4 {BATCH_WAIT} on-error=drop"),
+    );
+    r.pf.set_custom_processor(CustomProcessor::new_batch_async(
+        |mut buffers: Vec<gst::Buffer>, ctxs: Vec<FrameContext>| async move {
+            tokio::task::yield_now().await;
+            if ctxs.iter().any(|c| c.seq() == 3) {
+                return Err("the batch with frame 3 is bad".to_string());
+            }
+            for (buffer, ctx) in buffers.iter_mut().zip(&ctxs) {
+                mark(buffer.make_mut(), ctx.seq())?;
+            }
+            Ok(buffers)
+        },
+    ));
+    assert_eq!(r.play(), None);
+    let mut expected: Vec<Out> = (0..4).map(|i| Out::Gap(pts(i))).collect();
+    expected.extend(processed(4..8));
+    assert_eq!(r.out(), expected);
+    let stats = r.pf.property::<gst::Structure>("stats");
+    assert_eq!(stats.get::<u64>("errors").unwrap(), 4);
+}
+
+#[test]
+fn batch_size_one_runs_a_batch_closure_a_frame_at_a_time() {
+    let _wd = common::begin("batch_one", 60);
+    let r = run(6, "workers=2");
+    let sizes: Arc<Mutex<Vec<usize>>> = Arc::default();
+    let s = sizes.clone();
+    r.pf.set_custom_processor(CustomProcessor::new_batch(move |buffers, ctxs| {
+        s.lock().unwrap().push(buffers.len());
+        for (buffer, ctx) in buffers.iter_mut().zip(ctxs) {
+            mark(buffer, ctx.seq())?;
+        }
+        Ok::<_, String>(())
+    }));
+    assert_eq!(r.play(), None);
+    assert_eq!(r.out(), processed(0..6));
+    assert_eq!(*sizes.lock().unwrap(), [1; 6]);
+    let stats = r.pf.property::<gst::Structure>("stats");
+    assert_eq!(stats.get::<u64>("batches").unwrap(), 0);
+}
+
+#[test]
+fn a_batch_processor_adds_the_batch_timeout_to_the_reported_latency() {
+    let _wd = common::begin("batch_latency", 60);
+    let ms = gst::ClockTime::from_mseconds;
+    for (size, latency) in [("4", ms(60)), ("1", ms(40))] {
+        let e = common::element(&[
+            ("batch-size", size),
+            ("batch-timeout", "20000000"),
+            ("timeout", "30000000"),
+        ]);
+        let pf = e.clone().downcast::<ParallelFilter>().unwrap();
+        pf.set_custom_processor(CustomProcessor::new_batch(|_buffers, _ctxs| {
+            Ok::<_, String>(())
+        }));
+        let common::Fixture { mut h, .. } = common::Fixture::around(e);
+        h.play();
+        h.set_upstream_latency(ms(10));
+        // The processing bound (timeout), the wait for a batch, upstream's.
+        assert_eq!(h.query_latency(), Some(latency), "batch-size {size}");
+    }
+}

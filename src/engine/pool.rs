@@ -23,9 +23,11 @@ use std::time::{Duration, Instant};
 use futures::FutureExt;
 use tokio::sync::mpsc;
 
-use super::table::{Batch, Job};
+use super::table::Job;
 use super::work::{ProcessError, Work, WorkCtx, panic_message};
 use super::{Inner, lock};
+
+mod batch;
 
 /// The channel only ever holds one ticket per queued frame plus stale ones
 /// from before a flush, and wake-ups; queued frames are at most 65535.
@@ -257,163 +259,6 @@ where
             drop(p);
             deferred = self.run_job(job, id, deferred);
             p = lock(&self.pool);
-        }
-    }
-
-    /// With `batch-size` > 1 (and a processor with a batch form): waits,
-    /// holding the channel, until a batch can take `batch-size` frames,
-    /// an item closes it, or `batch-timeout` passes, then takes it. The
-    /// tickets received and the frames taken are matched up again, so
-    /// each queued frame keeps one ticket in the channel. `None` without
-    /// batching.
-    fn fill_batch(&self, generation: u64) -> Option<Take<T>> {
-        let (max, wait) = {
-            let s = lock(&self.table);
-            (s.config.batch_size, s.config.batch_timeout)
-        };
-        if max <= 1 {
-            return None;
-        }
-        let mut rx = lock(&self.rx);
-        let deadline = Instant::now() + wait;
-        // Tickets of the newest generation received, this one included.
-        let (mut generation, mut tickets) = (generation, 1usize);
-        loop {
-            let (n, closed) = lock(&self.table).batchable(max);
-            if closed || n == 0 || Instant::now() >= deadline {
-                break;
-            }
-            let next = self
-                .handle
-                .block_on(tokio::time::timeout_at(deadline.into(), rx.recv()));
-            match next {
-                Ok(Some(t)) if t.generation == WAKE => {}
-                Ok(Some(t)) if t.generation > generation => {
-                    (generation, tickets) = (t.generation, 1)
-                }
-                Ok(Some(t)) if t.generation == generation => tickets += 1,
-                Ok(Some(_)) => {}
-                // Closed: the next receive sees it. Or the deadline.
-                Ok(None) | Err(_) => break,
-            }
-        }
-        let mut s = lock(&self.table);
-        let before = s.queued_frames();
-        let taken = s.take_batch(generation, max);
-        let popped = if generation == s.generation {
-            before - s.queued_frames()
-        } else {
-            0
-        };
-        if matches!(taken, Take::Batch(_)) {
-            self.running.fetch_add(1, Ordering::AcqRel);
-        }
-        // One ticket per frame still queued.
-        for _ in tickets..popped {
-            let _ = rx.try_recv();
-        }
-        if generation == s.generation {
-            for _ in popped..tickets {
-                let _ = self.tx.try_send(Ticket { generation });
-            }
-        }
-        Some(taken)
-    }
-
-    /// Runs a batch's work, as `run_job` runs one frame's.
-    fn run_batch(self: &Arc<Self>, batch: Batch<T>, id: usize) {
-        let Batch {
-            generation,
-            timeout,
-            pos,
-            seq,
-            frames,
-            ..
-        } = batch;
-        let ctx: Vec<WorkCtx> = seq.iter().map(|&seq| WorkCtx { seq, worker: id }).collect();
-        let started = Instant::now();
-        let processor = self.processor.clone();
-        let work = catch_unwind(AssertUnwindSafe(move || {
-            processor.process_batch(frames, &ctx)
-        }));
-        match work {
-            Err(payload) => {
-                let err = ProcessError::Panicked(panic_message(payload));
-                self.complete_batch(&pos, generation, id, Err(err), started);
-                self.release_worker(id);
-            }
-            Ok(Work::Ready(r)) => {
-                self.complete_batch(
-                    &pos,
-                    generation,
-                    id,
-                    r.map_err(ProcessError::Failed),
-                    started,
-                );
-                self.release_worker(id);
-            }
-            Ok(Work::Blocking(f)) => {
-                self.hand_over_channel();
-                let pos: Arc<[u64]> = pos.into();
-                let timer = timeout.map(|d| {
-                    let pos = pos.clone();
-                    self.time_out(started, d, move |inner, err| {
-                        inner.complete_batch(&pos, generation, id, Err(err), started);
-                    })
-                });
-                let r = match catch_unwind(AssertUnwindSafe(f)) {
-                    Ok(r) => r.map_err(ProcessError::Failed),
-                    Err(payload) => Err(ProcessError::Panicked(panic_message(payload))),
-                };
-                if Self::first(timer) {
-                    self.complete_batch(&pos, generation, id, r, started);
-                }
-                self.release_worker(id);
-            }
-            Ok(Work::Async(fut)) => {
-                let inner = self.clone();
-                self.handle.spawn(async move {
-                    if let Some(r) = inner.run_async(fut, timeout, generation).await {
-                        inner.complete_batch(&pos, generation, id, r, started);
-                    }
-                    inner.release_async(id);
-                });
-            }
-        }
-    }
-
-    /// Stores a batch's result: each frame its own output, or the error.
-    fn complete_batch(
-        &self,
-        pos: &[u64],
-        generation: u64,
-        worker: usize,
-        result: Result<Vec<T>, ProcessError>,
-        started: Instant,
-    ) {
-        let elapsed = started.elapsed();
-        let results: Vec<Result<T, ProcessError>> = match result {
-            Ok(outputs) if outputs.len() == pos.len() => outputs.into_iter().map(Ok).collect(),
-            Ok(outputs) => {
-                let err = ProcessError::Failed(format!(
-                    "the processor gave {} results for a batch of {} frames",
-                    outputs.len(),
-                    pos.len()
-                ));
-                pos.iter().map(|_| Err(err.clone())).collect()
-            }
-            Err(err) => pos.iter().map(|_| Err(err.clone())).collect(),
-        };
-        let mut s = lock(&self.table);
-        if generation != s.generation {
-            drop(s);
-            drop(results);
-            return;
-        }
-        let wake = s.complete_batch(pos, worker, results, elapsed);
-        drop(s);
-        if wake {
-            self.ready.notify_one();
         }
     }
 

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Weak;
 use std::time::{Duration, Instant};
 
-use super::config::{Config, Leaky, MAX_PASSED};
+use super::config::Config;
 use super::control::Sample;
 use super::output::{Leaving, Output, Processed, Report, Skip};
 use super::stats::{Counters, Gauges, Stats};
@@ -76,7 +76,7 @@ pub(super) enum Slot<T, M, E> {
 }
 
 impl<T, M, E> Slot<T, M, E> {
-    fn is_item(&self) -> bool {
+    pub(super) fn is_item(&self) -> bool {
         matches!(self, Slot::Item(_))
     }
 }
@@ -195,161 +195,6 @@ impl<T, M, E> Table<T, M, E> {
         self.queued.len()
     }
 
-    /// Whether a pop or a frame leaving wakes the waiters on `room`. Frame
-    /// producers only once a quarter of the limit is free (at least one
-    /// frame): a fast upstream then refills in bursts instead of paying a
-    /// context switch per frame, and the frames still inside keep the
-    /// workers busy. Waiters for items and barriers wake at once.
-    pub(super) fn wake_room(&self) -> bool {
-        if self.blocked > self.blocked_frames {
-            return true;
-        }
-        if self.blocked_frames == 0 {
-            return false;
-        }
-        let limit = self.frame_limit();
-        self.bounded_inside() <= limit - (limit / 4).max(1)
-    }
-
-    /// Frames inside that count towards the frames bound: all but those
-    /// let through. A frame being pushed is still inside, so it counts.
-    fn bounded_inside(&self) -> usize {
-        (self.frames - self.passed) + self.leaving.saturating_sub(self.leaving_passed)
-    }
-
-    fn bytes_fit(&self, bytes: u64) -> bool {
-        // A single frame always fits, or an oversized one would block forever.
-        self.config.max_bytes == 0
-            || self.frames + self.leaving == 0
-            || (self.bytes + self.leaving_bytes).saturating_add(bytes) <= self.config.max_bytes
-    }
-
-    /// Room for a frame to process.
-    pub(super) fn has_room(&self, bytes: u64) -> bool {
-        self.bounded_inside() < self.frame_limit() && self.bytes_fit(bytes)
-    }
-
-    /// Room for a frame to let through.
-    pub(super) fn has_pass_room(&self, bytes: u64) -> bool {
-        self.passed + self.leaving_passed < MAX_PASSED && self.bytes_fit(bytes)
-    }
-
-    /// Decides for the next frame: off the interval it passes; with
-    /// `leaky=pass` it is processed only if a worker can start it at once
-    /// (`running`: frames on a worker now). `passable`: the frame may
-    /// leave unprocessed (not when the processor changes its caps).
-    pub(super) fn admit(
-        &self,
-        bytes: u64,
-        channel_free: bool,
-        running: usize,
-        passable: bool,
-    ) -> Admit {
-        let pass = |skip| {
-            if self.has_pass_room(bytes) {
-                Admit::Pass(skip)
-            } else {
-                Admit::Full { passing: true }
-            }
-        };
-        if passable && self.config.off_interval(self.next_seq) {
-            return pass(Skip::Interval);
-        }
-        let room = channel_free && self.has_room(bytes);
-        if !passable || self.config.leaky != Leaky::Pass {
-            return if room {
-                Admit::Process
-            } else {
-                Admit::Full { passing: false }
-            };
-        }
-        // Queued frames are about to take the free workers.
-        if room && self.queued.len() + running < self.workers {
-            Admit::Process
-        } else {
-            pass(Skip::Busy)
-        }
-    }
-
-    /// Admits a frame (room checked by the caller); its sequence number.
-    pub(super) fn insert_frame(&mut self, frame: T, tag: M, bytes: u64) -> u64 {
-        let (pos, seq) = self.insert(FrameState::Queued(frame), tag, bytes);
-        self.queued.push_back(pos);
-        seq
-    }
-
-    /// Admits a frame that passes unprocessed (room checked by the
-    /// caller); its sequence number, and whether a waiting consumer can
-    /// release something now.
-    pub(super) fn insert_passed(
-        &mut self,
-        frame: T,
-        tag: M,
-        bytes: u64,
-        skip: Skip,
-    ) -> (u64, bool) {
-        let (_, seq) = self.insert(FrameState::Passed(frame, skip), tag, bytes);
-        self.passed += 1;
-        if skip == Skip::Busy {
-            // For automatic workers: under leaky=no this frame would wait
-            // behind a full pool, so it is demand for more workers.
-            self.window.queued += self.workers as u64;
-        }
-        let wake = self.waiting_consumers > 0 && self.next_release().is_some();
-        (seq, wake)
-    }
-
-    /// A worker just became free (`running` now on workers): with
-    /// `leaky=pass`, the newest frame, if it was let through for lack of
-    /// a worker less than [`Table::grace`] ago and still waits behind a
-    /// frame in processing, is queued for processing after all. Timer
-    /// jitter then does not cost a whole frame interval when the
-    /// processing time is a multiple of it, and its latency stays within
-    /// about one processing time. True if it was: the caller sends its
-    /// ticket.
-    pub(super) fn process_newest_passed(&mut self, running: usize) -> bool {
-        if self.config.leaky != Leaky::Pass || self.queued.len() + running >= self.workers {
-            return false;
-        }
-        let grace = self.grace();
-        let behind_processing = self.slots.values().any(|s| {
-            matches!(
-                &**s,
-                Slot::Frame {
-                    state: FrameState::Processing,
-                    ..
-                }
-            )
-        });
-        let Some((&pos, slot)) = self.slots.last_key_value() else {
-            return false;
-        };
-        let fresh = matches!(
-            &**slot,
-            Slot::Frame { admitted, state: FrameState::Passed(_, Skip::Busy), .. }
-                if admitted.elapsed() <= grace
-        );
-        if !fresh || !behind_processing || !self.config.ordered {
-            return false;
-        }
-        let Some(Slot::Frame { state, .. }) = self.slots.get_mut(&pos).map(|b| &mut **b) else {
-            return false;
-        };
-        let FrameState::Passed(frame, _) = std::mem::replace(state, FrameState::Processing) else {
-            return false;
-        };
-        *state = FrameState::Queued(frame);
-        self.passed -= 1;
-        self.queued.push_back(pos);
-        true
-    }
-
-    /// How late a worker may come for a frame let through: a tenth of the
-    /// mean processing time, at most 10 ms.
-    fn grace(&self) -> Duration {
-        (self.counters.mean_processing() / 10).min(Duration::from_millis(10))
-    }
-
     fn insert(&mut self, state: FrameState<T>, tag: M, bytes: u64) -> (u64, u64) {
         let (pos, seq) = (self.next_pos, self.next_seq);
         self.next_pos += 1;
@@ -442,68 +287,9 @@ impl<T, M, E> Table<T, M, E> {
         }
     }
 
-    /// Hands up to `max` consecutive queued frames (see
-    /// [`Table::batchable`]) to a worker holding a ticket of `generation`;
-    /// late ones pass (QoS).
-    pub(super) fn take_batch(&mut self, generation: u64, max: usize) -> Take<T> {
-        if generation != self.generation {
-            return Take::Nothing;
-        }
-        let (n, _) = self.batchable(max);
-        let mut batch = Batch {
-            generation,
-            timeout: self.config.timeout,
-            pos: Vec::with_capacity(n),
-            seq: Vec::with_capacity(n),
-            frames: Vec::with_capacity(n),
-            wake: false,
-        };
-        let mut passed = false;
-        for _ in 0..n {
-            match self.take_front() {
-                None => break,
-                Some(Err(wake)) => {
-                    passed = true;
-                    batch.wake |= wake;
-                }
-                Some(Ok((pos, seq, frame))) => {
-                    batch.pos.push(pos);
-                    batch.seq.push(seq);
-                    batch.frames.push(frame);
-                }
-            }
-        }
-        if !batch.frames.is_empty() {
-            Take::Batch(batch)
-        } else if passed {
-            Take::Passed(batch.wake)
-        } else {
-            Take::Nothing
-        }
-    }
-
-    /// How many queued frames a batch of up to `max` takes now: the oldest
-    /// and those after it with no item between; and whether no more can
-    /// join them (`max` reached, or an item follows them), so waiting for
-    /// more is pointless.
-    pub(super) fn batchable(&self, max: usize) -> (usize, bool) {
-        let mut n = 0;
-        let mut last: Option<u64> = None;
-        for &pos in self.queued.iter().take(max.max(1)) {
-            if last.is_some_and(|prev| self.slots.range(prev + 1..pos).any(|(_, s)| s.is_item())) {
-                return (n, true);
-            }
-            n += 1;
-            last = Some(pos);
-        }
-        let closed =
-            n >= max || last.is_some_and(|l| self.slots.range(l + 1..).any(|(_, s)| s.is_item()));
-        (n, closed)
-    }
-
     /// The oldest queued frame, now processing: its position, sequence
     /// number and payload; `Err(wake)` if it was late and passes instead.
-    fn take_front(&mut self) -> Option<Result<(u64, u64, T), bool>> {
+    pub(super) fn take_front(&mut self) -> Option<Result<(u64, u64, T), bool>> {
         let pos = self.queued.pop_front()?;
         let late = self.late.as_ref();
         let Some(Slot::Frame {
@@ -550,35 +336,9 @@ impl<T, M, E> Table<T, M, E> {
         self.wake_consumer(more_soon)
     }
 
-    /// Stores a batch's results, one per position; the controller sees
-    /// it as one completion (a worker's unit of work). True if a waiting
-    /// consumer can release something now.
-    pub(super) fn complete_batch(
-        &mut self,
-        pos: &[u64],
-        worker: usize,
-        results: impl IntoIterator<Item = Result<T, ProcessError>>,
-        processing_time: Duration,
-    ) -> bool {
-        let mut stored = 0;
-        for (&pos, result) in pos.iter().zip(results) {
-            if self.store(pos, worker, result, processing_time) {
-                stored += 1;
-            }
-        }
-        if stored == 0 {
-            return false;
-        }
-        self.window.completed += 1;
-        self.window.processing += processing_time;
-        self.window.queued += self.queued.len() as u64;
-        self.counters.batch(stored);
-        self.wake_consumer(false)
-    }
-
     /// A frame's result, unless it already has one (a timed-out frame's
     /// late result is not its result); true if stored.
-    fn store(
+    pub(super) fn store(
         &mut self,
         pos: u64,
         worker: usize,
@@ -817,5 +577,7 @@ impl<T, M, E> Table<T, M, E> {
     }
 }
 
+mod admit;
+mod batch;
 #[cfg(test)]
 mod tests;

@@ -17,21 +17,30 @@ impl ParallelFilter {
     /// Latency added now: the running processor's, or the configured one's
     /// before start; the timeout can change at any time.
     pub(super) fn latency(&self) -> gst::ClockTime {
-        let (running, extra) = {
+        let (running, extra, batches) = {
             let state = lock(&self.state);
             let extra = state
                 .hooks
                 .as_ref()
                 .map_or(gst::ClockTime::ZERO, |p| p.extra_latency());
+            let batches = state.hooks.as_ref().is_some_and(|p| p.batches());
             let running = state
                 .engine
                 .is_some()
                 .then_some((state.processor, state.delay_bound));
-            (running, extra)
+            (running, extra, batches)
         };
         let s = lock(&self.settings);
         let (processor, delay_bound) = running.unwrap_or((s.processor, s.delay_bound()));
-        latency_of(processor, delay_bound, s.timeout).saturating_add(extra)
+        // A frame may wait that long for its batch to fill.
+        let batch_wait = if batches && s.batch_size > 1 {
+            gst::ClockTime::from_nseconds(s.batch_timeout)
+        } else {
+            gst::ClockTime::ZERO
+        };
+        latency_of(processor, delay_bound, s.timeout)
+            .saturating_add(extra)
+            .saturating_add(batch_wait)
     }
 
     pub(super) fn stats_structure(&self) -> gst::Structure {
@@ -59,6 +68,8 @@ impl ParallelFilter {
             .field("errors", stats.errors)
             .field("timeouts", stats.timeouts)
             .field("skipped", stats.skipped)
+            .field("batches", stats.batches)
+            .field("avg-batch-size", stats.avg_batch_size())
             .field("in-flight", stats.in_flight)
             .field("max-in-flight", stats.max_in_flight)
             .field("reorder-depth", stats.reorder_depth)

@@ -38,6 +38,8 @@ pub(super) const PROP_MODEL: &str = "model";
 pub(super) const PROP_PAYLOAD: &str = "payload";
 pub(super) const PROP_RETRIES: &str = "retries";
 pub(super) const PROP_MAX_REQUESTS_PER_SERVER: &str = "max-requests-per-server";
+pub(super) const PROP_BATCH_SIZE: &str = "batch-size";
+pub(super) const PROP_BATCH_TIMEOUT: &str = "batch-timeout";
 
 pub(super) const DEFAULT_MAX_SIZE_BUFFERS: u32 = 0;
 pub(super) const DEFAULT_MAX_SIZE_BYTES: u64 = 0;
@@ -52,6 +54,9 @@ pub(super) const DEFAULT_ORDERED: bool = true;
 pub(super) const DEFAULT_SCENE_THRESHOLD: f64 = 0.3;
 pub(super) const DEFAULT_RETRIES: u32 = 2;
 pub(super) const DEFAULT_MAX_REQUESTS_PER_SERVER: u32 = 0;
+pub(super) const DEFAULT_BATCH_SIZE: u32 = 1;
+pub(super) const MAX_BATCH_SIZE: u32 = 1024;
+pub(super) const DEFAULT_BATCH_TIMEOUT: u64 = 0;
 pub(super) const MAX_WORKERS: u32 = 1024;
 /// Upper bound of the time properties (about 292 years), so latency sums
 /// never overflow.
@@ -90,6 +95,8 @@ pub(super) struct Settings {
     pub(super) payload: Payload,
     pub(super) retries: u32,
     pub(super) max_requests_per_server: u32,
+    pub(super) batch_size: u32,
+    pub(super) batch_timeout: u64,
     /// `timeout`, shared with a running remote processor: mutable in PLAYING.
     pub(super) live_timeout: remote::LiveTimeout,
     /// The application's processor for `processor=custom`; without one,
@@ -123,6 +130,8 @@ impl Default for Settings {
             payload: Payload::default(),
             retries: DEFAULT_RETRIES,
             max_requests_per_server: DEFAULT_MAX_REQUESTS_PER_SERVER,
+            batch_size: DEFAULT_BATCH_SIZE,
+            batch_timeout: DEFAULT_BATCH_TIMEOUT,
             live_timeout: remote::LiveTimeout::new(DEFAULT_TIMEOUT),
             custom: None,
         }
@@ -145,7 +154,8 @@ impl Settings {
             ordered: self.ordered,
             timeout: (self.timeout > 0).then(|| Duration::from_nanos(self.timeout)),
             interval: u64::from(self.interval.max(1)),
-            ..engine::Config::default()
+            batch_size: self.batch_size.max(1) as usize,
+            batch_timeout: Duration::from_nanos(self.batch_timeout),
         }
     }
 
@@ -258,6 +268,27 @@ pub(super) fn properties() -> Vec<glib::ParamSpec> {
         .blurb("What workers do to each frame")
         .mutable_ready()
         .build(),
+        glib::ParamSpecUInt::builder(PROP_BATCH_SIZE)
+            .nick("Batch size")
+            .blurb(
+                "Frames a worker takes at once for a processor with a batch form \
+                 (a Rust batch processor); consecutive, never across an event",
+            )
+            .minimum(1)
+            .maximum(MAX_BATCH_SIZE)
+            .default_value(DEFAULT_BATCH_SIZE)
+            .mutable_playing()
+            .build(),
+        glib::ParamSpecUInt64::builder(PROP_BATCH_TIMEOUT)
+            .nick("Batch timeout")
+            .blurb(
+                "Longest a frame waits for its batch to fill, in ns \
+                 (0 = take what is queued at once, never wait)",
+            )
+            .maximum(MAX_TIME)
+            .default_value(DEFAULT_BATCH_TIMEOUT)
+            .mutable_playing()
+            .build(),
         glib::ParamSpecUInt64::builder(PROP_TIMEOUT)
             .nick("Timeout")
             .blurb(
@@ -390,6 +421,8 @@ impl Settings {
             PROP_MAX_SIZE_BYTES => self.max_size_bytes = value.get().unwrap_or(self.max_size_bytes),
             PROP_LEAKY => self.leaky = value.get().unwrap_or(self.leaky),
             PROP_INTERVAL => self.interval = value.get().unwrap_or(self.interval),
+            PROP_BATCH_SIZE => self.batch_size = value.get().unwrap_or(self.batch_size),
+            PROP_BATCH_TIMEOUT => self.batch_timeout = value.get().unwrap_or(self.batch_timeout),
             PROP_QOS => self.qos = value.get().unwrap_or(self.qos),
             PROP_PROCESSOR => {
                 self.processor = value.get().unwrap_or(self.processor);
@@ -449,6 +482,8 @@ impl Settings {
             PROP_MAX_SIZE_BYTES => self.max_size_bytes.to_value(),
             PROP_LEAKY => self.leaky.to_value(),
             PROP_INTERVAL => self.interval.to_value(),
+            PROP_BATCH_SIZE => self.batch_size.to_value(),
+            PROP_BATCH_TIMEOUT => self.batch_timeout.to_value(),
             PROP_QOS => self.qos.to_value(),
             PROP_PROCESSOR => self.processor.to_value(),
             PROP_TIMEOUT => self.timeout.to_value(),

@@ -13,6 +13,8 @@ use futures::future::BoxFuture;
 use gst::glib;
 use gst::prelude::*;
 
+mod batch;
+
 use crate::engine::{Processor, Work, WorkCtx};
 use crate::parallelfilter::ParallelFilter;
 use crate::parallelfilter::frame::{Frame, FrameProcessor, SharedProcessor};
@@ -115,6 +117,8 @@ type AsyncFn = dyn Fn(gst::Buffer, FrameContext) -> BoxFuture<'static, Result<gs
 enum Callback {
     Blocking(Arc<BlockingFn>),
     Async(Arc<AsyncFn>),
+    BatchBlocking(Arc<batch::BlockingFn>),
+    BatchAsync(Arc<batch::AsyncFn>),
 }
 
 /// A processor for `processor=custom`, set with
@@ -200,6 +204,8 @@ impl fmt::Debug for CustomProcessor {
                 &match self.work {
                     Callback::Blocking(_) => "blocking",
                     Callback::Async(_) => "async",
+                    Callback::BatchBlocking(_) => "batch blocking",
+                    Callback::BatchAsync(_) => "batch async",
                 },
             )
             .field("caps", &self.caps)
@@ -293,6 +299,10 @@ fn context(frame: &mut Frame, ctx: WorkCtx) -> Result<FrameContext, String> {
 
 impl Processor<Frame> for Custom {
     fn process(&self, mut frame: Frame, ctx: WorkCtx) -> Work<Frame> {
+        if self.batches() {
+            // `batch-size` 1: a batch of one.
+            return batch::single(self.process_batch(vec![frame], &[ctx]));
+        }
         let fctx = match context(&mut frame, ctx) {
             Ok(fctx) => fctx,
             Err(err) => return Work::Ready(Err(err)),
@@ -327,7 +337,21 @@ impl Processor<Frame> for Custom {
                     .boxed(),
                 )
             }
+            Callback::BatchBlocking(_) | Callback::BatchAsync(_) => {
+                Work::Ready(Err("a batch processor got a single frame".into()))
+            }
         }
+    }
+
+    fn batches(&self) -> bool {
+        matches!(
+            self.0.work,
+            Callback::BatchBlocking(_) | Callback::BatchAsync(_)
+        )
+    }
+
+    fn process_batch(&self, frames: Vec<Frame>, ctx: &[WorkCtx]) -> Work<Vec<Frame>> {
+        batch::process(&self.0.work, frames, ctx)
     }
 }
 
