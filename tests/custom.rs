@@ -725,3 +725,17 @@ fn a_batch_processor_adds_the_batch_timeout_to_the_reported_latency() {
         assert_eq!(h.query_latency(), Some(latency), "batch-size {size}");
     }
 }
+
+#[test]
+fn batch_size_without_a_batch_processor_is_a_warning() {
+    let _wd = common::begin("batch_unused", 60);
+    let r = run(3, "processor=passthrough batch-size=4");
+    let (err, warnings) = r.play_with_warnings();
+    assert_eq!(err, None);
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("batch-size=4 has no effect: processor=passthrough")),
+        "{warnings:?}"
+    );
+}

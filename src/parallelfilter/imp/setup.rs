@@ -35,7 +35,7 @@ impl ParallelFilter {
             Ok(None) => self.signal_processor()?,
             Err(err) => return Err(self.missing_plugins(&settings).unwrap_or(err)),
         };
-        self.warn_unused(&settings);
+        self.warn_unused(&settings, processor.batches());
         processor.attach(self.obj().upcast_ref());
         let config = settings.engine_config();
         let engine = Engine::new(config.clone(), processor.clone(), handle);
@@ -100,8 +100,20 @@ impl ParallelFilter {
 
     /// Settings the chosen processor leaves unused, where a user would
     /// expect them to act: a warning on the bus, not silence.
-    pub(super) fn warn_unused(&self, settings: &Settings) {
+    /// `batches`: the processor has a batch form.
+    pub(super) fn warn_unused(&self, settings: &Settings, batches: bool) {
         let nick = settings.processor.nick();
+        if settings.batch_size > 1 && !batches {
+            gst::element_imp_warning!(
+                self,
+                gst::LibraryError::Settings,
+                (
+                    "batch-size={} has no effect: processor={nick} takes one frame at a time",
+                    settings.batch_size
+                ),
+                ["only processors with a batch form (Rust batch processors) take batches"]
+            );
+        }
         if let Some(description) = settings
             .filter
             .as_deref()
