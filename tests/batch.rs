@@ -5,23 +5,13 @@
 
 mod common;
 
-use std::sync::{Arc, Condvar, LazyLock, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
+use common::engine::{Out, RT, TestEngine, pop};
 use futures::FutureExt;
-use gstparallel::engine::{Config, Engine, Output, ProcessError, Processor, Work, WorkCtx};
-use tokio::runtime::Runtime;
+use gstparallel::engine::{Config, Engine, ProcessError, Processor, Work, WorkCtx};
 use tokio::sync::Semaphore;
-
-static RT: LazyLock<Runtime> = LazyLock::new(|| {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_time()
-        .build()
-        .unwrap()
-});
-
-type TestEngine = Engine<u64, (), u64>;
 
 /// What a batch does; each frame's output is the frame + 1000.
 #[derive(Clone)]
@@ -116,26 +106,6 @@ fn batching(size: usize, wait: Duration) -> Config {
         batch_size: size,
         batch_timeout: wait,
         ..Config::default()
-    }
-}
-
-#[derive(Debug, PartialEq, Eq)]
-enum Out {
-    Frame(u64),
-    Failed(ProcessError),
-    Item(u64),
-}
-
-fn pop(e: &TestEngine) -> Out {
-    match e.pop().expect("engine halted") {
-        Output::Frame(p) => {
-            p.leaving.left(p.result.is_ok(), p.admitted.elapsed());
-            match p.result {
-                Ok(v) => Out::Frame(v),
-                Err(err) => Out::Failed(err),
-            }
-        }
-        Output::Item { item, .. } => Out::Item(item),
     }
 }
 

@@ -5,29 +5,18 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, LazyLock};
 use std::thread;
 use std::time::Duration;
 
+use common::engine::{Out, RT, TestEngine, pop};
 use futures::FutureExt;
 use gstparallel::engine::{
     Admission, Config, Engine, Halt, Leaky, Output, ProcessError, Processor, Skip, Work, WorkCtx,
 };
 use proptest::prelude::*;
-use tokio::runtime::Runtime;
 use tokio::sync::Semaphore;
-
-static RT: LazyLock<Runtime> = LazyLock::new(|| {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_time()
-        .build()
-        .unwrap()
-});
-
-/// Frames are numbers, tags are unit, items are numbers too.
-type TestEngine = Engine<u64, (), u64>;
 
 fn engine(config: Config, processor: impl Processor<u64>) -> TestEngine {
     Engine::new(config, Arc::new(processor), RT.handle().clone())
@@ -76,27 +65,6 @@ fn delayed(delay: impl Fn(u64) -> u64 + Send + Sync + 'static) -> impl Processor
     move |frame: u64, _ctx: WorkCtx| {
         let d = Duration::from_millis(delay(frame));
         Work::Async(tokio::time::sleep(d).map(move |_| Ok(frame)).boxed())
-    }
-}
-
-#[derive(Debug, PartialEq, Eq)]
-enum Out {
-    Frame(u64),
-    Failed(ProcessError),
-    Item(u64),
-}
-
-/// Pops like the element's src task: a frame is reported as gone at once.
-fn pop(e: &TestEngine) -> Out {
-    match e.pop().expect("engine halted") {
-        Output::Frame(p) => {
-            p.leaving.left(p.result.is_ok(), p.admitted.elapsed());
-            match p.result {
-                Ok(v) => Out::Frame(v),
-                Err(err) => Out::Failed(err),
-            }
-        }
-        Output::Item { item, .. } => Out::Item(item),
     }
 }
 

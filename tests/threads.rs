@@ -10,22 +10,14 @@
 mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, LazyLock, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use common::engine::{RT, TestEngine};
 use gst::prelude::*;
 use gstparallel::engine::{Admission, Config, Engine, Halt, Output, ProcessError, Work, WorkCtx};
-use tokio::runtime::Runtime;
 
 static SERIAL: Mutex<()> = Mutex::new(());
-
-static RT: LazyLock<Runtime> = LazyLock::new(|| {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_time()
-        .build()
-        .unwrap()
-});
 
 /// Threads of other kinds that may come and go while a test runs: the
 /// producer and consumer the test starts, the watchdog, tokio's and
@@ -38,8 +30,6 @@ const OTHERS: usize = 6;
 /// still on their way out). Unbounded growth, the defect this guards
 /// against, passed 190 within two seconds.
 const LEAVING: usize = 64;
-
-type TestEngine = Engine<u64, (), u64>;
 
 fn threads() -> usize {
     std::fs::read_dir("/proc/self/task").unwrap().count()

@@ -5,6 +5,7 @@
 //! Every test binary compiles all of it and uses a part.
 #![allow(dead_code, unused_imports)]
 
+pub mod engine;
 pub mod harness;
 pub mod pipeline;
 pub mod recorder;
