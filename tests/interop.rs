@@ -68,6 +68,49 @@ fn check(b: &gst::BufferRef, i: u64) -> String {
     s.get::<String>("server").unwrap()
 }
 
+/// Pushes `n` frames with `props`, checks every frame's own result in
+/// order, and returns the stats.
+fn run_frames(props: &[(&str, &str)], n: u64) -> gst::Structure {
+    let (mut h, e) = harness(props);
+    for i in 0..n {
+        assert_eq!(h.push(frame(i)), Ok(gst::FlowSuccess::Ok));
+    }
+    assert!(h.push_event(gst::event::Eos::new()));
+    for i in 0..n {
+        check(&h.pull().expect("no buffer"), i);
+    }
+    e.property::<gst::Structure>("stats")
+}
+
+#[test]
+#[ignore = "needs MLServer: tests/interop/run.sh"]
+fn frames_one_per_request() {
+    let _w = common::begin("frames_one_per_request", 120);
+    let stats = run_frames(&[("workers", "4")], 64);
+    assert_eq!(stats.get::<u64>("batches").unwrap(), 0);
+}
+
+#[test]
+#[ignore = "needs MLServer: tests/interop/run.sh"]
+fn frames_in_batches() {
+    let _w = common::begin("frames_in_batches", 120);
+    let stats = run_frames(
+        &[
+            ("workers", "2"),
+            ("batch-size", "4"),
+            ("batch-timeout", "50000000"),
+        ],
+        64,
+    );
+    eprintln!("stats: {stats}");
+    let batches = stats.get::<u64>("batches").unwrap();
+    assert!(
+        (16..64).contains(&batches),
+        "{batches} batches for 64 frames"
+    );
+    assert!(stats.get::<f64>("avg-batch-size").unwrap() > 1.0);
+}
+
 #[test]
 #[ignore = "needs MLServer: tests/interop/run.sh"]
 fn one_server_killed_mid_stream() {

@@ -14,114 +14,16 @@
 mod common;
 #[path = "common/oip_server.rs"]
 mod oip_server;
+#[path = "common/remote.rs"]
+mod remote_kit;
 
 use std::time::Duration;
 
-use common::{FRAME, Fixture, Pipeline, buffer_with, caps_formats, element, fixture, wait_until};
+use common::{FRAME, Fixture, Pipeline, caps_formats, element, fixture, wait_until};
 use gst::prelude::*;
 use gst_check::Harness;
 use oip_server::{Fault, INPUT_NAME, MODEL, TestServer};
-
-const CAPS: &str = "video/x-raw,format=RGB,width=8,height=4,framerate=30/1";
-const FRAME_BYTES: usize = 8 * 4 * 3;
-
-fn harness(servers: &[&TestServer], props: &[(&str, &str)]) -> (Harness, gst::Element, gst::Bus) {
-    let urls: Vec<String> = servers.iter().map(|s| s.url()).collect();
-    let urls = urls.join(",");
-    let mut all = vec![
-        ("processor", "remote"),
-        ("servers", urls.as_str()),
-        ("model", MODEL),
-    ];
-    all.extend_from_slice(props);
-    let Fixture { mut h, e, bus, .. } = fixture(&all);
-    h.set_src_caps_str(CAPS);
-    (h, e, bus)
-}
-
-/// Frame `i`: every byte is `i % 200`, so the model's `mean` is that.
-fn frame(i: u64) -> gst::Buffer {
-    buffer_with(vec![(i % 200) as u8; FRAME_BYTES], FRAME * i)
-}
-
-#[derive(Debug)]
-struct Result {
-    server: String,
-    attempts: u32,
-    mean: f64,
-    id: i64,
-}
-
-fn result(buffer: &gst::BufferRef) -> Result {
-    let meta = gst::meta::CustomMeta::from_buffer(buffer, "GstParallelFilterInferenceMeta")
-        .expect("no inference meta");
-    let s = meta.structure();
-    assert_eq!(s.name(), "parallelfilter-inference");
-    assert_eq!(s.get::<&str>("model").unwrap(), MODEL);
-    let outputs = s.get::<gst::Array>("outputs").unwrap();
-    let output = |name: &str| {
-        outputs
-            .iter()
-            .map(|o| o.get::<gst::Structure>().unwrap())
-            .find(|o| o.get::<&str>("name").unwrap() == name)
-            .unwrap_or_else(|| panic!("no output {name} in {s}"))
-    };
-    let first = |o: gst::Structure| o.get::<gst::Array>("data").unwrap().as_slice()[0].clone();
-    let mean = output("mean");
-    assert_eq!(mean.get::<&str>("datatype").unwrap(), "FP32");
-    assert_eq!(
-        mean.get::<gst::Array>("shape").unwrap().as_slice()[0]
-            .get::<i64>()
-            .unwrap(),
-        1
-    );
-    Result {
-        server: s.get::<String>("server").unwrap(),
-        attempts: s.get::<u32>("attempts").unwrap(),
-        mean: first(mean).get::<f64>().unwrap(),
-        id: first(output("id")).get::<i64>().unwrap(),
-    }
-}
-
-/// Pulls `n` buffers and checks they are frames `from..from+n`, in order,
-/// each enriched with its own result.
-fn pull_enriched(h: &mut Harness, from: u64, n: u64) -> Vec<Result> {
-    (from..from + n)
-        .map(|i| {
-            let b = h.pull().expect("no buffer");
-            assert_eq!(b.pts(), Some(FRAME * i));
-            let r = result(&b);
-            assert_eq!(r.mean, (i % 200) as f64, "frame {i}: {r:?}");
-            r
-        })
-        .collect()
-}
-
-fn servers_stats(e: &gst::Element) -> Vec<gst::Structure> {
-    e.property::<gst::Structure>("stats")
-        .get::<gst::Array>("servers")
-        .expect("no servers in stats")
-        .iter()
-        .map(|v| v.get::<gst::Structure>().unwrap())
-        .collect()
-}
-
-/// Waits until the element sees `n` servers up.
-fn wait_up(e: &gst::Element, n: usize) {
-    wait_until(&format!("{n} servers up"), || {
-        servers_stats(e)
-            .iter()
-            .filter(|s| s.get::<bool>("up").unwrap())
-            .count()
-            >= n
-    });
-}
-
-fn push(h: &mut Harness, range: std::ops::Range<u64>) {
-    for i in range {
-        assert_eq!(h.push(frame(i)), Ok(gst::FlowSuccess::Ok));
-    }
-}
+use remote_kit::*;
 
 #[test]
 fn frames_enriched_in_order_binary_and_json() {

@@ -18,9 +18,26 @@ const NAME: &str = "latency";
 
 /// Sink-in to src-out times in ns of the element named `el` in `desc`.
 fn measure(desc: &str, frames: usize) -> Result<Vec<f64>, Fail> {
-    let entered: Arc<Mutex<HashMap<Option<gst::ClockTime>, Instant>>> = Default::default();
-    let latencies: Arc<Mutex<Vec<f64>>> = Arc::new(Mutex::new(Vec::with_capacity(frames)));
     let timeout = Duration::from_secs(30 + frames as u64 / 10);
+    Ok(through(desc, frames, timeout)?.latencies)
+}
+
+/// What passed through the element named `el`, per buffer in output order.
+pub struct Through {
+    /// Sink-in to src-out, ns.
+    pub latencies: Vec<f64>,
+    /// When each buffer left.
+    pub out: Vec<Instant>,
+}
+
+/// Runs `desc` to EOS timing each buffer through the element named `el`
+/// (matched by PTS); all `frames` must come through.
+pub fn through(desc: &str, frames: usize, timeout: Duration) -> Result<Through, Fail> {
+    let entered: Arc<Mutex<HashMap<Option<gst::ClockTime>, Instant>>> = Default::default();
+    let seen: Arc<Mutex<Through>> = Arc::new(Mutex::new(Through {
+        latencies: Vec::with_capacity(frames),
+        out: Vec::with_capacity(frames),
+    }));
     run_with(desc, timeout, |p| {
         let el = p.by_name("el").ok_or("no element named 'el'")?;
         let sink = el.static_pad("sink").ok_or("no sink pad")?;
@@ -35,24 +52,31 @@ fn measure(desc: &str, frames: usize) -> Result<Vec<f64>, Fail> {
             }
             gst::PadProbeReturn::Ok
         });
-        let (e, l) = (entered.clone(), latencies.clone());
+        let (e, l) = (entered.clone(), seen.clone());
         src.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
             let now = Instant::now();
             if let Some(b) = info.buffer()
                 && let Some(t) = e.lock().ok().and_then(|mut e| e.remove(&b.pts()))
                 && let Ok(mut l) = l.lock()
             {
-                l.push(now.duration_since(t).as_nanos() as f64);
+                l.latencies.push(now.duration_since(t).as_nanos() as f64);
+                l.out.push(now);
             }
             gst::PadProbeReturn::Ok
         });
         Ok(())
     })?;
-    let l = latencies.lock().map(|l| l.clone()).unwrap_or_default();
-    if l.len() != frames {
+    let l = seen
+        .lock()
+        .map(|mut l| Through {
+            latencies: std::mem::take(&mut l.latencies),
+            out: std::mem::take(&mut l.out),
+        })
+        .map_err(|_| Fail::Error("probe lock poisoned".into()))?;
+    if l.latencies.len() != frames {
         return Err(Fail::Error(format!(
             "{} of {frames} frames measured",
-            l.len()
+            l.latencies.len()
         )));
     }
     Ok(l)

@@ -25,6 +25,7 @@ mod live_overload;
 mod memory;
 mod overhead;
 mod remote;
+mod remote_batch;
 mod report;
 mod roundrobin;
 mod scaling;
@@ -108,6 +109,13 @@ const SCENARIOS: &[(&str, &str, &str, ScenarioFn)] = &[
         "workers=0 vs fixed 1..256: delay 20 ms, delay 5/50/5 ms, gaussianblur, analyze, \
          remote K=4, live 30 fps 100 ms; throughput, workers used, settling",
         auto::run,
+    ),
+    (
+        "remote-batch",
+        "l",
+        "remote on a GPU-like test server (10 ms + 1 ms/frame, one request at a time), \
+         batch-size 1/4/8/16: frames/s and p99 through the element",
+        remote_batch::run,
     ),
 ];
 

@@ -68,6 +68,25 @@ where
     }
 }
 
+impl<T: Send + 'static> Work<Vec<T>> {
+    /// A batch of one as one frame's work: for a processor whose single
+    /// frame path is its batch path.
+    pub fn single(self) -> Work<T> {
+        fn one<T>(r: Result<Vec<T>, String>) -> Result<T, String> {
+            let mut v = r?;
+            match (v.pop(), v.is_empty()) {
+                (Some(t), true) => Ok(t),
+                _ => Err("the batch processor did not give exactly one frame back".into()),
+            }
+        }
+        match self {
+            Work::Ready(r) => Work::Ready(one(r)),
+            Work::Blocking(f) => Work::Blocking(Box::new(move || one(f()))),
+            Work::Async(fut) => Work::Async(Box::pin(async move { one(fut.await) })),
+        }
+    }
+}
+
 pub(super) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_string()

@@ -6,9 +6,12 @@
 //! order), errors, hangs, dropped connections, oversized answers and stops
 //! (connection refused).
 //!
-//! Its model answers every inference with `mean` (FP32 [1], the mean of the
-//! input's elements), `nbytes` (INT64 [1], the input's size in bytes) and
-//! `id` (INT64 [1], the request id parsed as a number).
+//! Its model takes batches: the input's first dimension is the batch (N,
+//! 1 for a single frame) and every output has one row per frame: `mean`
+//! (FP32 [N], the mean of the frame's elements), `nbytes` (INT64 [N], the
+//! frame's size in bytes) and `id` (INT64 [N], the request id parsed as a
+//! number, plus the frame's index in the batch). A request costs its
+//! latency plus a cost per frame, as on a GPU.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
@@ -43,6 +46,10 @@ pub enum Fault {
 #[derive(Default)]
 pub struct Control {
     latency: Mutex<Duration>,
+    /// Added to the latency for each frame of a request.
+    frame_cost: Mutex<Duration>,
+    /// The model's outputs lack the batch dimension: one row whatever N.
+    unbatched: AtomicBool,
     /// At most this many inference requests served at once (the latency
     /// and faults); `None`: no limit. Replaced whole by `set_capacity`,
     /// so requests already served keep their permits.
@@ -71,6 +78,8 @@ pub struct Control {
     pub binary: AtomicU64,
     /// Input names and ids of answered requests, in answer order.
     pub inputs: Mutex<Vec<(String, u64)>>,
+    /// Frames in each answered request, in answer order.
+    pub batches: Mutex<Vec<usize>>,
     /// The listener's generation (bumped by stop) and the tasks serving it.
     tasks: Mutex<(u64, Vec<AbortHandle>)>,
 }
@@ -176,6 +185,22 @@ impl TestServer {
 
     pub fn set_latency(&self, d: Duration) {
         *self.control.latency.lock().unwrap() = d;
+    }
+
+    /// Each request costs its latency plus `d` per frame in it.
+    pub fn set_frame_cost(&self, d: Duration) {
+        *self.control.frame_cost.lock().unwrap() = d;
+    }
+
+    /// Whether the model's outputs lack the batch dimension (one row for
+    /// a whole batch).
+    pub fn set_unbatched(&self, on: bool) {
+        self.control.unbatched.store(on, Ordering::SeqCst);
+    }
+
+    /// Frames in each answered request, in answer order.
+    pub fn batches(&self) -> Vec<usize> {
+        self.control.batches.lock().unwrap().clone()
     }
 
     /// Serves at most `k` inference requests at once, the others wait in
@@ -324,7 +349,7 @@ async fn handle(c: Arc<Control>, req: Request<Incoming>) -> Result<Reply, std::i
         ("GET", p) if p == model_path => ok(json!({
             "name": model, "platform": "test",
             "inputs": [{"name": INPUT_NAME, "datatype": "UINT8", "shape": [-1]}],
-            "outputs": [{"name": "mean", "datatype": "FP32", "shape": [1]}],
+            "outputs": [{"name": "mean", "datatype": "FP32", "shape": [-1]}],
         })),
         ("POST", p) if p == format!("{model_path}/infer") => {
             let n = c.concurrent.fetch_add(1, Ordering::SeqCst) + 1;
@@ -359,44 +384,6 @@ async fn infer(
         Ok(b) => b.to_bytes(),
         Err(e) => return Err(std::io::Error::other(e)),
     };
-    let mut hold = c.hold.subscribe();
-    let _ = hold.wait_for(|h| !*h).await;
-    // Held until the answer is built; the semaphore is fair (FIFO).
-    let capacity = c.capacity.lock().unwrap().clone();
-    let _served = match capacity {
-        Some(s) => s.acquire_owned().await.ok(),
-        None => None,
-    };
-    let latency = *c.latency.lock().unwrap();
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
-    }
-    let fault = {
-        let mut f = c.fault.lock().unwrap();
-        match f.as_mut() {
-            Some((fault, n)) if *n > 0 => {
-                *n = n.saturating_sub(if *n == u64::MAX { 0 } else { 1 });
-                Some(*fault)
-            }
-            _ => None,
-        }
-    };
-    match fault {
-        Some(Fault::Status(s)) => {
-            let status = StatusCode::from_u16(s).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            return Ok(reply(status, json!({"error": "injected failure"})));
-        }
-        Some(Fault::Hang) => std::future::pending::<()>().await,
-        Some(Fault::Drop) => return Err(std::io::Error::other("injected connection drop")),
-        Some(Fault::Oversize) => {
-            let padding = "x".repeat((4 << 20) + 1);
-            return Ok(reply(
-                StatusCode::OK,
-                json!({"model_name": model, "outputs": [], "padding": padding}),
-            ));
-        }
-        None => {}
-    }
     let bad = |msg: &str| Ok(reply(StatusCode::BAD_REQUEST, json!({ "error": msg })));
     let (json_part, binary) = match header_len {
         Some(n) if n <= body.len() => (&body[..n], Some(&body[n..])),
@@ -437,13 +424,65 @@ async fn infer(
     if elements != Some(Some(values.len() as i64)) {
         return bad("shape does not match the number of elements");
     }
-    let nbytes = match datatype {
-        "FP32" => values.len() * 4,
-        _ => values.len(),
+    // The first dimension is the batch.
+    let rows = input["shape"][0].as_u64().unwrap_or(1).max(1) as usize;
+    if !values.len().is_multiple_of(rows) {
+        return bad("the elements do not divide into the batch");
+    }
+    let mut hold = c.hold.subscribe();
+    let _ = hold.wait_for(|h| !*h).await;
+    // Held until the answer is built; the semaphore is fair (FIFO).
+    let capacity = c.capacity.lock().unwrap().clone();
+    let _served = match capacity {
+        Some(s) => s.acquire_owned().await.ok(),
+        None => None,
     };
-    let mean = values.iter().sum::<f64>() / values.len().max(1) as f64;
+    let latency = *c.latency.lock().unwrap() + *c.frame_cost.lock().unwrap() * rows as u32;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let fault = {
+        let mut f = c.fault.lock().unwrap();
+        match f.as_mut() {
+            Some((fault, n)) if *n > 0 => {
+                *n = n.saturating_sub(if *n == u64::MAX { 0 } else { 1 });
+                Some(*fault)
+            }
+            _ => None,
+        }
+    };
+    match fault {
+        Some(Fault::Status(s)) => {
+            let status = StatusCode::from_u16(s).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return Ok(reply(status, json!({"error": "injected failure"})));
+        }
+        Some(Fault::Hang) => std::future::pending::<()>().await,
+        Some(Fault::Drop) => return Err(std::io::Error::other("injected connection drop")),
+        Some(Fault::Oversize) => {
+            let padding = "x".repeat((4 << 20) + 1);
+            return Ok(reply(
+                StatusCode::OK,
+                json!({"model_name": model, "outputs": [], "padding": padding}),
+            ));
+        }
+        None => {}
+    }
+    let element_size = if datatype == "FP32" { 4 } else { 1 };
     let id: u64 = v["id"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let rows = if c.unbatched.load(Ordering::SeqCst) {
+        1
+    } else {
+        rows
+    };
+    let row = values.len() / rows.max(1);
+    let (mut means, mut nbytes, mut ids) = (vec![], vec![], vec![]);
+    for (i, r) in values.chunks(row.max(1)).take(rows).enumerate() {
+        means.push(r.iter().sum::<f64>() / r.len().max(1) as f64);
+        nbytes.push(r.len() * element_size);
+        ids.push(id + i as u64);
+    }
     c.inputs.lock().unwrap().push((name, id));
+    c.batches.lock().unwrap().push(rows);
     c.answered.fetch_add(1, Ordering::SeqCst);
     Ok(reply(
         StatusCode::OK,
@@ -451,9 +490,9 @@ async fn infer(
             "model_name": model,
             "id": v["id"],
             "outputs": [
-                {"name": "mean", "datatype": "FP32", "shape": [1], "data": [mean]},
-                {"name": "nbytes", "datatype": "INT64", "shape": [1], "data": [nbytes]},
-                {"name": "id", "datatype": "INT64", "shape": [1], "data": [id]},
+                {"name": "mean", "datatype": "FP32", "shape": [rows], "data": means},
+                {"name": "nbytes", "datatype": "INT64", "shape": [rows], "data": nbytes},
+                {"name": "id", "datatype": "INT64", "shape": [rows], "data": ids},
             ],
         }),
     ))

@@ -5,8 +5,9 @@
 # server: MLServer (PyPI) with the tiny runtime in tests/interop/model.
 # Installs MLServer into a virtualenv under target/ (nothing cached outside
 # the workspace), starts two servers on free ports, runs the ignored tests
-# of tests/interop.rs: the first server is killed mid-stream, then with
-# both stopped every frame gets on-error.
+# of tests/interop.rs: frames one per request and in batches, then the
+# first server is killed mid-stream, then with both stopped every frame
+# gets on-error.
 #
 # Usage: tests/interop/run.sh   (from anywhere; needs python3 with venv)
 set -euo pipefail
@@ -85,6 +86,8 @@ wait_ready "$b" "$logs/b.log"
 say "servers ready in $((SECONDS - t)) s: $a $b"
 
 t=$SECONDS
+PARALLELFILTER_OIP_SERVERS=$a,$b \
+    cargo test --test interop -- --ignored --exact frames_one_per_request frames_in_batches --nocapture
 PARALLELFILTER_OIP_SERVERS=$a,$b PARALLELFILTER_OIP_KILL_PID=${pids[0]} \
     cargo test --test interop -- --ignored --exact one_server_killed_mid_stream --nocapture
 kill -9 "${pids[1]}"

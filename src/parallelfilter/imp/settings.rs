@@ -272,7 +272,8 @@ pub(super) fn properties() -> Vec<glib::ParamSpec> {
             .nick("Batch size")
             .blurb(
                 "Frames a worker takes at once for a processor with a batch form \
-                 (a Rust batch processor); consecutive, never across an event",
+                 (remote: one request; a Rust batch processor: one call); \
+                 consecutive, never across an event",
             )
             .minimum(1)
             .maximum(MAX_BATCH_SIZE)

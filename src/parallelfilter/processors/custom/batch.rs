@@ -80,19 +80,6 @@ impl CustomProcessor {
     }
 }
 
-/// A batch of one as one frame's work (`batch-size` 1).
-pub(super) fn single(work: Work<Vec<Frame>>) -> Work<Frame> {
-    fn one(r: Result<Vec<Frame>, String>) -> Result<Frame, String> {
-        r?.pop()
-            .ok_or_else(|| "the batch processor gave no frame back".to_string())
-    }
-    match work {
-        Work::Ready(r) => Work::Ready(one(r)),
-        Work::Blocking(f) => Work::Blocking(Box::new(move || one(f()))),
-        Work::Async(fut) => Work::Async(fut.map(one).boxed()),
-    }
-}
-
 /// A batch's work for a batch callback.
 pub(super) fn process(
     work: &Callback,

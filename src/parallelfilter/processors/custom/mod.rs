@@ -301,7 +301,7 @@ impl Processor<Frame> for Custom {
     fn process(&self, mut frame: Frame, ctx: WorkCtx) -> Work<Frame> {
         if self.batches() {
             // `batch-size` 1: a batch of one.
-            return batch::single(self.process_batch(vec![frame], &[ctx]));
+            return self.process_batch(vec![frame], &[ctx]).single();
         }
         let fctx = match context(&mut frame, ctx) {
             Ok(fctx) => fctx,

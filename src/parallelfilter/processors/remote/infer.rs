@@ -11,7 +11,7 @@ use hyper::StatusCode;
 use super::Inner;
 use super::budget::{AttemptBound, Deadline};
 use super::http::{BodyError, SendError, too_large};
-use super::protocol::{self, Tensor};
+use super::protocol::{self, Output, Tensor};
 use super::servers::Lease;
 use super::tensor::INLINE_BYTES;
 
@@ -26,7 +26,7 @@ struct Failure {
 /// A successful inference.
 pub(super) struct Answer {
     pub server: usize,
-    pub outputs: Vec<gst::Structure>,
+    pub outputs: Vec<Output>,
     pub request_time: Duration,
     /// Attempts it took, this one included.
     pub attempts: u32,
@@ -39,7 +39,7 @@ impl Inner {
         lease: &Lease<'_>,
         tensor: &Arc<Tensor>,
         id: u64,
-    ) -> Result<Vec<gst::Structure>, Failure> {
+    ) -> Result<Vec<Output>, Failure> {
         let url = self.url(lease.slot.server, &protocol::infer(&self.model_path));
         let binary = lease.binary;
         let request = if tensor.bytes.len() > INLINE_BYTES {
@@ -100,12 +100,18 @@ impl Inner {
     /// [`Deadline::attempt`]). Without `timeout`, an attempt is bounded by
     /// [`DEFAULT_REQUEST_TIMEOUT`](super::budget::DEFAULT_REQUEST_TIMEOUT).
     /// Running out of the frame's budget is not the server's fault.
+    /// `id` is the first frame's sequence number, `frames` how many the
+    /// tensor holds.
     pub(super) async fn run(
         this: Arc<Inner>,
         tensor: Arc<Tensor>,
-        id: u64,
+        (id, frames): (u64, usize),
         deadline: Deadline,
     ) -> Result<Answer, String> {
+        let what = match frames {
+            1 => format!("frame {id}"),
+            n => format!("the batch of {n} frames from {id}"),
+        };
         let attempts = this.config.retries + 1;
         let mut errors = Vec::new();
         let mut tried = Vec::new();
@@ -163,7 +169,7 @@ impl Inner {
                 Err(f) => {
                     this.log(
                         gst::DebugLevel::Debug,
-                        format_args!("frame {id}: attempt {attempt} on {url}: {}", f.msg),
+                        format_args!("{what}: attempt {attempt} on {url}: {}", f.msg),
                     );
                     errors.push(format!("{url}: {}", f.msg));
                     if !f.server_fault {
@@ -178,7 +184,7 @@ impl Inner {
             return Err(errors.join("; "));
         }
         Err(format!(
-            "inference of frame {id} on model '{}' failed after {} attempt(s): {}",
+            "inference of {what} on model '{}' failed after {} attempt(s): {}",
             this.config.model,
             tried.len(),
             errors.join("; ")

@@ -21,6 +21,7 @@
 //! | `mod.rs` | the processor: a frame in, its tensor out, the answer as meta |
 //! | `config` | the settings and their checks |
 //! | `tensor` | the input tensor of a frame: pixels or analysis |
+//! | `batch` | frames stacked into one request, outputs sliced per frame |
 //! | `infer` | a frame's attempts across servers, one request each |
 //! | `budget` | the frame's deadline and each attempt's share of it |
 //! | `servers` | the servers' health and counters, leasing request slots |
@@ -40,6 +41,7 @@ use crate::engine::{Processor, Work, WorkCtx};
 use crate::parallelfilter::frame::{Frame, FrameProcessor};
 use crate::parallelfilter::{INFERENCE_META, INFERENCE_NAME, Payload};
 
+mod batch;
 mod budget;
 mod config;
 mod http;
@@ -53,6 +55,7 @@ mod tensor;
 use budget::Deadline;
 pub use config::{Config, LiveTimeout, PerServer};
 use http::HttpClient;
+use protocol::{Output, Tensor};
 use servers::Servers;
 pub use tensor::caps;
 use tensor::{FORMATS, INLINE_BYTES, analysis_tensor, frame_tensor};
@@ -127,65 +130,84 @@ impl Inner {
 
 impl Processor<Frame> for Remote {
     fn process(&self, frame: Frame, ctx: WorkCtx) -> Work<Frame> {
+        self.process_batch(vec![frame], &[ctx]).single()
+    }
+
+    fn batches(&self) -> bool {
+        true
+    }
+
+    fn process_batch(&self, mut frames: Vec<Frame>, ctx: &[WorkCtx]) -> Work<Vec<Frame>> {
         let inner = self.inner.clone();
         // Now, before the engine starts its own timeout.
         let deadline = Deadline::start(inner.config.timeout.get(), inner.config.retries);
+        let id = ctx.first().map_or(0, |c| c.seq);
         Work::Async(
             async move {
-                let Frame {
-                    mut buffer,
-                    stream,
-                    segment,
-                    previous,
-                } = frame;
-                let info = stream.video_info()?.clone();
-                stream.check_size(&buffer)?;
-                // Only the analysis reads it; the frame's own worker would
-                // otherwise find its buffer shared during the request.
-                let previous = (inner.config.payload == Payload::Analysis)
-                    .then_some(previous)
-                    .flatten();
-                let tensor = match inner.config.payload {
-                    Payload::Frame if buffer.size() <= INLINE_BYTES => {
-                        frame_tensor(&buffer, &info)?
-                    }
-                    Payload::Frame => {
-                        let b = buffer.clone();
-                        tokio::task::spawn_blocking(move || frame_tensor(&b, &info))
-                            .await
-                            .map_err(|e| format!("copying the frame failed: {e}"))??
-                    }
-                    Payload::Analysis => {
-                        // CPU work: off the async threads.
-                        let (b, p, th) =
-                            (buffer.clone(), previous, inner.config.scene_threshold.get());
-                        tokio::task::spawn_blocking(move || {
-                            analysis_tensor(&b, p.as_ref(), &info, th)
-                        })
-                        .await
-                        .map_err(|e| format!("analysis failed: {e}"))??
-                    }
-                };
-                let answer = Inner::run(inner.clone(), Arc::new(tensor), ctx.seq, deadline).await?;
-                let buf = buffer.make_mut();
-                let mut meta = gst::meta::CustomMeta::add(buf, INFERENCE_META)
-                    .map_err(|e| format!("cannot add {INFERENCE_META}: {e}"))?;
-                let s = meta.mut_structure();
-                s.set_name(INFERENCE_NAME);
-                s.set("model", inner.config.model.as_str());
-                s.set("server", inner.servers.url(answer.server));
-                s.set("attempts", answer.attempts);
-                s.set("request-time", answer.request_time.as_nanos() as u64);
-                s.set("outputs", gst::Array::new(answer.outputs));
-                Ok(Frame {
-                    buffer,
-                    stream,
-                    segment,
-                    previous: None,
-                })
+                let n = frames.len();
+                let tensor = inner.tensor(&mut frames).await?;
+                let answer = Inner::run(inner.clone(), Arc::new(tensor), (id, n), deadline).await?;
+                let outputs = batch::split(answer.outputs, n)
+                    .map_err(|e| format!("model '{}': {e}", inner.config.model))?;
+                let server = inner.servers.url(answer.server);
+                for (frame, outputs) in frames.iter_mut().zip(outputs) {
+                    let buf = frame.buffer.make_mut();
+                    let mut meta = gst::meta::CustomMeta::add(buf, INFERENCE_META)
+                        .map_err(|e| format!("cannot add {INFERENCE_META}: {e}"))?;
+                    let s = meta.mut_structure();
+                    s.set_name(INFERENCE_NAME);
+                    s.set("model", inner.config.model.as_str());
+                    s.set("server", server);
+                    s.set("attempts", answer.attempts);
+                    s.set("request-time", answer.request_time.as_nanos() as u64);
+                    let outputs = outputs.into_iter().map(Output::into_structure);
+                    s.set("outputs", gst::Array::new(outputs));
+                }
+                Ok(frames)
             }
             .boxed(),
         )
+    }
+}
+
+impl Inner {
+    /// The frames' input tensor, stacked (see [`batch`]). Pixels are
+    /// copied and analyses computed off the async threads unless small.
+    async fn tensor(&self, frames: &mut [Frame]) -> Result<Tensor, String> {
+        let payload = self.config.payload;
+        let threshold = self.config.scene_threshold.get();
+        let mut inputs = Vec::with_capacity(frames.len());
+        let mut size = 0;
+        for frame in frames.iter_mut() {
+            let info = frame.stream.video_info()?.clone();
+            frame.stream.check_size(&frame.buffer)?;
+            // Dropped now otherwise: the frame's worker must not find the
+            // previous buffer shared when it writes the meta.
+            let previous = frame
+                .previous
+                .take()
+                .filter(|_| payload == Payload::Analysis);
+            size += frame.buffer.size();
+            inputs.push((frame.buffer.clone(), previous, info));
+        }
+        let build = move || {
+            let tensors = inputs
+                .iter()
+                .map(|(buffer, previous, info)| match payload {
+                    Payload::Frame => frame_tensor(buffer, info),
+                    Payload::Analysis => {
+                        analysis_tensor(buffer, previous.as_ref(), info, threshold)
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            batch::stack(tensors)
+        };
+        if payload == Payload::Frame && size <= INLINE_BYTES {
+            return build();
+        }
+        tokio::task::spawn_blocking(build)
+            .await
+            .map_err(|e| format!("building the input tensor failed: {e}"))?
     }
 }
 

@@ -160,12 +160,33 @@ pub(super) fn parse_index(index: &Value) -> Option<Vec<IndexEntry>> {
     Some(entries.collect())
 }
 
+/// An output tensor of an answer.
+#[derive(Debug)]
+pub(super) struct Output {
+    pub name: String,
+    pub datatype: String,
+    pub shape: Vec<i64>,
+    pub data: Vec<glib::SendValue>,
+}
+
+impl Output {
+    /// The `outputs` entry of the inference meta.
+    pub(super) fn into_structure(self) -> gst::Structure {
+        gst::Structure::builder("output")
+            .field("name", self.name)
+            .field("datatype", self.datatype)
+            .field("shape", gst::Array::new(self.shape))
+            .field("data", gst::Array::from_values(self.data))
+            .build()
+    }
+}
+
 /// Outputs of an inference response, JSON or with binary tensors after the
 /// JSON header.
 pub(super) fn parse_response(
     body: &[u8],
     header_len: Option<usize>,
-) -> Result<Vec<gst::Structure>, String> {
+) -> Result<Vec<Output>, String> {
     let (json, mut binary) = match header_len {
         Some(n) if n <= body.len() => (&body[..n], &body[n..]),
         Some(n) => return Err(format!("header length {n} beyond the body")),
@@ -213,14 +234,12 @@ pub(super) fn parse_response(
                 data.len()
             ));
         }
-        out.push(
-            gst::Structure::builder("output")
-                .field("name", name)
-                .field("datatype", datatype)
-                .field("shape", gst::Array::new(shape))
-                .field("data", gst::Array::from_values(data))
-                .build(),
-        );
+        out.push(Output {
+            name: name.to_string(),
+            datatype: datatype.to_string(),
+            shape,
+            data,
+        });
     }
     Ok(out)
 }
@@ -333,10 +352,9 @@ mod tests {
         body.extend(1.5f32.to_le_bytes());
         body.extend((-2f32).to_le_bytes());
         let out = parse_response(&body, Some(header.len())).unwrap();
-        let a = out[0].get::<gst::Array>("data").unwrap();
-        assert_eq!(a.as_slice()[1].get::<f64>().unwrap(), -2.0);
-        let b = out[1].get::<gst::Array>("data").unwrap();
-        assert_eq!(b.as_slice()[0].get::<i64>().unwrap(), 7);
+        assert_eq!(out[0].data[1].get::<f64>().unwrap(), -2.0);
+        assert_eq!(out[1].data[0].get::<i64>().unwrap(), 7);
+        assert_eq!(out[1].shape, [1, 1]);
         assert!(parse_response(&body[..body.len() - 1], Some(header.len())).is_err());
     }
 

@@ -1,0 +1,173 @@
+// SPDX-License-Identifier: MPL-2.0
+//! A batch in one request (pure): the frames' tensors stacked along the
+//! first dimension, and the answer's outputs cut back into one slice per
+//! frame.
+//!
+//! A frame's tensor already starts with a batch dimension of 1 (`[1, H,
+//! W, C]`), so N frames make `[N, H, W, C]`: what a KServe or Triton model
+//! with a batch dimension takes, and at batch-size 1 the same request as
+//! without batching.
+
+use super::protocol::{Output, Tensor};
+
+/// The frames' tensors as one, `[N, ...]`. They must share datatype and
+/// shape (a batch never crosses a caps change, so they do).
+pub(super) fn stack(tensors: Vec<Tensor>) -> Result<Tensor, String> {
+    let mut tensors = tensors.into_iter();
+    let first = tensors
+        .next()
+        .ok_or_else(|| "an empty batch has no tensor".to_string())?;
+    if first.shape.first() != Some(&1) {
+        return Err(format!(
+            "a frame's tensor has shape {:?}, not a first dimension of 1",
+            first.shape
+        ));
+    }
+    let n = tensors.len() + 1;
+    if n == 1 {
+        return Ok(first);
+    }
+    let mut bytes = Vec::with_capacity(first.bytes.len() * n);
+    bytes.extend_from_slice(&first.bytes);
+    for t in tensors {
+        if t.datatype != first.datatype || t.shape != first.shape {
+            return Err(format!(
+                "the frames of one batch have different tensors: {} {:?} and {} {:?}",
+                first.datatype, first.shape, t.datatype, t.shape
+            ));
+        }
+        bytes.extend_from_slice(&t.bytes);
+    }
+    let mut shape = first.shape;
+    shape[0] = n as i64;
+    Ok(Tensor {
+        datatype: first.datatype,
+        shape,
+        bytes,
+    })
+}
+
+/// Each frame's slice of every output, `[1, ...]`, in frame order. With
+/// one frame the outputs are its own whatever their shape; with more, an
+/// output whose first dimension is not the batch's size is an error.
+pub(super) fn split(outputs: Vec<Output>, n: usize) -> Result<Vec<Vec<Output>>, String> {
+    if n == 1 {
+        return Ok(vec![outputs]);
+    }
+    let mut frames: Vec<Vec<Output>> = (0..n).map(|_| Vec::with_capacity(outputs.len())).collect();
+    for o in outputs {
+        if o.shape.first() != Some(&(n as i64)) || !o.data.len().is_multiple_of(n) {
+            return Err(format!(
+                "output '{}' has shape {:?} ({} elements) for a batch of {n} frames: \
+                 the model's outputs lack the batch dimension (a first dimension of {n})",
+                o.name,
+                o.shape,
+                o.data.len()
+            ));
+        }
+        let per_frame = o.data.len() / n;
+        let mut shape = o.shape;
+        shape[0] = 1;
+        let mut data = o.data.into_iter();
+        for frame in &mut frames {
+            frame.push(Output {
+                name: o.name.clone(),
+                datatype: o.datatype.clone(),
+                shape: shape.clone(),
+                data: data.by_ref().take(per_frame).collect(),
+            });
+        }
+    }
+    Ok(frames)
+}
+
+#[cfg(test)]
+mod tests {
+    use gst::prelude::*;
+
+    use super::*;
+
+    fn tensor(shape: Vec<i64>, bytes: Vec<u8>) -> Tensor {
+        Tensor {
+            datatype: "UINT8",
+            shape,
+            bytes,
+        }
+    }
+
+    fn output(name: &str, shape: Vec<i64>, data: Vec<i64>) -> Output {
+        Output {
+            name: name.into(),
+            datatype: "INT64".into(),
+            shape,
+            data: data.into_iter().map(|x| x.to_send_value()).collect(),
+        }
+    }
+
+    #[test]
+    fn frames_stack_along_the_first_dimension() {
+        let t = stack(vec![
+            tensor(vec![1, 2, 1], vec![1, 2]),
+            tensor(vec![1, 2, 1], vec![3, 4]),
+            tensor(vec![1, 2, 1], vec![5, 6]),
+        ])
+        .unwrap();
+        assert_eq!(t.shape, [3, 2, 1]);
+        assert_eq!(t.bytes, [1, 2, 3, 4, 5, 6]);
+        let one = stack(vec![tensor(vec![1, 4], vec![9; 4])]).unwrap();
+        assert_eq!(one.shape, [1, 4]);
+        assert!(
+            stack(vec![
+                tensor(vec![1, 2], vec![0; 2]),
+                tensor(vec![1, 3], vec![0; 3])
+            ])
+            .is_err()
+        );
+        assert!(stack(vec![]).is_err());
+    }
+
+    #[test]
+    fn outputs_are_cut_into_one_slice_per_frame() {
+        gst::init().unwrap();
+        let frames = split(
+            vec![
+                output("a", vec![2, 3], vec![1, 2, 3, 4, 5, 6]),
+                output("b", vec![2], vec![7, 8]),
+            ],
+            2,
+        )
+        .unwrap();
+        let values = |o: &Output| {
+            o.data
+                .iter()
+                .map(|v| v.get::<i64>().unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(frames.len(), 2);
+        assert_eq!(
+            (frames[1][0].shape.clone(), values(&frames[1][0])),
+            (vec![1, 3], vec![4, 5, 6])
+        );
+        assert_eq!(
+            (frames[0][1].shape.clone(), values(&frames[0][1])),
+            (vec![1], vec![7])
+        );
+        assert_eq!(values(&frames[1][1]), [8]);
+    }
+
+    #[test]
+    fn outputs_without_the_batch_dimension_are_an_error() {
+        gst::init().unwrap();
+        let err = split(vec![output("mean", vec![1], vec![5])], 4).unwrap_err();
+        assert!(
+            err.contains("'mean'") && err.contains("batch dimension"),
+            "{err}"
+        );
+        assert!(split(vec![output("s", vec![], vec![5])], 2).is_err());
+        // One frame: its outputs whatever their shape.
+        assert_eq!(
+            split(vec![output("s", vec![], vec![5])], 1).unwrap()[0].len(),
+            1
+        );
+    }
+}
