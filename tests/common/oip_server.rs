@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MPL-2.0
 //! A small Open Inference Protocol (KServe v2) server for tests and the
 //! throughput example: the REST subset `parallelfilter processor=remote`
-//! uses (and the repository index), with injectable latency, a capacity
+//! uses (and the repository index) and the same over KServe v2 gRPC
+//! (`oip_grpc.rs`), with injectable latency, a capacity
 //! (at most K inference requests served at once, the others wait in
 //! order), errors, hangs, dropped connections, oversized answers and stops
 //! (connection refused).
@@ -13,6 +14,9 @@
 //! number, plus the frame's index in the batch). A request costs its
 //! latency plus a cost per frame, as on a GPU.
 #![allow(dead_code)]
+
+#[path = "oip_grpc.rs"]
+mod grpc;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -86,6 +90,8 @@ pub struct Control {
 
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// Where it serves the same model over KServe v2 gRPC.
+    pub grpc_addr: SocketAddr,
     pub control: Arc<Control>,
     rt: Option<tokio::runtime::Runtime>,
 }
@@ -99,16 +105,19 @@ impl TestServer {
             .enable_all()
             .build()
             .expect("test server runtime");
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind");
-        let addr = listener.local_addr().expect("local addr");
+        let bind = || {
+            rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+                .expect("bind")
+        };
+        let (listener, grpc) = (bind(), bind());
         let server = TestServer {
-            addr,
+            addr: listener.local_addr().expect("local addr"),
+            grpc_addr: grpc.local_addr().expect("local addr"),
             control: Arc::new(Control::default()),
             rt: Some(rt),
         };
-        server.serve(listener);
+        server.serve(listener, false);
+        server.serve(grpc, true);
         server
     }
 
@@ -116,11 +125,16 @@ impl TestServer {
         format!("http://{}", self.addr)
     }
 
+    pub fn grpc_url(&self) -> String {
+        format!("grpc://{}", self.grpc_addr)
+    }
+
     fn rt(&self) -> &tokio::runtime::Runtime {
         self.rt.as_ref().expect("runtime")
     }
 
-    fn serve(&self, listener: tokio::net::TcpListener) {
+    /// Accepts REST (HTTP/1.1) or gRPC (HTTP/2) connections on `listener`.
+    fn serve(&self, listener: tokio::net::TcpListener, grpc: bool) {
         let control = self.control.clone();
         let generation = self.control.tasks.lock().unwrap().0;
         let handle = self.rt().spawn(async move {
@@ -137,6 +151,10 @@ impl TestServer {
                     return;
                 }
                 let conn = tokio::spawn(async move {
+                    if grpc {
+                        grpc::serve_connection(c, TokioIo::new(stream)).await;
+                        return;
+                    }
                     let service = hyper::service::service_fn(move |req| handle(c.clone(), req));
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
@@ -164,23 +182,25 @@ impl TestServer {
         }
     }
 
-    /// Listens again on the same port.
+    /// Listens again on the same ports.
     pub fn restart(&self) {
         self.stop();
-        let listener = self
-            .rt()
-            .block_on(async {
-                // The old listener closes once its aborted task is dropped.
-                for _ in 0..500 {
-                    match tokio::net::TcpListener::bind(self.addr).await {
-                        Ok(l) => return Ok(l),
-                        Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        let rebind = |addr: SocketAddr| {
+            self.rt()
+                .block_on(async {
+                    // The old listener closes once its aborted task is dropped.
+                    for _ in 0..500 {
+                        match tokio::net::TcpListener::bind(addr).await {
+                            Ok(l) => return Ok(l),
+                            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+                        }
                     }
-                }
-                tokio::net::TcpListener::bind(self.addr).await
-            })
-            .expect("rebind");
-        self.serve(listener);
+                    tokio::net::TcpListener::bind(addr).await
+                })
+                .expect("rebind")
+        };
+        self.serve(rebind(self.addr), false);
+        self.serve(rebind(self.grpc_addr), true);
     }
 
     pub fn set_latency(&self, d: Duration) {
@@ -402,13 +422,9 @@ async fn infer(
                 return bad("binary_data_size differs from the bytes after the header");
             }
             c.binary.fetch_add(1, Ordering::SeqCst);
-            match datatype {
-                "UINT8" => b.iter().map(|&x| f64::from(x)).collect(),
-                "FP32" => b
-                    .chunks_exact(4)
-                    .map(|x| f64::from(f32::from_le_bytes([x[0], x[1], x[2], x[3]])))
-                    .collect(),
-                _ => return bad("unsupported datatype"),
+            match raw_values(datatype, b) {
+                Some(v) => v,
+                None => return bad("unsupported datatype"),
             }
         }
         None => match input["data"].as_array() {
@@ -416,42 +432,16 @@ async fn infer(
             None => return bad("no data"),
         },
     };
-    let elements = input["shape"].as_array().map(|s| {
-        s.iter()
-            .map(|d| d.as_i64().unwrap_or(-1))
-            .try_fold(1i64, |n, d| (d >= 0).then(|| n * d))
-    });
-    if elements != Some(Some(values.len() as i64)) {
-        return bad("shape does not match the number of elements");
-    }
-    // The first dimension is the batch.
-    let rows = input["shape"][0].as_u64().unwrap_or(1).max(1) as usize;
-    if !values.len().is_multiple_of(rows) {
-        return bad("the elements do not divide into the batch");
-    }
-    let mut hold = c.hold.subscribe();
-    let _ = hold.wait_for(|h| !*h).await;
-    // Held until the answer is built; the semaphore is fair (FIFO).
-    let capacity = c.capacity.lock().unwrap().clone();
-    let _served = match capacity {
-        Some(s) => s.acquire_owned().await.ok(),
-        None => None,
+    let shape: Vec<i64> = match input["shape"].as_array() {
+        Some(s) => s.iter().map(|d| d.as_i64().unwrap_or(-1)).collect(),
+        None => return bad("no shape"),
     };
-    let latency = *c.latency.lock().unwrap() + *c.frame_cost.lock().unwrap() * rows as u32;
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
-    }
-    let fault = {
-        let mut f = c.fault.lock().unwrap();
-        match f.as_mut() {
-            Some((fault, n)) if *n > 0 => {
-                *n = n.saturating_sub(if *n == u64::MAX { 0 } else { 1 });
-                Some(*fault)
-            }
-            _ => None,
-        }
+    let id: u64 = v["id"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let request = match Infer::new(name, datatype, &shape, values, id) {
+        Ok(r) => r,
+        Err(e) => return bad(e),
     };
-    match fault {
+    match serve(&c, request.rows).await {
         Some(Fault::Status(s)) => {
             let status = StatusCode::from_u16(s).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             return Ok(reply(status, json!({"error": "injected failure"})));
@@ -467,23 +457,12 @@ async fn infer(
         }
         None => {}
     }
-    let element_size = if datatype == "FP32" { 4 } else { 1 };
-    let id: u64 = v["id"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0);
-    let rows = if c.unbatched.load(Ordering::SeqCst) {
-        1
-    } else {
-        rows
-    };
-    let row = values.len() / rows.max(1);
-    let (mut means, mut nbytes, mut ids) = (vec![], vec![], vec![]);
-    for (i, r) in values.chunks(row.max(1)).take(rows).enumerate() {
-        means.push(r.iter().sum::<f64>() / r.len().max(1) as f64);
-        nbytes.push(r.len() * element_size);
-        ids.push(id + i as u64);
-    }
-    c.inputs.lock().unwrap().push((name, id));
-    c.batches.lock().unwrap().push(rows);
-    c.answered.fetch_add(1, Ordering::SeqCst);
+    let Rows {
+        rows,
+        means,
+        nbytes,
+        ids,
+    } = answer(&c, request);
     Ok(reply(
         StatusCode::OK,
         json!({
@@ -496,4 +475,112 @@ async fn infer(
             ],
         }),
     ))
+}
+
+/// An inference request as the model sees it.
+pub(crate) struct Infer {
+    name: String,
+    datatype: String,
+    /// The first dimension: frames in the request.
+    rows: usize,
+    values: Vec<f64>,
+    id: u64,
+}
+
+impl Infer {
+    pub(crate) fn new(
+        name: String,
+        datatype: &str,
+        shape: &[i64],
+        values: Vec<f64>,
+        id: u64,
+    ) -> Result<Infer, &'static str> {
+        let elements = shape.iter().try_fold(1i64, |n, &d| (d >= 0).then(|| n * d));
+        if elements != Some(values.len() as i64) {
+            return Err("shape does not match the number of elements");
+        }
+        let rows = shape.first().copied().unwrap_or(1).max(1) as usize;
+        if !values.len().is_multiple_of(rows) {
+            return Err("the elements do not divide into the batch");
+        }
+        Ok(Infer {
+            name,
+            datatype: datatype.to_string(),
+            rows,
+            values,
+            id,
+        })
+    }
+}
+
+/// The elements of a raw (binary) tensor.
+pub(crate) fn raw_values(datatype: &str, b: &[u8]) -> Option<Vec<f64>> {
+    match datatype {
+        "UINT8" => Some(b.iter().map(|&x| f64::from(x)).collect()),
+        "FP32" => Some(
+            b.chunks_exact(4)
+                .map(|x| f64::from(f32::from_le_bytes([x[0], x[1], x[2], x[3]])))
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+/// Holds the request as the server's settings say (hold, capacity,
+/// latency and cost per frame), then gives the fault it gets, if any.
+pub(crate) async fn serve(c: &Control, rows: usize) -> Option<Fault> {
+    let mut hold = c.hold.subscribe();
+    let _ = hold.wait_for(|h| !*h).await;
+    // Held until the answer is built; the semaphore is fair (FIFO).
+    let capacity = c.capacity.lock().unwrap().clone();
+    let _served = match capacity {
+        Some(s) => s.acquire_owned().await.ok(),
+        None => None,
+    };
+    let latency = *c.latency.lock().unwrap() + *c.frame_cost.lock().unwrap() * rows as u32;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let mut f = c.fault.lock().unwrap();
+    match f.as_mut() {
+        Some((fault, n)) if *n > 0 => {
+            *n = n.saturating_sub(if *n == u64::MAX { 0 } else { 1 });
+            Some(*fault)
+        }
+        _ => None,
+    }
+}
+
+/// The model's answer, one row per frame.
+pub(crate) struct Rows {
+    pub rows: usize,
+    pub means: Vec<f64>,
+    pub nbytes: Vec<i64>,
+    pub ids: Vec<i64>,
+}
+
+/// Answers `r` and counts it.
+pub(crate) fn answer(c: &Control, r: Infer) -> Rows {
+    let element_size = if r.datatype == "FP32" { 4 } else { 1 };
+    let rows = if c.unbatched.load(Ordering::SeqCst) {
+        1
+    } else {
+        r.rows
+    };
+    let row = (r.values.len() / rows).max(1);
+    let (mut means, mut nbytes, mut ids) = (vec![], vec![], vec![]);
+    for (i, v) in r.values.chunks(row).take(rows).enumerate() {
+        means.push(v.iter().sum::<f64>() / v.len().max(1) as f64);
+        nbytes.push((v.len() * element_size) as i64);
+        ids.push((r.id + i as u64) as i64);
+    }
+    c.inputs.lock().unwrap().push((r.name, r.id));
+    c.batches.lock().unwrap().push(rows);
+    c.answered.fetch_add(1, Ordering::SeqCst);
+    Rows {
+        rows,
+        means,
+        nbytes,
+        ids,
+    }
 }

@@ -360,8 +360,9 @@ pub(super) fn properties() -> Vec<glib::ParamSpec> {
         glib::ParamSpecString::builder(PROP_SERVERS)
             .nick("Servers")
             .blurb(
-                "remote processor: comma-separated base URLs of inference servers \
-                 (Open Inference Protocol / KServe v2)",
+                "remote processor: comma-separated URLs of inference servers \
+                 (Open Inference Protocol / KServe v2): http://host:port[/prefix] \
+                 for REST, grpc://host:port for gRPC",
             )
             .mutable_ready()
             .build(),

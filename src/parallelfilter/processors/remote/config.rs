@@ -84,7 +84,7 @@ impl Config {
         self.retries = self.retries.min(MAX_RETRIES);
         let urls = parse_servers(&self.servers).map_err(config_error)?;
         let model_path = model_segment(&self.model).map_err(config_error)?;
-        for url in &urls {
+        for url in urls.iter().filter(|u| !u.starts_with("grpc")) {
             let infer = format!("{url}{}", protocol::infer(&model_path));
             infer
                 .parse::<Uri>()
@@ -98,7 +98,8 @@ fn config_error(msg: String) -> gst::ErrorMessage {
     gst::error_msg!(gst::ResourceError::Settings, ("remote: {msg}"))
 }
 
-/// Parses `servers`: comma-separated `http://host:port[/prefix]` URLs.
+/// Parses `servers`: comma-separated `http://host:port[/prefix]` and
+/// `grpc://host:port` URLs.
 pub(super) fn parse_servers(servers: &str) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     for s in servers.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -114,9 +115,22 @@ pub(super) fn parse_servers(servers: &str) -> Result<Vec<String>, String> {
             .map_err(|e| format!("server '{s}' is not a URL: {e}"))?;
         match uri.scheme_str() {
             Some("http") => {}
+            // gRPC paths are the service's own; no usual port to assume.
+            Some("grpc") if uri.path() != "/" && !uri.path().is_empty() => {
+                return Err(format!(
+                    "server '{s}': a grpc:// URL has no path (grpc://host:port)"
+                ));
+            }
+            Some("grpc") if uri.port().is_none() => {
+                return Err(format!(
+                    "server '{s}' has no port (grpc://host:port; Triton listens on 8001, \
+                     MLServer on 8081)"
+                ));
+            }
+            Some("grpc") => {}
             Some(other) => {
                 return Err(format!(
-                    "server '{s}': scheme '{other}' is not supported, only http"
+                    "server '{s}': scheme '{other}' is not supported (http, grpc)"
                 ));
             }
             None => return Err(format!("server '{s}' has no scheme (http://host:port)")),
@@ -127,7 +141,7 @@ pub(super) fn parse_servers(servers: &str) -> Result<Vec<String>, String> {
         out.push(url);
     }
     if out.is_empty() {
-        return Err("no server: set 'servers' to one or more http:// base URLs".into());
+        return Err("no server: set 'servers' to one or more http:// or grpc:// URLs".into());
     }
     Ok(out)
 }
@@ -165,6 +179,12 @@ mod tests {
         );
         assert!(parse_servers("").is_err());
         assert!(parse_servers("https://a:1").is_err());
+        assert_eq!(
+            parse_servers("grpc://a:8001/").unwrap(),
+            vec!["grpc://a:8001"]
+        );
+        assert!(parse_servers("grpc://a").is_err());
+        assert!(parse_servers("grpc://a:1/v2").is_err());
         assert!(parse_servers("a:1").is_err());
         assert!(parse_servers("http://a:1/?x=1").is_err());
         assert!(parse_servers("http://a:1/p#f").is_err());

@@ -77,7 +77,11 @@ impl HttpClient {
             .body(Full::new(Bytes::new()))
             .map_err(|e| e.to_string())?;
         let fut = async {
-            let resp = self.client.request(req).await.map_err(error_chain)?;
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .map_err(|e| error_chain(&e))?;
             let status = resp.status();
             let body = read_body(resp.into_body()).await.map_err(|e| match e {
                 BodyError::TooLarge => too_large(),
@@ -139,7 +143,7 @@ impl HttpClient {
             .client
             .request(req)
             .await
-            .map_err(|e| SendError::Connection(error_chain(e)))?;
+            .map_err(|e| SendError::Connection(error_chain(&e)))?;
         let status = resp.status();
         let header_len = resp
             .headers()
@@ -169,7 +173,7 @@ pub(super) fn too_large() -> String {
 }
 
 /// The error and its sources: hyper's top-level message alone says little.
-fn error_chain(e: impl std::error::Error) -> String {
+pub(super) fn error_chain<E: std::error::Error + ?Sized>(e: &E) -> String {
     let mut msg = e.to_string();
     let mut src = e.source();
     while let Some(s) = src {

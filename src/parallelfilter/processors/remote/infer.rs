@@ -16,11 +16,11 @@ use super::servers::Lease;
 use super::tensor::INLINE_BYTES;
 
 /// Why an attempt failed, and whether another server may do better.
-struct Failure {
-    msg: String,
+pub(super) struct Failure {
+    pub msg: String,
     /// The server is at fault (connection, 5xx, no answer within the
     /// attempt's bound): it becomes suspect and the request is retried.
-    server_fault: bool,
+    pub server_fault: bool,
 }
 
 /// A successful inference.
@@ -33,13 +33,20 @@ pub(super) struct Answer {
 }
 
 impl Inner {
-    /// One request to the lease's server.
+    /// One request to the lease's server, answered within `bound`.
     async fn infer(
         &self,
         lease: &Lease<'_>,
         tensor: &Arc<Tensor>,
         id: u64,
+        bound: Duration,
     ) -> Result<Vec<Output>, Failure> {
+        if let Some(grpc) = self.grpc(lease.slot.server) {
+            let name = &lease.input_name;
+            return grpc
+                .infer(&self.config.model, tensor, name, id, bound)
+                .await;
+        }
         let url = self.url(lease.slot.server, &protocol::infer(&self.model_path));
         let binary = lease.binary;
         let request = if tensor.bytes.len() > INLINE_BYTES {
@@ -128,7 +135,7 @@ impl Inner {
             let AttemptBound { bound, budget_end } =
                 deadline.attempt(Instant::now(), attempt == attempts);
             let t0 = Instant::now();
-            let result = tokio::time::timeout(bound, this.infer(&lease, &tensor, id)).await;
+            let result = tokio::time::timeout(bound, this.infer(&lease, &tensor, id, bound)).await;
             let timed_out = result.is_err();
             let result = match result {
                 Ok(r) => r,

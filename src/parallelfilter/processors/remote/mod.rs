@@ -28,6 +28,7 @@
 //! | `limit` | each server's concurrency limit, fixed or adaptive (pure) |
 //! | `probe` | finding out whether a server is up and has the model |
 //! | `http` | the HTTP client |
+//! | `grpc` | the gRPC client: probes and requests over `grpc://` |
 //! | `protocol` | the protocol's messages, encoded and decoded (pure) |
 
 use std::sync::{Arc, LazyLock, OnceLock};
@@ -44,6 +45,7 @@ use crate::parallelfilter::{INFERENCE_META, INFERENCE_NAME, Payload};
 mod batch;
 mod budget;
 mod config;
+mod grpc;
 mod http;
 mod infer;
 mod limit;
@@ -54,6 +56,7 @@ mod tensor;
 
 use budget::Deadline;
 pub use config::{Config, LiveTimeout, PerServer};
+use grpc::GrpcServer;
 use http::HttpClient;
 use protocol::{Output, Tensor};
 use servers::Servers;
@@ -68,9 +71,16 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
+/// HTTP/2 connections per gRPC server: one connection's task frames every
+/// request on it, and with several requests of large tensors in flight it
+/// becomes their queue.
+const GRPC_CONNECTIONS: usize = 4;
+
 /// What the processor, its requests and its probes share.
 struct Inner {
     http: HttpClient,
+    /// Per server: its gRPC client, `None` for REST.
+    grpc: Vec<Option<GrpcServer>>,
     servers: Servers,
     /// The model name as a path segment.
     model_path: String,
@@ -89,8 +99,20 @@ pub struct Remote {
 impl Remote {
     pub fn new(mut config: Config, rt: tokio::runtime::Handle) -> Result<Self, gst::ErrorMessage> {
         let targets = config.check()?;
+        let connections = config.per_server.max().min(GRPC_CONNECTIONS);
+        let grpc = targets
+            .urls
+            .iter()
+            .map(|url| {
+                url.starts_with("grpc://")
+                    .then(|| GrpcServer::new(url, connections))
+                    .transpose()
+            })
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(|e| gst::error_msg!(gst::ResourceError::Settings, ("remote: {e}")))?;
         let inner = Arc::new(Inner {
             http: HttpClient::new(config.per_server.max()),
+            grpc,
             servers: Servers::new(targets.urls, config.per_server),
             model_path: targets.model_path,
             element: OnceLock::new(),
@@ -121,6 +143,10 @@ impl Inner {
             Some(e) => gst::log_with_level!(CAT, level, obj = e, "{}", msg),
             None => gst::log_with_level!(CAT, level, "{}", msg),
         }
+    }
+
+    fn grpc(&self, server: usize) -> Option<&GrpcServer> {
+        self.grpc.get(server).and_then(Option::as_ref)
     }
 
     fn url(&self, server: usize, path: &str) -> String {

@@ -21,15 +21,19 @@ use super::servers::{Health, PROBE_BACKOFF_MAX, PROBE_BACKOFF_MIN, ServerInfo};
 pub(super) const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why a probe failed, and the health it leaves the server in.
-struct ProbeFailure {
-    health: Health,
-    why: String,
+pub(super) struct ProbeFailure {
+    pub health: Health,
+    pub why: String,
 }
 
 impl Inner {
     /// Readiness of the server and the model, then what the server
     /// supports and the model's input name.
     async fn probe(&self, server: usize) -> Result<ServerInfo, ProbeFailure> {
+        if let Some(grpc) = self.grpc(server) {
+            let url = self.servers.url(server);
+            return grpc.probe(&self.config.model, url, PROBE_TIMEOUT).await;
+        }
         let path = &self.model_path;
         let down = |why| ProbeFailure {
             health: Health::Down,
