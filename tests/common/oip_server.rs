@@ -4,7 +4,8 @@
 //! uses (and the repository index), with injectable latency, a capacity
 //! (at most K inference requests served at once, the others wait in
 //! order), errors, hangs, dropped connections, oversized answers and stops
-//! (connection refused).
+//! (connection refused). Plain HTTP, or TLS with certificates the test
+//! makes ([`TestCa`]).
 //!
 //! Its model takes batches: the input's first dimension is the batch (N,
 //! 1 for a single frame) and every output has one row per frame: `mean`
@@ -15,6 +16,7 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -88,11 +90,22 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub control: Arc<Control>,
     rt: Option<tokio::runtime::Runtime>,
+    /// Set: the server speaks TLS.
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl TestServer {
     /// A server on 127.0.0.1 on a free port.
     pub fn start() -> TestServer {
+        Self::start_with(None)
+    }
+
+    /// A TLS server on 127.0.0.1 on a free port, presenting `cert`.
+    pub fn start_tls(cert: &TestCert) -> TestServer {
+        Self::start_with(Some(cert.acceptor()))
+    }
+
+    fn start_with(tls: Option<tokio_rustls::TlsAcceptor>) -> TestServer {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("oip-test-server")
@@ -107,13 +120,23 @@ impl TestServer {
             addr,
             control: Arc::new(Control::default()),
             rt: Some(rt),
+            tls,
         };
         server.serve(listener);
         server
     }
 
+    /// Its URL: https:// for a TLS server.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        match self.tls {
+            Some(_) => self.https_url(),
+            None => format!("http://{}", self.addr),
+        }
+    }
+
+    /// An https:// URL of its port, also for a plain server.
+    pub fn https_url(&self) -> String {
+        format!("https://{}", self.addr)
     }
 
     fn rt(&self) -> &tokio::runtime::Runtime {
@@ -123,6 +146,7 @@ impl TestServer {
     fn serve(&self, listener: tokio::net::TcpListener) {
         let control = self.control.clone();
         let generation = self.control.tasks.lock().unwrap().0;
+        let tls = self.tls.clone();
         let handle = self.rt().spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -136,11 +160,22 @@ impl TestServer {
                 if tasks.0 != generation {
                     return;
                 }
+                let tls = tls.clone();
                 let conn = tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req| handle(c.clone(), req));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    match tls {
+                        // A failed handshake (the client refused the
+                        // certificate) just ends the connection.
+                        Some(tls) => {
+                            if let Ok(stream) = tls.accept(stream).await {
+                                let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                            }
+                        }
+                        None => {
+                            let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                    }
                 });
                 tasks.1.retain(|t| !t.is_finished());
                 tasks.1.push(conn.abort_handle());
@@ -496,4 +531,132 @@ async fn infer(
             ],
         }),
     ))
+}
+
+/// A certificate authority made by the test.
+pub struct TestCa {
+    cert: rcgen::Certificate,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+/// A server's certificate and key.
+pub struct TestCert {
+    cert: rustls::pki_types::CertificateDer<'static>,
+    key: rustls::pki_types::PrivatePkcs8KeyDer<'static>,
+}
+
+/// A file removed when dropped.
+pub struct TempFile(pub PathBuf);
+
+impl TempFile {
+    /// A new file under the temporary directory holding `contents`.
+    pub fn new(tag: &str, contents: &[u8]) -> TempFile {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let n = N.fetch_add(1, Ordering::SeqCst);
+        let path = std::env::temp_dir().join(format!(
+            "parallelfilter-test-{}-{n}-{tag}",
+            std::process::id()
+        ));
+        std::fs::write(&path, contents).expect("writing a temporary file");
+        TempFile(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn path_str(&self) -> &str {
+        self.0.to_str().expect("a UTF-8 temporary path")
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+impl TestCa {
+    pub fn new(name: &str) -> TestCa {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyUsagePurpose};
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        TestCa {
+            cert,
+            issuer: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    pub fn pem(&self) -> String {
+        self.cert.pem()
+    }
+
+    /// The CA's certificate in a PEM file, for `tls-ca-file`.
+    pub fn pem_file(&self) -> TempFile {
+        TempFile::new("ca.pem", self.pem().as_bytes())
+    }
+
+    /// A server certificate for `names` (host names or IP addresses),
+    /// valid from 1975 to 4096 (rcgen's defaults).
+    pub fn leaf(&self, names: &[&str]) -> TestCert {
+        self.leaf_with(names, |_| {})
+    }
+
+    /// A server certificate for `names` that expired in 2000.
+    pub fn expired_leaf(&self, names: &[&str]) -> TestCert {
+        self.leaf_with(names, |p| {
+            p.not_before = rcgen::date_time_ymd(1999, 1, 1);
+            p.not_after = rcgen::date_time_ymd(2000, 1, 1);
+        })
+    }
+
+    fn leaf_with(
+        &self,
+        names: &[&str],
+        edit: impl FnOnce(&mut rcgen::CertificateParams),
+    ) -> TestCert {
+        use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose};
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        // An IP address becomes an IP SAN.
+        let mut params = CertificateParams::new(names.clone()).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, names[0].as_str());
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.use_authority_key_identifier_extension = true;
+        edit(&mut params);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        TestCert {
+            cert: cert.der().clone(),
+            key: rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()),
+        }
+    }
+}
+
+impl TestCert {
+    fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        // The ring provider, as the element uses; never a process default.
+        #[allow(deprecated)]
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![self.cert.clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(self.key.clone_key()),
+            )
+            .expect("server certificate");
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    }
 }

@@ -2,6 +2,7 @@
 //! The `remote` settings as the element hands them over, and their checks:
 //! the server URLs and the model's path segment.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -26,6 +27,8 @@ pub struct Config {
     /// The element's `timeout`: the whole budget of a frame, retries included.
     pub timeout: LiveTimeout,
     pub scene_threshold: SceneThreshold,
+    /// CAs trusted for https servers besides the system's.
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 /// `max-requests-per-server`, resolved.
@@ -98,7 +101,7 @@ fn config_error(msg: String) -> gst::ErrorMessage {
     gst::error_msg!(gst::ResourceError::Settings, ("remote: {msg}"))
 }
 
-/// Parses `servers`: comma-separated `http://host:port[/prefix]` URLs.
+/// Parses `servers`: comma-separated `http(s)://host:port[/prefix]` URLs.
 pub(super) fn parse_servers(servers: &str) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     for s in servers.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -113,10 +116,10 @@ pub(super) fn parse_servers(servers: &str) -> Result<Vec<String>, String> {
             .parse()
             .map_err(|e| format!("server '{s}' is not a URL: {e}"))?;
         match uri.scheme_str() {
-            Some("http") => {}
+            Some("http" | "https") => {}
             Some(other) => {
                 return Err(format!(
-                    "server '{s}': scheme '{other}' is not supported, only http"
+                    "server '{s}': scheme '{other}' is not supported, only http and https"
                 ));
             }
             None => return Err(format!("server '{s}' has no scheme (http://host:port)")),
@@ -127,9 +130,23 @@ pub(super) fn parse_servers(servers: &str) -> Result<Vec<String>, String> {
         out.push(url);
     }
     if out.is_empty() {
-        return Err("no server: set 'servers' to one or more http:// base URLs".into());
+        return Err("no server: set 'servers' to one or more http:// or https:// base URLs".into());
     }
     Ok(out)
+}
+
+/// A checked server URL speaks TLS.
+pub(super) fn is_tls(url: &str) -> bool {
+    url.parse::<Uri>()
+        .is_ok_and(|u| u.scheme() == Some(&hyper::http::uri::Scheme::HTTPS))
+}
+
+/// Some server of `servers` speaks TLS (false when they do not parse:
+/// start fails on them anyway).
+pub fn wants_tls(servers: Option<&str>) -> bool {
+    servers
+        .and_then(|s| parse_servers(s).ok())
+        .is_some_and(|urls| urls.iter().any(|u| is_tls(u)))
 }
 
 /// `model` as one URL path segment: everything but RFC 3986 unreserved
@@ -163,8 +180,15 @@ mod tests {
             parse_servers(" http://a:1/ , http://b:2/prefix").unwrap(),
             vec!["http://a:1", "http://b:2/prefix"]
         );
+        assert_eq!(
+            parse_servers("https://a:1,http://b").unwrap(),
+            vec!["https://a:1", "http://b"]
+        );
+        assert!(is_tls("https://a:1") && !is_tls("http://a:1"));
+        assert!(wants_tls(Some("http://a, https://b")));
+        assert!(!wants_tls(Some("http://a")) && !wants_tls(None));
         assert!(parse_servers("").is_err());
-        assert!(parse_servers("https://a:1").is_err());
+        assert!(parse_servers("ftp://a:1").is_err());
         assert!(parse_servers("a:1").is_err());
         assert!(parse_servers("http://a:1/?x=1").is_err());
         assert!(parse_servers("http://a:1/p#f").is_err());

@@ -62,7 +62,7 @@ impl Inner {
                 msg,
                 server_fault: false,
             },
-            SendError::Connection(msg) => fault(msg),
+            SendError::Connection(e) => fault(e.msg),
         })?;
         let status = reply.status;
         let body = match reply.body {

@@ -14,6 +14,7 @@ use std::time::Duration;
 use hyper::StatusCode;
 
 use super::Inner;
+use super::http::Unanswered;
 use super::protocol::{self, IndexEntry};
 use super::servers::{Health, PROBE_BACKOFF_MAX, PROBE_BACKOFF_MIN, ServerInfo};
 
@@ -24,6 +25,27 @@ pub(super) const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 struct ProbeFailure {
     health: Health,
     why: String,
+    /// The TLS handshake failed, for this reason.
+    tls: Option<String>,
+}
+
+impl ProbeFailure {
+    fn down(why: String) -> Self {
+        ProbeFailure {
+            health: Health::Down,
+            why,
+            tls: None,
+        }
+    }
+}
+
+impl From<Unanswered> for ProbeFailure {
+    fn from(e: Unanswered) -> Self {
+        ProbeFailure {
+            tls: e.tls,
+            ..ProbeFailure::down(e.msg)
+        }
+    }
 }
 
 impl Inner {
@@ -31,17 +53,15 @@ impl Inner {
     /// supports and the model's input name.
     async fn probe(&self, server: usize) -> Result<ServerInfo, ProbeFailure> {
         let path = &self.model_path;
-        let down = |why| ProbeFailure {
-            health: Health::Down,
-            why,
-        };
         let ready = self
             .http
             .get_json(&self.url(server, protocol::SERVER_READY), PROBE_TIMEOUT)
-            .await
-            .map_err(down)?;
+            .await?;
         if !ready.status.is_success() {
-            return Err(down(format!("server not ready ({})", ready.status)));
+            return Err(ProbeFailure::down(format!(
+                "server not ready ({})",
+                ready.status
+            )));
         }
         let ready = self
             .http
@@ -49,19 +69,18 @@ impl Inner {
                 &self.url(server, &protocol::model_ready(path)),
                 PROBE_TIMEOUT,
             )
-            .await
-            .map_err(down)?;
+            .await?;
         if !ready.status.is_success() {
             return Err(ProbeFailure {
                 health: Health::NoModel,
                 why: self.model_unready(server, ready.status).await,
+                tls: None,
             });
         }
         let binary = match self
             .http
             .get_json(&self.url(server, protocol::SERVER_METADATA), PROBE_TIMEOUT)
-            .await
-            .map_err(down)?
+            .await?
         {
             r if r.status.is_success() => r.json.as_ref().is_some_and(protocol::supports_binary),
             _ => false,
@@ -151,7 +170,10 @@ impl Inner {
                         inner.servers.up(server, info);
                         return;
                     }
-                    Err(ProbeFailure { health, why }) => {
+                    Err(ProbeFailure { health, why, tls }) => {
+                        if let Some(reason) = tls {
+                            inner.report_tls(server, &reason);
+                        }
                         let was = inner.servers.probe_failed(server, health, why.clone());
                         let msg = match health {
                             Health::NoModel => why,
