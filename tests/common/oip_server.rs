@@ -5,7 +5,8 @@
 //! (at most K inference requests served at once, the others wait in
 //! order), errors, hangs, dropped connections, oversized answers and stops
 //! (connection refused). Plain HTTP, or TLS with certificates the test
-//! makes ([`TestCa`]).
+//! makes ([`TestCa`]); it records the headers of the last requests and can
+//! refuse requests without a header (401).
 //!
 //! Its model takes batches: the input's first dimension is the batch (N,
 //! 1 for a single frame) and every output has one row per frame: `mean`
@@ -15,6 +16,7 @@
 //! latency plus a cost per frame, as on a GPU.
 #![allow(dead_code)]
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -24,6 +26,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use hyper::header::HeaderMap;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
@@ -31,6 +34,8 @@ use tokio::task::AbortHandle;
 
 pub const MODEL: &str = "test-model";
 pub const INPUT_NAME: &str = "input__0";
+/// Requests whose headers are kept (the last ones).
+pub const SEEN_REQUESTS: usize = 256;
 
 /// What an inference request gets instead of an answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,6 +89,11 @@ pub struct Control {
     pub batches: Mutex<Vec<usize>>,
     /// The listener's generation (bumped by stop) and the tasks serving it.
     tasks: Mutex<(u64, Vec<AbortHandle>)>,
+    /// Path and headers of the last [`SEEN_REQUESTS`] requests, probes
+    /// included, oldest first.
+    seen: Mutex<VecDeque<(String, HeaderMap)>>,
+    /// Requests without this header and value get 401.
+    required: Mutex<Option<(String, String)>>,
 }
 
 pub struct TestServer {
@@ -137,6 +147,16 @@ impl TestServer {
     /// An https:// URL of its port, also for a plain server.
     pub fn https_url(&self) -> String {
         format!("https://{}", self.addr)
+    }
+
+    /// Requests without `name: value` get 401 Unauthorized.
+    pub fn require_header(&self, name: &str, value: &str) {
+        *self.control.required.lock().unwrap() = Some((name.to_string(), value.to_string()));
+    }
+
+    /// Path and headers of the last requests, oldest first.
+    pub fn seen_headers(&self) -> Vec<(String, HeaderMap)> {
+        self.control.seen.lock().unwrap().iter().cloned().collect()
     }
 
     fn rt(&self) -> &tokio::runtime::Runtime {
@@ -350,6 +370,23 @@ fn decode_path(p: &str) -> String {
 
 async fn handle(c: Arc<Control>, req: Request<Incoming>) -> Result<Reply, std::io::Error> {
     let path = decode_path(req.uri().path());
+    {
+        let mut seen = c.seen.lock().unwrap();
+        if seen.len() == SEEN_REQUESTS {
+            seen.pop_front();
+        }
+        seen.push_back((path.clone(), req.headers().clone()));
+    }
+    let required = c.required.lock().unwrap().clone();
+    if let Some((name, value)) = required {
+        let sent = req.headers().get_all(name.as_str());
+        if !sent.iter().any(|v| v.as_bytes() == value.as_bytes()) {
+            return Ok(reply(
+                StatusCode::UNAUTHORIZED,
+                json!({"error": format!("missing or wrong {name}")}),
+            ));
+        }
+    }
     let ready = !c.not_ready.load(Ordering::SeqCst);
     let model_ready = ready && !c.model_not_ready.load(Ordering::SeqCst);
     let model = c.model.lock().unwrap().clone();

@@ -274,6 +274,10 @@ impl Settings {
                     },
                     timeout: self.live_timeout.clone(),
                     scene_threshold: self.scene_threshold.clone(),
+                    extra_headers: remote::ExtraHeaders::new(self.extra_headers.0.as_deref())
+                        .map_err(|e| {
+                            gst::error_msg!(gst::ResourceError::Settings, ("remote: {e}"))
+                        })?,
                     tls_ca_file: self.tls_ca_file.as_ref().map(Into::into),
                 };
                 Some(Arc::new(remote::Remote::new(config, rt)?))

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use hyper::Uri;
 
+use super::headers::ExtraHeaders;
 use super::protocol;
 use crate::analysis::SceneThreshold;
 use crate::parallelfilter::Payload;
@@ -27,6 +28,8 @@ pub struct Config {
     /// The element's `timeout`: the whole budget of a frame, retries included.
     pub timeout: LiveTimeout,
     pub scene_threshold: SceneThreshold,
+    /// Sent with every request; its Debug shows no value.
+    pub extra_headers: ExtraHeaders,
     /// CAs trusted for https servers besides the system's.
     pub tls_ca_file: Option<PathBuf>,
 }
@@ -105,6 +108,15 @@ fn config_error(msg: String) -> gst::ErrorMessage {
 pub(super) fn parse_servers(servers: &str) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     for s in servers.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        // Credentials in a URL end up in logs and metas: refused, and
+        // never repeated in the error.
+        if has_user_info(s) {
+            return Err(format!(
+                "server '{}' has user info (user:password@) in its URL; send credentials \
+                 with extra-headers instead",
+                redact(s)
+            ));
+        }
         // The request paths are appended to the URL.
         if s.contains(['?', '#']) {
             return Err(format!(
@@ -147,6 +159,35 @@ pub fn wants_tls(servers: Option<&str>) -> bool {
     servers
         .and_then(|s| parse_servers(s).ok())
         .is_some_and(|urls| urls.iter().any(|u| is_tls(u)))
+}
+
+/// The authority part of a URL: after `scheme://`, up to the path.
+fn authority(url: &str) -> Option<(usize, usize)> {
+    let start = url.find("://")? + 3;
+    let len = url[start..]
+        .find(['/', '?', '#'])
+        .unwrap_or(url.len() - start);
+    Some((start, start + len))
+}
+
+fn has_user_info(url: &str) -> bool {
+    authority(url).is_some_and(|(a, b)| url[a..b].contains('@'))
+}
+
+/// `url` with its user info, if any, replaced by `***`.
+fn redact(url: &str) -> String {
+    match authority(url) {
+        Some((a, b)) => match url[a..b].rfind('@') {
+            Some(at) => format!("{}***{}", &url[..a], &url[a + at..]),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+/// `servers` as a log line may show it: user info in URLs hidden.
+pub fn redact_servers(servers: &str) -> String {
+    servers.split(',').map(redact).collect::<Vec<_>>().join(",")
 }
 
 /// `model` as one URL path segment: everything but RFC 3986 unreserved
@@ -192,6 +233,19 @@ mod tests {
         assert!(parse_servers("a:1").is_err());
         assert!(parse_servers("http://a:1/?x=1").is_err());
         assert!(parse_servers("http://a:1/p#f").is_err());
+    }
+
+    #[test]
+    fn user_info_is_refused_and_never_repeated() {
+        let err = parse_servers("http://a:1, https://user:s3cret@b:2/p").unwrap_err();
+        assert!(err.contains("https://***@b:2/p"), "{err}");
+        assert!(!err.contains("s3cret"), "{err}");
+        assert_eq!(
+            redact_servers("http://a,https://u:p@b/x@y"),
+            "http://a,https://***@b/x@y"
+        );
+        // An @ in the path is not user info.
+        assert!(parse_servers("http://a:1/x@y").is_ok());
     }
 
     #[test]

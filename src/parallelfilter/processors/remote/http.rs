@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MPL-2.0
 //! The HTTP/1.1 client the processor talks through: one connection pool
-//! per processor, plain or TLS, bounded connects and response bodies, and
-//! error texts that name the cause.
+//! per processor, plain or TLS, bounded connects and response bodies,
+//! `extra-headers` on every request, and error texts that name the cause.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +15,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde_json::Value;
 
+use super::headers::ExtraHeaders;
 use super::protocol::{EncodedRequest, HEADER_LENGTH};
 use super::tls;
 
@@ -27,6 +28,7 @@ pub(super) const MAX_RESPONSE_BYTES: usize = 4 << 20;
 
 pub(super) struct HttpClient {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    headers: ExtraHeaders,
 }
 
 /// Why a request got no response.
@@ -68,8 +70,13 @@ pub(super) enum SendError {
 
 impl HttpClient {
     /// A client keeping up to `max_idle_per_host` connections per server,
-    /// speaking TLS to `https://` URLs with `tls`.
-    pub(super) fn new(max_idle_per_host: usize, tls: Arc<rustls::ClientConfig>) -> Self {
+    /// speaking TLS to `https://` URLs with `tls`, sending `headers` with
+    /// every request.
+    pub(super) fn new(
+        max_idle_per_host: usize,
+        tls: Arc<rustls::ClientConfig>,
+        headers: ExtraHeaders,
+    ) -> Self {
         let mut tcp = HttpConnector::new();
         tcp.set_connect_timeout(Some(CONNECT_TIMEOUT));
         tcp.set_nodelay(true);
@@ -81,7 +88,16 @@ impl HttpClient {
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(max_idle_per_host)
             .build(connector);
-        HttpClient { client }
+        HttpClient { client, headers }
+    }
+
+    /// A request to `url` with the extra headers.
+    fn request(&self, method: Method, url: &str) -> hyper::http::request::Builder {
+        let mut req = Request::builder().method(method).uri(url);
+        for (name, value) in self.headers.iter() {
+            req = req.header(name, value);
+        }
+        req
     }
 
     /// GET `url`, answered within `timeout`.
@@ -91,9 +107,8 @@ impl HttpClient {
         timeout: Duration,
     ) -> Result<JsonReply, Unanswered> {
         let plain = |msg| Unanswered { msg, tls: None };
-        let req = Request::builder()
-            .method(Method::GET)
-            .uri(url)
+        let req = self
+            .request(Method::GET, url)
             .body(Full::new(Bytes::new()))
             .map_err(|e| plain(e.to_string()))?;
         let fut = async {
@@ -121,9 +136,8 @@ impl HttpClient {
         body: &'static [u8],
         timeout: Duration,
     ) -> Option<Value> {
-        let req = Request::builder()
-            .method(Method::POST)
-            .uri(url)
+        let req = self
+            .request(Method::POST, url)
             .header(hyper::header::CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from_static(body)))
             .ok()?;
@@ -145,7 +159,7 @@ impl HttpClient {
         url: &str,
         request: EncodedRequest,
     ) -> Result<Reply, SendError> {
-        let req = Request::builder().method(Method::POST).uri(url);
+        let req = self.request(Method::POST, url);
         let req = match request.header_len {
             Some(n) => req
                 .header(HEADER_LENGTH, n)
@@ -182,6 +196,13 @@ async fn read_body(body: hyper::body::Incoming) -> Result<Bytes, BodyError> {
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge),
         Err(e) => Err(BodyError::Read(e.to_string())),
     }
+}
+
+/// The text of a 401 or 403 answer: the credentials, not the server, are
+/// at fault, and every server would say the same.
+pub(super) fn refused_credentials(status: StatusCode) -> Option<String> {
+    matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN)
+        .then(|| format!("server refused the credentials ({status}): check extra-headers"))
 }
 
 pub(super) fn too_large() -> String {

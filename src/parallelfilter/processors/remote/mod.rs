@@ -28,6 +28,7 @@
 //! | `limit` | each server's concurrency limit, fixed or adaptive (pure) |
 //! | `probe` | finding out whether a server is up and has the model |
 //! | `http` | the HTTP client |
+//! | `headers` | `extra-headers`, checked; never shown in logs |
 //! | `tls` | TLS settings (roots, `tls-ca-file`) and handshake failures |
 //! | `protocol` | the protocol's messages, encoded and decoded (pure) |
 
@@ -45,6 +46,7 @@ use crate::parallelfilter::{INFERENCE_META, INFERENCE_NAME, Payload};
 mod batch;
 mod budget;
 mod config;
+mod headers;
 mod http;
 mod infer;
 mod limit;
@@ -55,7 +57,8 @@ mod tensor;
 mod tls;
 
 use budget::Deadline;
-pub use config::{Config, LiveTimeout, PerServer, wants_tls};
+pub use config::{Config, LiveTimeout, PerServer, redact_servers, wants_tls};
+pub use headers::{ExtraHeaders, HeadersProperty, describe_value as describe_headers};
 use http::HttpClient;
 use protocol::{Output, Tensor};
 use servers::Servers;
@@ -106,7 +109,7 @@ impl Remote {
             targets.urls.iter().any(|u| config::is_tls(u)),
             config.tls_ca_file.as_deref(),
         )?;
-        let http = HttpClient::new(config.per_server.max(), tls);
+        let http = HttpClient::new(config.per_server.max(), tls, config.extra_headers.clone());
         let tls_reports = TlsReports {
             reported: vec![false; targets.urls.len()],
             pending: Vec::new(),

@@ -14,7 +14,7 @@ use std::time::Duration;
 use hyper::StatusCode;
 
 use super::Inner;
-use super::http::Unanswered;
+use super::http::{Unanswered, refused_credentials};
 use super::protocol::{self, IndexEntry};
 use super::servers::{Health, PROBE_BACKOFF_MAX, PROBE_BACKOFF_MIN, ServerInfo};
 
@@ -57,6 +57,9 @@ impl Inner {
             .http
             .get_json(&self.url(server, protocol::SERVER_READY), PROBE_TIMEOUT)
             .await?;
+        if let Some(why) = refused_credentials(ready.status) {
+            return Err(ProbeFailure::down(why));
+        }
         if !ready.status.is_success() {
             return Err(ProbeFailure::down(format!(
                 "server not ready ({})",
@@ -70,6 +73,10 @@ impl Inner {
                 PROBE_TIMEOUT,
             )
             .await?;
+        // Credentials may be checked per model.
+        if let Some(why) = refused_credentials(ready.status) {
+            return Err(ProbeFailure::down(why));
+        }
         if !ready.status.is_success() {
             return Err(ProbeFailure {
                 health: Health::NoModel,
