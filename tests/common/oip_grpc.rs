@@ -11,7 +11,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
 use tonic::{Request, Response, Status};
 
-use super::{Control, Fault, INPUT_NAME, MODEL, Rows, answer, raw_values, serve};
+use super::{Control, Fault, INPUT_NAME, MODEL, Rows, admit, answer, raw_values, serve};
 
 #[allow(
     clippy::all,
@@ -27,8 +27,11 @@ mod pb {
 use pb::grpc_inference_service_server::{GrpcInferenceService, GrpcInferenceServiceServer};
 use pb::model_infer_response::InferOutputTensor;
 
-/// Serves one accepted connection until it closes.
-pub(super) async fn serve_connection(c: Arc<Control>, io: TokioIo<tokio::net::TcpStream>) {
+/// Serves one accepted connection (plain or TLS) until it closes.
+pub(super) async fn serve_connection<I>(c: Arc<Control>, io: TokioIo<I>)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let service = TowerToHyperService::new(GrpcInferenceServiceServer::new(Service(c)));
     let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
         .serve_connection(io, service)
@@ -38,6 +41,18 @@ pub(super) async fn serve_connection(c: Arc<Control>, io: TokioIo<tokio::net::Tc
 struct Service(Arc<Control>);
 
 impl Service {
+    /// Records the call's metadata; UNAUTHENTICATED without the required
+    /// header.
+    fn admit<T>(&self, method: &str, r: &Request<T>) -> Result<(), Status> {
+        let headers = r.metadata().clone().into_headers();
+        admit(
+            &self.0,
+            &format!("/inference.GRPCInferenceService/{method}"),
+            &headers,
+        )
+        .map_err(Status::unauthenticated)
+    }
+
     fn model(&self) -> String {
         self.0.model.lock().unwrap().clone().unwrap_or(MODEL.into())
     }
@@ -80,8 +95,9 @@ impl GrpcInferenceService for Service {
 
     async fn server_ready(
         &self,
-        _: Request<pb::ServerReadyRequest>,
+        r: Request<pb::ServerReadyRequest>,
     ) -> Result<Response<pb::ServerReadyResponse>, Status> {
+        self.admit("ServerReady", &r)?;
         Ok(Response::new(pb::ServerReadyResponse {
             ready: self.ready(),
         }))
@@ -91,6 +107,7 @@ impl GrpcInferenceService for Service {
         &self,
         r: Request<pb::ModelReadyRequest>,
     ) -> Result<Response<pb::ModelReadyResponse>, Status> {
+        self.admit("ModelReady", &r)?;
         let ready = self.model_ready(&r.get_ref().name)?;
         Ok(Response::new(pb::ModelReadyResponse { ready }))
     }
@@ -110,6 +127,7 @@ impl GrpcInferenceService for Service {
         &self,
         r: Request<pb::ModelMetadataRequest>,
     ) -> Result<Response<pb::ModelMetadataResponse>, Status> {
+        self.admit("ModelMetadata", &r)?;
         self.model_ready(&r.get_ref().name)?;
         let tensor = |name: &str, datatype: &str| pb::model_metadata_response::TensorMetadata {
             name: name.into(),
@@ -129,6 +147,7 @@ impl GrpcInferenceService for Service {
         &self,
         r: Request<pb::ModelInferRequest>,
     ) -> Result<Response<pb::ModelInferResponse>, Status> {
+        self.admit("ModelInfer", &r)?;
         let c = &self.0;
         c.received.fetch_add(1, Ordering::SeqCst);
         let n = c.concurrent.fetch_add(1, Ordering::SeqCst) + 1;

@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: MPL-2.0
-//! KServe v2 gRPC (`grpc://host:port`): the client generated from
-//! `proto/kserve/grpc_predict_v2.proto`, run over the processor's own
-//! HTTP/2 connection pool (no tonic transport), its probes and inference
-//! requests, and their failures sorted as REST's are.
+//! KServe v2 gRPC (`grpc://host:port`, `grpcs://` over TLS): the client
+//! generated from `proto/kserve/grpc_predict_v2.proto`, run over our own
+//! HTTP/2 connections (no tonic transport; the TLS set-up is REST's), its
+//! probes and inference requests with `extra-headers` as metadata, and
+//! their failures sorted as REST's are.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -11,16 +13,20 @@ use bytes::Bytes;
 use gst::glib;
 use gst::prelude::*;
 use hyper::Uri;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tonic::Code;
+use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
 
+use super::headers::ExtraHeaders;
 use super::http::{CONNECT_TIMEOUT, MAX_RESPONSE_BYTES, error_chain};
 use super::infer::Failure;
 use super::probe::ProbeFailure;
 use super::protocol::{Output, Tensor, check_elements, decode_binary};
 use super::servers::{Health, ServerInfo};
+use super::tls;
 
 #[allow(
     clippy::all,
@@ -36,13 +42,15 @@ mod pb {
 use pb::grpc_inference_service_client::GrpcInferenceServiceClient;
 use pb::model_infer_request::InferInputTensor;
 
-type Channel = Client<HttpConnector, tonic::body::Body>;
+type Channel = Client<HttpsConnector<HttpConnector>, tonic::body::Body>;
 
-/// Connections to one server: its requests are spread over them.
-fn channel() -> Channel {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-    connector.set_nodelay(true);
+/// A connection to one server (HTTP/2, h2c or TLS with ALPN h2).
+fn channel(tls: Arc<rustls::ClientConfig>) -> Channel {
+    let mut tcp = HttpConnector::new();
+    tcp.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    tcp.set_nodelay(true);
+    tcp.enforce_http(false);
+    let connector = HttpsConnector::from((tcp, tls));
     Client::builder(TokioExecutor::new())
         .http2_only(true)
         .timer(TokioTimer::new())
@@ -56,24 +64,63 @@ pub(super) struct GrpcServer {
     /// Each its own HTTP/2 connection.
     clients: Vec<GrpcInferenceServiceClient<Channel>>,
     next: AtomicUsize,
+    /// `extra-headers`, sent as metadata with every call.
+    metadata: Vec<(AsciiMetadataKey, AsciiMetadataValue)>,
 }
 
 impl GrpcServer {
-    /// `url` is a checked `grpc://host:port`; up to `connections` to it.
-    pub(super) fn new(url: &str, connections: usize) -> Result<Self, String> {
-        let origin: Uri = format!("http://{}", url.trim_start_matches("grpc://"))
-            .parse()
-            .map_err(|e| format!("server '{url}': {e}"))?;
+    /// `url` is a checked `grpc://` or `grpcs://host:port`; up to
+    /// `connections` to it, with `tls` for grpcs.
+    pub(super) fn new(
+        url: &str,
+        connections: usize,
+        tls: Arc<rustls::ClientConfig>,
+        headers: ExtraHeaders,
+    ) -> Result<Self, String> {
+        let origin = match url.split_once("://") {
+            Some(("grpcs", rest)) => format!("https://{rest}"),
+            Some((_, rest)) => format!("http://{rest}"),
+            None => url.to_string(),
+        };
+        let origin: Uri = origin.parse().map_err(|e| format!("server '{url}': {e}"))?;
+        // gRPC needs HTTP/2: offered in the handshake.
+        let mut tls = (*tls).clone();
+        tls.alpn_protocols = vec![b"h2".to_vec()];
+        let tls = Arc::new(tls);
         let clients = (0..connections.max(1))
             .map(|_| {
-                GrpcInferenceServiceClient::with_origin(channel(), origin.clone())
+                GrpcInferenceServiceClient::with_origin(channel(tls.clone()), origin.clone())
                     .max_decoding_message_size(MAX_RESPONSE_BYTES)
             })
             .collect();
+        let metadata = headers
+            .iter()
+            .map(|(name, value)| {
+                let key = AsciiMetadataKey::from_bytes(name.as_str().as_bytes())
+                    .map_err(|_| format!("extra-headers field '{name}' cannot be gRPC metadata"))?;
+                let mut value = AsciiMetadataValue::try_from(value.as_bytes()).map_err(|_| {
+                    format!("extra-headers field '{name}' has a value gRPC metadata cannot carry")
+                })?;
+                value.set_sensitive(true);
+                Ok((key, value))
+            })
+            .collect::<Result<_, String>>()?;
         Ok(GrpcServer {
             clients,
             next: AtomicUsize::new(0),
+            metadata,
         })
+    }
+
+    /// A call's request: the bound as grpc-timeout (the server may give up
+    /// as the client does) and the extra headers.
+    fn request<T>(&self, msg: T, timeout: Duration) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(msg);
+        r.set_timeout(timeout);
+        for (key, value) in &self.metadata {
+            r.metadata_mut().append(key.clone(), value.clone());
+        }
+        r
     }
 
     /// The next connection's client, round robin.
@@ -89,17 +136,13 @@ impl GrpcServer {
         url: &str,
         timeout: Duration,
     ) -> Result<ServerInfo, ProbeFailure> {
-        let down = |why| ProbeFailure {
-            health: Health::Down,
-            why,
-        };
         let ready = self
             .client()
-            .server_ready(request(pb::ServerReadyRequest {}, timeout))
+            .server_ready(self.request(pb::ServerReadyRequest {}, timeout))
             .await
-            .map_err(|s| down(status_text(&s)))?;
+            .map_err(|s| down(&s))?;
         if !ready.get_ref().ready {
-            return Err(down("server not ready".into()));
+            return Err(ProbeFailure::down("server not ready".into()));
         }
         let model_ready = pb::ModelReadyRequest {
             name: model.into(),
@@ -107,7 +150,7 @@ impl GrpcServer {
         };
         match self
             .client()
-            .model_ready(request(model_ready, timeout))
+            .model_ready(self.request(model_ready, timeout))
             .await
         {
             Ok(r) if r.get_ref().ready => {}
@@ -115,10 +158,17 @@ impl GrpcServer {
                 return Err(ProbeFailure {
                     health: Health::NoModel,
                     why: format!("model '{model}' not ready on {url}"),
+                    tls: None,
                 });
             }
-            Err(s) if transport(&s) || matches!(s.code(), Code::Unavailable) => {
-                return Err(down(status_text(&s)));
+            Err(s)
+                if transport(&s)
+                    || matches!(
+                        s.code(),
+                        Code::Unavailable | Code::Unauthenticated | Code::PermissionDenied
+                    ) =>
+            {
+                return Err(down(&s));
             }
             // The ready server refuses the model: Triton says NOT_FOUND,
             // MLServer UNKNOWN with "Model x not found".
@@ -130,6 +180,7 @@ impl GrpcServer {
                 return Err(ProbeFailure {
                     health: Health::NoModel,
                     why: format!("model '{model}' {what} on {url} ({})", status_text(&s)),
+                    tls: None,
                 });
             }
         }
@@ -139,7 +190,7 @@ impl GrpcServer {
         };
         let input_name = match self
             .client()
-            .model_metadata(request(metadata, timeout))
+            .model_metadata(self.request(metadata, timeout))
             .await
         {
             Ok(r) => r.into_inner().inputs.into_iter().next().map(|i| i.name),
@@ -176,7 +227,7 @@ impl GrpcServer {
         };
         let reply = self
             .client()
-            .model_infer(request(msg, timeout))
+            .model_infer(self.request(msg, timeout))
             .await
             .map_err(|s| Failure {
                 msg: status_text(&s),
@@ -187,13 +238,6 @@ impl GrpcServer {
             server_fault: false,
         })
     }
-}
-
-fn request<T>(msg: T, timeout: Duration) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(msg);
-    // Sent as grpc-timeout: the server may give up as the client does.
-    r.set_timeout(timeout);
-    r
 }
 
 /// Whether another server may do better, as for REST: unavailable,
@@ -210,6 +254,24 @@ fn server_fault(code: Code) -> bool {
             | Code::Aborted
             | Code::NotFound
     )
+}
+
+/// A probe's call failed: the server is down, refuses the credentials, or
+/// could not be reached (a TLS failure named as such).
+fn down(s: &tonic::Status) -> ProbeFailure {
+    let tls = std::error::Error::source(s).and_then(tls::failure);
+    let why = match (s.code(), &tls) {
+        (_, Some(reason)) => format!("secure connection failed: {reason}"),
+        (Code::Unauthenticated | Code::PermissionDenied, None) => format!(
+            "server refused the credentials ({}): check extra-headers",
+            status_text(s)
+        ),
+        _ => status_text(s),
+    };
+    ProbeFailure {
+        tls,
+        ..ProbeFailure::down(why)
+    }
 }
 
 /// Whether the status is the client's: no answer from the server (tonic

@@ -10,7 +10,7 @@ use hyper::StatusCode;
 
 use super::Inner;
 use super::budget::{AttemptBound, Deadline};
-use super::http::{BodyError, SendError, too_large};
+use super::http::{BodyError, SendError, refused_credentials, too_large};
 use super::protocol::{self, Output, Tensor};
 use super::servers::Lease;
 use super::tensor::INLINE_BYTES;
@@ -69,7 +69,7 @@ impl Inner {
                 msg,
                 server_fault: false,
             },
-            SendError::Connection(msg) => fault(msg),
+            SendError::Connection(e) => fault(e.msg),
         })?;
         let status = reply.status;
         let body = match reply.body {
@@ -88,10 +88,15 @@ impl Inner {
         };
         if !status.is_success() {
             let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
+            let msg = match refused_credentials(status) {
+                Some(why) => format!("{why}: {text}"),
+                None => format!("{status}: {text}"),
+            };
             return Err(Failure {
-                msg: format!("{status}: {text}"),
+                msg,
                 // 404: this server lacks the model (another may have it);
-                // 429: overloaded. Other 4xx: the request itself is wrong.
+                // 429: overloaded. Other 4xx (401, 403 too): the request
+                // itself is wrong.
                 server_fault: status.is_server_error()
                     || status == StatusCode::NOT_FOUND
                     || status == StatusCode::TOO_MANY_REQUESTS,
