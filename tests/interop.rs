@@ -20,10 +20,20 @@ fn servers() -> String {
         .expect("set PARALLELFILTER_OIP_SERVERS (see tests/interop/run.sh)")
 }
 
+/// The same servers' gRPC ports.
+fn grpc_servers() -> String {
+    std::env::var("PARALLELFILTER_OIP_GRPC_SERVERS")
+        .expect("set PARALLELFILTER_OIP_GRPC_SERVERS (see tests/interop/run.sh)")
+}
+
 fn harness(props: &[(&str, &str)]) -> (Harness, gst::Element) {
+    harness_on(servers(), props)
+}
+
+fn harness_on(servers: String, props: &[(&str, &str)]) -> (Harness, gst::Element) {
     let mut builder = gst::ElementFactory::make("parallelfilter")
         .property_from_str("processor", "remote")
-        .property("servers", servers())
+        .property("servers", servers)
         .property("model", MODEL);
     for (name, value) in props {
         builder = builder.property_from_str(name, value);
@@ -34,8 +44,18 @@ fn harness(props: &[(&str, &str)]) -> (Harness, gst::Element) {
     (h, e)
 }
 
+const BYTES: usize = 8 * 4 * 3;
+
+/// Frame `i`'s pixels: a different ramp per frame, so a frame given
+/// another frame's row (or a whole batch's mean) is caught.
+fn pixels(i: u64) -> Vec<u8> {
+    (0..BYTES as u64)
+        .map(|j| ((i * 7 + j) % 251) as u8)
+        .collect()
+}
+
 fn frame(i: u64) -> gst::Buffer {
-    let mut b = gst::Buffer::from_mut_slice(vec![(i % 200) as u8; 8 * 4 * 3]);
+    let mut b = gst::Buffer::from_mut_slice(pixels(i));
     {
         let b = b.get_mut().unwrap();
         b.set_pts(FRAME * i);
@@ -44,8 +64,8 @@ fn frame(i: u64) -> gst::Buffer {
     b
 }
 
-/// Checks that `b` is frame `i` with exactly one inference result; returns
-/// the server that answered.
+/// Checks that `b` is frame `i` with exactly one inference result, equal
+/// to the model's answer computed here; returns the server that answered.
 fn check(b: &gst::BufferRef, i: u64) -> String {
     assert_eq!(b.pts(), Some(FRAME * i), "frame {i} out of order");
     let metas = b
@@ -56,22 +76,39 @@ fn check(b: &gst::BufferRef, i: u64) -> String {
     let meta = gst::meta::CustomMeta::from_buffer(b, "GstParallelFilterInferenceMeta").unwrap();
     let s = meta.structure();
     let outputs = s.get::<gst::Array>("outputs").unwrap();
-    let mean = outputs
-        .iter()
-        .map(|o| o.get::<gst::Structure>().unwrap())
-        .find(|o| o.get::<&str>("name").unwrap() == "mean")
-        .unwrap_or_else(|| panic!("frame {i}: no mean in {s}"));
-    let v = mean.get::<gst::Array>("data").unwrap().as_slice()[0]
-        .get::<f64>()
-        .unwrap();
-    assert_eq!(v, (i % 200) as f64, "frame {i}: wrong result {s}");
+    let output = |name: &str| {
+        let o = outputs
+            .iter()
+            .map(|o| o.get::<gst::Structure>().unwrap())
+            .find(|o| o.get::<&str>("name").unwrap() == name)
+            .unwrap_or_else(|| panic!("frame {i}: no {name} in {s}"));
+        let shape = o.get::<gst::Array>("shape").unwrap();
+        assert_eq!(
+            shape.as_slice()[0].get::<i64>().unwrap(),
+            1,
+            "frame {i}: {s}"
+        );
+        o.get::<gst::Array>("data").unwrap().as_slice()[0].clone()
+    };
+    let reference = pixels(i).iter().map(|&x| f64::from(x)).sum::<f64>() / BYTES as f64;
+    let mean = output("mean").get::<f64>().unwrap();
+    // The model answers FP32.
+    assert!(
+        (mean - reference).abs() < 1e-3,
+        "frame {i}: mean {mean}, expected {reference}: {s}"
+    );
+    assert_eq!(
+        output("nbytes").get::<i64>().unwrap(),
+        BYTES as i64,
+        "frame {i}: {s}"
+    );
     s.get::<String>("server").unwrap()
 }
 
 /// Pushes `n` frames with `props`, checks every frame's own result in
 /// order, and returns the stats.
-fn run_frames(props: &[(&str, &str)], n: u64) -> gst::Structure {
-    let (mut h, e) = harness(props);
+fn run_frames(servers: String, props: &[(&str, &str)], n: u64) -> gst::Structure {
+    let (mut h, e) = harness_on(servers, props);
     for i in 0..n {
         assert_eq!(h.push(frame(i)), Ok(gst::FlowSuccess::Ok));
     }
@@ -82,19 +119,14 @@ fn run_frames(props: &[(&str, &str)], n: u64) -> gst::Structure {
     e.property::<gst::Structure>("stats")
 }
 
-#[test]
-#[ignore = "needs MLServer: tests/interop/run.sh"]
-fn frames_one_per_request() {
-    let _w = common::begin("frames_one_per_request", 120);
-    let stats = run_frames(&[("workers", "4")], 64);
+fn one_per_request(servers: String) {
+    let stats = run_frames(servers, &[("workers", "4")], 64);
     assert_eq!(stats.get::<u64>("batches").unwrap(), 0);
 }
 
-#[test]
-#[ignore = "needs MLServer: tests/interop/run.sh"]
-fn frames_in_batches() {
-    let _w = common::begin("frames_in_batches", 120);
+fn in_batches(servers: String) {
     let stats = run_frames(
+        servers,
         &[
             ("workers", "2"),
             ("batch-size", "4"),
@@ -109,6 +141,55 @@ fn frames_in_batches() {
         "{batches} batches for 64 frames"
     );
     assert!(stats.get::<f64>("avg-batch-size").unwrap() > 1.0);
+}
+
+#[test]
+#[ignore = "needs MLServer: tests/interop/run.sh"]
+fn rest_frames() {
+    let _w = common::begin("rest_frames", 120);
+    one_per_request(servers());
+}
+
+#[test]
+#[ignore = "needs MLServer: tests/interop/run.sh"]
+fn rest_batches() {
+    let _w = common::begin("rest_batches", 120);
+    in_batches(servers());
+}
+
+#[test]
+#[ignore = "needs MLServer: tests/interop/run.sh"]
+fn grpc_frames() {
+    let _w = common::begin("grpc_frames", 120);
+    one_per_request(grpc_servers());
+}
+
+#[test]
+#[ignore = "needs MLServer: tests/interop/run.sh"]
+fn grpc_batches() {
+    let _w = common::begin("grpc_batches", 120);
+    in_batches(grpc_servers());
+}
+
+/// One REST and one gRPC port of the two servers: both answer.
+#[test]
+#[ignore = "needs MLServer: tests/interop/run.sh"]
+fn mixed_rest_and_grpc() {
+    let _w = common::begin("mixed_rest_and_grpc", 120);
+    let rest = servers().split(',').next().unwrap().to_string();
+    let grpc = grpc_servers().split(',').nth(1).unwrap().to_string();
+    let (mut h, _e) = harness_on(format!("{rest},{grpc}"), &[("workers", "4")]);
+    let mut answered = std::collections::BTreeMap::<String, u64>::new();
+    for i in 0..64 {
+        assert_eq!(h.push(frame(i)), Ok(gst::FlowSuccess::Ok));
+    }
+    for i in 0..64 {
+        *answered
+            .entry(check(&h.pull().expect("no buffer"), i))
+            .or_default() += 1;
+    }
+    eprintln!("frames answered per server: {answered:?}");
+    assert_eq!(answered.len(), 2, "{answered:?}");
 }
 
 #[test]

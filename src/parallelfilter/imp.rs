@@ -27,6 +27,7 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 
 use super::processors::custom::PROCESS_FRAME_SIGNAL;
+use super::processors::remote;
 use crate::engine::lock;
 use qos::Qos;
 use settings::Settings;
@@ -181,7 +182,33 @@ impl ObjectImpl for ParallelFilter {
             self.qos.set_enabled(settings.qos);
             (old, settings.engine_config())
         };
-        gst::info!(CAT, imp = self, "Changing {name} from {old:?} to {value:?}");
+        match name {
+            // Credentials: the field names only.
+            settings::PROP_EXTRA_HEADERS => gst::info!(
+                CAT,
+                imp = self,
+                "Changing {name} from {} to {}",
+                remote::describe_headers(&old),
+                remote::describe_headers(value)
+            ),
+            // User info in a URL is refused at start, and not logged.
+            settings::PROP_SERVERS => {
+                let show = |v: &glib::Value| {
+                    v.get::<Option<String>>()
+                        .ok()
+                        .flatten()
+                        .map(|s| remote::redact_servers(&s))
+                };
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "Changing {name} from {:?} to {:?}",
+                    show(&old),
+                    show(value)
+                )
+            }
+            _ => gst::info!(CAT, imp = self, "Changing {name} from {old:?} to {value:?}"),
+        }
         if let Some(engine) = self.engine() {
             engine.configure(config);
             if settings::takes_effect_at_start(pspec) {

@@ -1,10 +1,13 @@
 // SPDX-License-Identifier: MPL-2.0
 //! A small Open Inference Protocol (KServe v2) server for tests and the
 //! throughput example: the REST subset `parallelfilter processor=remote`
-//! uses (and the repository index), with injectable latency, a capacity
+//! uses (and the repository index) and the same over KServe v2 gRPC
+//! (`oip_grpc.rs`), with injectable latency, a capacity
 //! (at most K inference requests served at once, the others wait in
 //! order), errors, hangs, dropped connections, oversized answers and stops
-//! (connection refused).
+//! (connection refused). Plain HTTP, or TLS with certificates the test
+//! makes ([`TestCa`]); it records the headers of the last requests and can
+//! refuse requests without a header (401).
 //!
 //! Its model takes batches: the input's first dimension is the batch (N,
 //! 1 for a single frame) and every output has one row per frame: `mean`
@@ -14,7 +17,12 @@
 //! latency plus a cost per frame, as on a GPU.
 #![allow(dead_code)]
 
+#[path = "oip_grpc.rs"]
+mod grpc;
+
+use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,6 +30,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use hyper::header::HeaderMap;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
@@ -29,6 +38,8 @@ use tokio::task::AbortHandle;
 
 pub const MODEL: &str = "test-model";
 pub const INPUT_NAME: &str = "input__0";
+/// Requests whose headers are kept (the last ones).
+pub const SEEN_REQUESTS: usize = 256;
 
 /// What an inference request gets instead of an answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,47 +93,103 @@ pub struct Control {
     pub batches: Mutex<Vec<usize>>,
     /// The listener's generation (bumped by stop) and the tasks serving it.
     tasks: Mutex<(u64, Vec<AbortHandle>)>,
+    /// Path and headers of the last [`SEEN_REQUESTS`] requests, probes
+    /// included, oldest first.
+    seen: Mutex<VecDeque<(String, HeaderMap)>>,
+    /// Requests without this header and value get 401.
+    required: Mutex<Option<(String, String)>>,
 }
 
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// Where it serves the same model over KServe v2 gRPC.
+    pub grpc_addr: SocketAddr,
     pub control: Arc<Control>,
     rt: Option<tokio::runtime::Runtime>,
+    /// Set: the server speaks TLS (REST, gRPC).
+    tls: Option<(tokio_rustls::TlsAcceptor, tokio_rustls::TlsAcceptor)>,
 }
 
 impl TestServer {
     /// A server on 127.0.0.1 on a free port.
     pub fn start() -> TestServer {
+        Self::start_with(None)
+    }
+
+    /// A TLS server on 127.0.0.1 on a free port, presenting `cert`.
+    pub fn start_tls(cert: &TestCert) -> TestServer {
+        Self::start_with(Some((cert.acceptor(b"http/1.1"), cert.acceptor(b"h2"))))
+    }
+
+    fn start_with(
+        tls: Option<(tokio_rustls::TlsAcceptor, tokio_rustls::TlsAcceptor)>,
+    ) -> TestServer {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("oip-test-server")
             .enable_all()
             .build()
             .expect("test server runtime");
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind");
-        let addr = listener.local_addr().expect("local addr");
+        let bind = || {
+            rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+                .expect("bind")
+        };
+        let (listener, grpc) = (bind(), bind());
         let server = TestServer {
-            addr,
+            addr: listener.local_addr().expect("local addr"),
+            grpc_addr: grpc.local_addr().expect("local addr"),
             control: Arc::new(Control::default()),
             rt: Some(rt),
+            tls,
         };
-        server.serve(listener);
+        server.serve(listener, false);
+        server.serve(grpc, true);
         server
     }
 
+    /// Its URL: https:// for a TLS server.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        match self.tls {
+            Some(_) => self.https_url(),
+            None => format!("http://{}", self.addr),
+        }
+    }
+
+    /// An https:// URL of its port, also for a plain server.
+    pub fn https_url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// Requests without `name: value` get 401 Unauthorized.
+    pub fn require_header(&self, name: &str, value: &str) {
+        *self.control.required.lock().unwrap() = Some((name.to_string(), value.to_string()));
+    }
+
+    /// Path and headers of the last requests, oldest first.
+    pub fn seen_headers(&self) -> Vec<(String, HeaderMap)> {
+        self.control.seen.lock().unwrap().iter().cloned().collect()
+    }
+
+    /// Its gRPC URL: grpcs:// for a TLS server.
+    pub fn grpc_url(&self) -> String {
+        match self.tls {
+            Some(_) => format!("grpcs://{}", self.grpc_addr),
+            None => format!("grpc://{}", self.grpc_addr),
+        }
     }
 
     fn rt(&self) -> &tokio::runtime::Runtime {
         self.rt.as_ref().expect("runtime")
     }
 
-    fn serve(&self, listener: tokio::net::TcpListener) {
+    /// Accepts REST (HTTP/1.1) or gRPC (HTTP/2) connections on `listener`.
+    fn serve(&self, listener: tokio::net::TcpListener, grpc: bool) {
         let control = self.control.clone();
         let generation = self.control.tasks.lock().unwrap().0;
+        let tls = self
+            .tls
+            .as_ref()
+            .map(|(rest, h2)| if grpc { h2.clone() } else { rest.clone() });
         let handle = self.rt().spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -136,11 +203,33 @@ impl TestServer {
                 if tasks.0 != generation {
                     return;
                 }
+                let tls = tls.clone();
                 let conn = tokio::spawn(async move {
+                    if grpc {
+                        match tls {
+                            Some(tls) => {
+                                if let Ok(stream) = tls.accept(stream).await {
+                                    grpc::serve_connection(c, TokioIo::new(stream)).await;
+                                }
+                            }
+                            None => grpc::serve_connection(c, TokioIo::new(stream)).await,
+                        }
+                        return;
+                    }
                     let service = hyper::service::service_fn(move |req| handle(c.clone(), req));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    match tls {
+                        // A failed handshake (the client refused the
+                        // certificate) just ends the connection.
+                        Some(tls) => {
+                            if let Ok(stream) = tls.accept(stream).await {
+                                let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                            }
+                        }
+                        None => {
+                            let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                    }
                 });
                 tasks.1.retain(|t| !t.is_finished());
                 tasks.1.push(conn.abort_handle());
@@ -164,23 +253,25 @@ impl TestServer {
         }
     }
 
-    /// Listens again on the same port.
+    /// Listens again on the same ports.
     pub fn restart(&self) {
         self.stop();
-        let listener = self
-            .rt()
-            .block_on(async {
-                // The old listener closes once its aborted task is dropped.
-                for _ in 0..500 {
-                    match tokio::net::TcpListener::bind(self.addr).await {
-                        Ok(l) => return Ok(l),
-                        Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        let rebind = |addr: SocketAddr| {
+            self.rt()
+                .block_on(async {
+                    // The old listener closes once its aborted task is dropped.
+                    for _ in 0..500 {
+                        match tokio::net::TcpListener::bind(addr).await {
+                            Ok(l) => return Ok(l),
+                            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+                        }
                     }
-                }
-                tokio::net::TcpListener::bind(self.addr).await
-            })
-            .expect("rebind");
-        self.serve(listener);
+                    tokio::net::TcpListener::bind(addr).await
+                })
+                .expect("rebind")
+        };
+        self.serve(rebind(self.addr), false);
+        self.serve(rebind(self.grpc_addr), true);
     }
 
     pub fn set_latency(&self, d: Duration) {
@@ -313,8 +404,31 @@ fn decode_path(p: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Records a request's headers (REST path or gRPC method) and checks the
+/// required one: `Err` with why when it is missing or wrong.
+pub(crate) fn admit(c: &Control, path: &str, headers: &HeaderMap) -> Result<(), String> {
+    {
+        let mut seen = c.seen.lock().unwrap();
+        if seen.len() == SEEN_REQUESTS {
+            seen.pop_front();
+        }
+        seen.push_back((path.to_string(), headers.clone()));
+    }
+    let required = c.required.lock().unwrap().clone();
+    if let Some((name, value)) = required {
+        let sent = headers.get_all(name.as_str());
+        if !sent.iter().any(|v| v.as_bytes() == value.as_bytes()) {
+            return Err(format!("missing or wrong {name}"));
+        }
+    }
+    Ok(())
+}
+
 async fn handle(c: Arc<Control>, req: Request<Incoming>) -> Result<Reply, std::io::Error> {
     let path = decode_path(req.uri().path());
+    if let Err(e) = admit(&c, &path, req.headers()) {
+        return Ok(reply(StatusCode::UNAUTHORIZED, json!({ "error": e })));
+    }
     let ready = !c.not_ready.load(Ordering::SeqCst);
     let model_ready = ready && !c.model_not_ready.load(Ordering::SeqCst);
     let model = c.model.lock().unwrap().clone();
@@ -402,13 +516,9 @@ async fn infer(
                 return bad("binary_data_size differs from the bytes after the header");
             }
             c.binary.fetch_add(1, Ordering::SeqCst);
-            match datatype {
-                "UINT8" => b.iter().map(|&x| f64::from(x)).collect(),
-                "FP32" => b
-                    .chunks_exact(4)
-                    .map(|x| f64::from(f32::from_le_bytes([x[0], x[1], x[2], x[3]])))
-                    .collect(),
-                _ => return bad("unsupported datatype"),
+            match raw_values(datatype, b) {
+                Some(v) => v,
+                None => return bad("unsupported datatype"),
             }
         }
         None => match input["data"].as_array() {
@@ -416,42 +526,16 @@ async fn infer(
             None => return bad("no data"),
         },
     };
-    let elements = input["shape"].as_array().map(|s| {
-        s.iter()
-            .map(|d| d.as_i64().unwrap_or(-1))
-            .try_fold(1i64, |n, d| (d >= 0).then(|| n * d))
-    });
-    if elements != Some(Some(values.len() as i64)) {
-        return bad("shape does not match the number of elements");
-    }
-    // The first dimension is the batch.
-    let rows = input["shape"][0].as_u64().unwrap_or(1).max(1) as usize;
-    if !values.len().is_multiple_of(rows) {
-        return bad("the elements do not divide into the batch");
-    }
-    let mut hold = c.hold.subscribe();
-    let _ = hold.wait_for(|h| !*h).await;
-    // Held until the answer is built; the semaphore is fair (FIFO).
-    let capacity = c.capacity.lock().unwrap().clone();
-    let _served = match capacity {
-        Some(s) => s.acquire_owned().await.ok(),
-        None => None,
+    let shape: Vec<i64> = match input["shape"].as_array() {
+        Some(s) => s.iter().map(|d| d.as_i64().unwrap_or(-1)).collect(),
+        None => return bad("no shape"),
     };
-    let latency = *c.latency.lock().unwrap() + *c.frame_cost.lock().unwrap() * rows as u32;
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
-    }
-    let fault = {
-        let mut f = c.fault.lock().unwrap();
-        match f.as_mut() {
-            Some((fault, n)) if *n > 0 => {
-                *n = n.saturating_sub(if *n == u64::MAX { 0 } else { 1 });
-                Some(*fault)
-            }
-            _ => None,
-        }
+    let id: u64 = v["id"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let request = match Infer::new(name, datatype, &shape, values, id) {
+        Ok(r) => r,
+        Err(e) => return bad(e),
     };
-    match fault {
+    match serve(&c, request.rows).await {
         Some(Fault::Status(s)) => {
             let status = StatusCode::from_u16(s).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             return Ok(reply(status, json!({"error": "injected failure"})));
@@ -467,23 +551,12 @@ async fn infer(
         }
         None => {}
     }
-    let element_size = if datatype == "FP32" { 4 } else { 1 };
-    let id: u64 = v["id"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0);
-    let rows = if c.unbatched.load(Ordering::SeqCst) {
-        1
-    } else {
-        rows
-    };
-    let row = values.len() / rows.max(1);
-    let (mut means, mut nbytes, mut ids) = (vec![], vec![], vec![]);
-    for (i, r) in values.chunks(row.max(1)).take(rows).enumerate() {
-        means.push(r.iter().sum::<f64>() / r.len().max(1) as f64);
-        nbytes.push(r.len() * element_size);
-        ids.push(id + i as u64);
-    }
-    c.inputs.lock().unwrap().push((name, id));
-    c.batches.lock().unwrap().push(rows);
-    c.answered.fetch_add(1, Ordering::SeqCst);
+    let Rows {
+        rows,
+        means,
+        nbytes,
+        ids,
+    } = answer(&c, request);
     Ok(reply(
         StatusCode::OK,
         json!({
@@ -496,4 +569,241 @@ async fn infer(
             ],
         }),
     ))
+}
+
+/// An inference request as the model sees it.
+pub(crate) struct Infer {
+    name: String,
+    datatype: String,
+    /// The first dimension: frames in the request.
+    rows: usize,
+    values: Vec<f64>,
+    id: u64,
+}
+
+impl Infer {
+    pub(crate) fn new(
+        name: String,
+        datatype: &str,
+        shape: &[i64],
+        values: Vec<f64>,
+        id: u64,
+    ) -> Result<Infer, &'static str> {
+        let elements = shape.iter().try_fold(1i64, |n, &d| (d >= 0).then(|| n * d));
+        if elements != Some(values.len() as i64) {
+            return Err("shape does not match the number of elements");
+        }
+        let rows = shape.first().copied().unwrap_or(1).max(1) as usize;
+        if !values.len().is_multiple_of(rows) {
+            return Err("the elements do not divide into the batch");
+        }
+        Ok(Infer {
+            name,
+            datatype: datatype.to_string(),
+            rows,
+            values,
+            id,
+        })
+    }
+}
+
+/// The elements of a raw (binary) tensor.
+pub(crate) fn raw_values(datatype: &str, b: &[u8]) -> Option<Vec<f64>> {
+    match datatype {
+        "UINT8" => Some(b.iter().map(|&x| f64::from(x)).collect()),
+        "FP32" => Some(
+            b.chunks_exact(4)
+                .map(|x| f64::from(f32::from_le_bytes([x[0], x[1], x[2], x[3]])))
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+/// Holds the request as the server's settings say (hold, capacity,
+/// latency and cost per frame), then gives the fault it gets, if any.
+pub(crate) async fn serve(c: &Control, rows: usize) -> Option<Fault> {
+    let mut hold = c.hold.subscribe();
+    let _ = hold.wait_for(|h| !*h).await;
+    // Held until the answer is built; the semaphore is fair (FIFO).
+    let capacity = c.capacity.lock().unwrap().clone();
+    let _served = match capacity {
+        Some(s) => s.acquire_owned().await.ok(),
+        None => None,
+    };
+    let latency = *c.latency.lock().unwrap() + *c.frame_cost.lock().unwrap() * rows as u32;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let mut f = c.fault.lock().unwrap();
+    match f.as_mut() {
+        Some((fault, n)) if *n > 0 => {
+            *n = n.saturating_sub(if *n == u64::MAX { 0 } else { 1 });
+            Some(*fault)
+        }
+        _ => None,
+    }
+}
+
+/// The model's answer, one row per frame.
+pub(crate) struct Rows {
+    pub rows: usize,
+    pub means: Vec<f64>,
+    pub nbytes: Vec<i64>,
+    pub ids: Vec<i64>,
+}
+
+/// Answers `r` and counts it.
+pub(crate) fn answer(c: &Control, r: Infer) -> Rows {
+    let element_size = if r.datatype == "FP32" { 4 } else { 1 };
+    let rows = if c.unbatched.load(Ordering::SeqCst) {
+        1
+    } else {
+        r.rows
+    };
+    let row = (r.values.len() / rows).max(1);
+    let (mut means, mut nbytes, mut ids) = (vec![], vec![], vec![]);
+    for (i, v) in r.values.chunks(row).take(rows).enumerate() {
+        means.push(v.iter().sum::<f64>() / v.len().max(1) as f64);
+        nbytes.push((v.len() * element_size) as i64);
+        ids.push((r.id + i as u64) as i64);
+    }
+    c.inputs.lock().unwrap().push((r.name, r.id));
+    c.batches.lock().unwrap().push(rows);
+    c.answered.fetch_add(1, Ordering::SeqCst);
+    Rows {
+        rows,
+        means,
+        nbytes,
+        ids,
+    }
+}
+
+/// A certificate authority made by the test.
+pub struct TestCa {
+    cert: rcgen::Certificate,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+/// A server's certificate and key.
+pub struct TestCert {
+    cert: rustls::pki_types::CertificateDer<'static>,
+    key: rustls::pki_types::PrivatePkcs8KeyDer<'static>,
+}
+
+/// A file removed when dropped.
+pub struct TempFile(pub PathBuf);
+
+impl TempFile {
+    /// A new file under the temporary directory holding `contents`.
+    pub fn new(tag: &str, contents: &[u8]) -> TempFile {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let n = N.fetch_add(1, Ordering::SeqCst);
+        let path = std::env::temp_dir().join(format!(
+            "parallelfilter-test-{}-{n}-{tag}",
+            std::process::id()
+        ));
+        std::fs::write(&path, contents).expect("writing a temporary file");
+        TempFile(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn path_str(&self) -> &str {
+        self.0.to_str().expect("a UTF-8 temporary path")
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+impl TestCa {
+    pub fn new(name: &str) -> TestCa {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyUsagePurpose};
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        TestCa {
+            cert,
+            issuer: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    pub fn pem(&self) -> String {
+        self.cert.pem()
+    }
+
+    /// The CA's certificate in a PEM file, for `tls-ca-file`.
+    pub fn pem_file(&self) -> TempFile {
+        TempFile::new("ca.pem", self.pem().as_bytes())
+    }
+
+    /// A server certificate for `names` (host names or IP addresses),
+    /// valid from 1975 to 4096 (rcgen's defaults).
+    pub fn leaf(&self, names: &[&str]) -> TestCert {
+        self.leaf_with(names, |_| {})
+    }
+
+    /// A server certificate for `names` that expired in 2000.
+    pub fn expired_leaf(&self, names: &[&str]) -> TestCert {
+        self.leaf_with(names, |p| {
+            p.not_before = rcgen::date_time_ymd(1999, 1, 1);
+            p.not_after = rcgen::date_time_ymd(2000, 1, 1);
+        })
+    }
+
+    fn leaf_with(
+        &self,
+        names: &[&str],
+        edit: impl FnOnce(&mut rcgen::CertificateParams),
+    ) -> TestCert {
+        use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose};
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        // An IP address becomes an IP SAN.
+        let mut params = CertificateParams::new(names.clone()).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, names[0].as_str());
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.use_authority_key_identifier_extension = true;
+        edit(&mut params);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        TestCert {
+            cert: cert.der().clone(),
+            key: rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()),
+        }
+    }
+}
+
+impl TestCert {
+    /// A TLS acceptor offering the `alpn` protocol.
+    fn acceptor(&self, alpn: &[u8]) -> tokio_rustls::TlsAcceptor {
+        // The ring provider, as the element uses; never a process default.
+        #[allow(deprecated)]
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![self.cert.clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(self.key.clone_key()),
+            )
+            .expect("server certificate");
+        config.alpn_protocols = vec![alpn.to_vec()];
+        tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    }
 }

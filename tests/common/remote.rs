@@ -17,6 +17,11 @@ pub fn harness(
     props: &[(&str, &str)],
 ) -> (Harness, gst::Element, gst::Bus) {
     let urls: Vec<String> = servers.iter().map(|s| s.url()).collect();
+    harness_urls(&urls, props)
+}
+
+/// The fixture for these server URLs (REST or gRPC).
+pub fn harness_urls(urls: &[String], props: &[(&str, &str)]) -> (Harness, gst::Element, gst::Bus) {
     let urls = urls.join(",");
     let mut all = vec![
         ("processor", "remote"),
@@ -111,4 +116,15 @@ pub fn push(h: &mut Harness, range: std::ops::Range<u64>) {
     for i in range {
         assert_eq!(h.push(frame(i)), Ok(gst::FlowSuccess::Ok));
     }
+}
+
+/// The text of the first error on `bus`.
+pub fn first_error_on(bus: &gst::Bus) -> String {
+    let msg = bus
+        .timed_pop_filtered(gst::ClockTime::from_seconds(30), &[gst::MessageType::Error])
+        .expect("no error");
+    let gst::MessageView::Error(err) = msg.view() else {
+        unreachable!()
+    };
+    format!("{} {:?}", err.error(), err.debug())
 }

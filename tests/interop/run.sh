@@ -5,7 +5,8 @@
 # server: MLServer (PyPI) with the tiny runtime in tests/interop/model.
 # Installs MLServer into a virtualenv under target/ (nothing cached outside
 # the workspace), starts two servers on free ports, runs the ignored tests
-# of tests/interop.rs: frames one per request and in batches, then the
+# of tests/interop.rs: frames one per request and in batches over REST
+# and over gRPC, a list mixing both, then the
 # first server is killed mid-stream, then with both stopped every frame
 # gets on-error.
 #
@@ -87,7 +88,9 @@ say "servers ready in $((SECONDS - t)) s: $a $b"
 
 t=$SECONDS
 PARALLELFILTER_OIP_SERVERS=$a,$b \
-    cargo test --test interop -- --ignored --exact frames_one_per_request frames_in_batches --nocapture
+    PARALLELFILTER_OIP_GRPC_SERVERS=grpc://127.0.0.1:${ports[1]},grpc://127.0.0.1:${ports[4]} \
+    cargo test --test interop -- --ignored --exact \
+    rest_frames rest_batches grpc_frames grpc_batches mixed_rest_and_grpc --nocapture
 PARALLELFILTER_OIP_SERVERS=$a,$b PARALLELFILTER_OIP_KILL_PID=${pids[0]} \
     cargo test --test interop -- --ignored --exact one_server_killed_mid_stream --nocapture
 kill -9 "${pids[1]}"

@@ -40,6 +40,8 @@ pub(super) const PROP_RETRIES: &str = "retries";
 pub(super) const PROP_MAX_REQUESTS_PER_SERVER: &str = "max-requests-per-server";
 pub(super) const PROP_BATCH_SIZE: &str = "batch-size";
 pub(super) const PROP_BATCH_TIMEOUT: &str = "batch-timeout";
+pub(super) const PROP_EXTRA_HEADERS: &str = "extra-headers";
+pub(super) const PROP_TLS_CA_FILE: &str = "tls-ca-file";
 
 pub(super) const DEFAULT_MAX_SIZE_BUFFERS: u32 = 0;
 pub(super) const DEFAULT_MAX_SIZE_BYTES: u64 = 0;
@@ -97,6 +99,9 @@ pub(super) struct Settings {
     pub(super) max_requests_per_server: u32,
     pub(super) batch_size: u32,
     pub(super) batch_timeout: u64,
+    /// Its Debug shows the field names only: values are credentials.
+    pub(super) extra_headers: remote::HeadersProperty,
+    pub(super) tls_ca_file: Option<String>,
     /// `timeout`, shared with a running remote processor: mutable in PLAYING.
     pub(super) live_timeout: remote::LiveTimeout,
     /// The application's processor for `processor=custom`; without one,
@@ -132,6 +137,8 @@ impl Default for Settings {
             max_requests_per_server: DEFAULT_MAX_REQUESTS_PER_SERVER,
             batch_size: DEFAULT_BATCH_SIZE,
             batch_timeout: DEFAULT_BATCH_TIMEOUT,
+            extra_headers: remote::HeadersProperty::default(),
+            tls_ca_file: None,
             live_timeout: remote::LiveTimeout::new(DEFAULT_TIMEOUT),
             custom: None,
         }
@@ -360,8 +367,9 @@ pub(super) fn properties() -> Vec<glib::ParamSpec> {
         glib::ParamSpecString::builder(PROP_SERVERS)
             .nick("Servers")
             .blurb(
-                "remote processor: comma-separated base URLs of inference servers \
-                 (Open Inference Protocol / KServe v2)",
+                "remote processor: comma-separated URLs of inference servers \
+                 (Open Inference Protocol / KServe v2): http://host:port[/prefix] \
+                 for REST, grpc://host:port for gRPC",
             )
             .mutable_ready()
             .build(),
@@ -391,6 +399,23 @@ pub(super) fn properties() -> Vec<glib::ParamSpec> {
                  server's latency, up to workers)",
             )
             .default_value(DEFAULT_MAX_REQUESTS_PER_SERVER)
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecBoxed::builder::<gst::Structure>(PROP_EXTRA_HEADERS)
+            .nick("Extra headers")
+            .blurb(
+                "remote processor: headers sent with every request, one per field \
+                 (an array gives one per element), e.g. headers, authorization=\"Bearer T\"; \
+                 never logged",
+            )
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecString::builder(PROP_TLS_CA_FILE)
+            .nick("TLS CA file")
+            .blurb(
+                "remote processor: PEM file of CA certificates trusted for https and grpcs servers, \
+                 in addition to the system's",
+            )
             .mutable_ready()
             .build(),
         glib::ParamSpecBoxed::builder::<gst::Structure>(PROP_STATS)
@@ -468,6 +493,16 @@ impl Settings {
             PROP_MAX_REQUESTS_PER_SERVER => {
                 self.max_requests_per_server = value.get().unwrap_or(self.max_requests_per_server)
             }
+            PROP_EXTRA_HEADERS => {
+                self.extra_headers = remote::HeadersProperty(value.get().unwrap_or(None))
+            }
+            PROP_TLS_CA_FILE => {
+                self.tls_ca_file = value
+                    .get::<Option<String>>()
+                    .ok()
+                    .flatten()
+                    .filter(|f| !f.is_empty())
+            }
             // GObject only passes the properties listed above.
             _ => {}
         }
@@ -501,6 +536,8 @@ impl Settings {
             PROP_PAYLOAD => self.payload.to_value(),
             PROP_RETRIES => self.retries.to_value(),
             PROP_MAX_REQUESTS_PER_SERVER => self.max_requests_per_server.to_value(),
+            PROP_EXTRA_HEADERS => self.extra_headers.0.to_value(),
+            PROP_TLS_CA_FILE => self.tls_ca_file.to_value(),
             _ => glib::Value::from_type(glib::Type::INVALID),
         }
     }

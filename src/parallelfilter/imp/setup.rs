@@ -126,6 +126,17 @@ impl ParallelFilter {
                 ["the property set last wins; set filter last (or processor=filter) to run it"]
             );
         }
+        if let Some(file) = settings.tls_ca_file.as_deref().filter(|_| {
+            settings.processor != ProcessorKind::Remote
+                || !remote::wants_tls(settings.servers.as_deref())
+        }) {
+            gst::element_imp_warning!(
+                self,
+                gst::LibraryError::Settings,
+                ("tls-ca-file '{file}' is not used: no server is https"),
+                ["only https:// and grpcs:// servers of processor=remote use it"]
+            );
+        }
         if settings.processor != ProcessorKind::Custom && custom::has_signal_handler(&self.obj()) {
             gst::element_imp_warning!(
                 self,
@@ -263,6 +274,11 @@ impl Settings {
                     },
                     timeout: self.live_timeout.clone(),
                     scene_threshold: self.scene_threshold.clone(),
+                    extra_headers: remote::ExtraHeaders::new(self.extra_headers.0.as_deref())
+                        .map_err(|e| {
+                            gst::error_msg!(gst::ResourceError::Settings, ("remote: {e}"))
+                        })?,
+                    tls_ca_file: self.tls_ca_file.as_ref().map(Into::into),
                 };
                 Some(Arc::new(remote::Remote::new(config, rt)?))
             }

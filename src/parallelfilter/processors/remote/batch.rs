@@ -43,7 +43,7 @@ pub(super) fn stack(tensors: Vec<Tensor>) -> Result<Tensor, String> {
     Ok(Tensor {
         datatype: first.datatype,
         shape,
-        bytes,
+        bytes: bytes.into(),
     })
 }
 
@@ -91,7 +91,7 @@ mod tests {
         Tensor {
             datatype: "UINT8",
             shape,
-            bytes,
+            bytes: bytes.into(),
         }
     }
 
@@ -113,7 +113,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(t.shape, [3, 2, 1]);
-        assert_eq!(t.bytes, [1, 2, 3, 4, 5, 6]);
+        assert_eq!(t.bytes[..], [1, 2, 3, 4, 5, 6]);
         let one = stack(vec![tensor(vec![1, 4], vec![9; 4])]).unwrap();
         assert_eq!(one.shape, [1, 4]);
         assert!(

@@ -1,19 +1,23 @@
 // SPDX-License-Identifier: MPL-2.0
 //! The HTTP/1.1 client the processor talks through: one connection pool
-//! per processor, bounded connects and response bodies, and error texts
-//! that name the cause.
+//! per processor, plain or TLS, bounded connects and response bodies,
+//! `extra-headers` on every request, and error texts that name the cause.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{Method, Request, StatusCode};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde_json::Value;
 
+use super::headers::ExtraHeaders;
 use super::protocol::{EncodedRequest, HEADER_LENGTH};
+use super::tls;
 
 /// TCP connect bound: a dead host never holds a frame longer.
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -23,7 +27,16 @@ pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub(super) const MAX_RESPONSE_BYTES: usize = 4 << 20;
 
 pub(super) struct HttpClient {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    headers: ExtraHeaders,
+}
+
+/// Why a request got no response.
+pub(super) struct Unanswered {
+    pub msg: String,
+    /// Why the TLS handshake failed: a setting to fix (CA, host name,
+    /// port) more likely than an outage.
+    pub tls: Option<String>,
 }
 
 /// The answer to a GET.
@@ -52,45 +65,67 @@ pub(super) enum SendError {
     /// The request could not be built: not the server's fault.
     Build(String),
     /// Connecting or sending failed.
-    Connection(String),
+    Connection(Unanswered),
 }
 
 impl HttpClient {
-    /// A client keeping up to `max_idle_per_host` connections per server.
-    pub(super) fn new(max_idle_per_host: usize) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        connector.set_nodelay(true);
+    /// A client keeping up to `max_idle_per_host` connections per server,
+    /// speaking TLS to `https://` URLs with `tls`, sending `headers` with
+    /// every request.
+    pub(super) fn new(
+        max_idle_per_host: usize,
+        tls: Arc<rustls::ClientConfig>,
+        headers: ExtraHeaders,
+    ) -> Self {
+        let mut tcp = HttpConnector::new();
+        tcp.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        tcp.set_nodelay(true);
+        // The TLS connector below takes https:// too.
+        tcp.enforce_http(false);
+        let connector = HttpsConnector::from((tcp, tls));
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(max_idle_per_host)
             .build(connector);
-        HttpClient { client }
+        HttpClient { client, headers }
+    }
+
+    /// A request to `url` with the extra headers.
+    fn request(&self, method: Method, url: &str) -> hyper::http::request::Builder {
+        let mut req = Request::builder().method(method).uri(url);
+        for (name, value) in self.headers.iter() {
+            req = req.header(name, value);
+        }
+        req
     }
 
     /// GET `url`, answered within `timeout`.
-    pub(super) async fn get_json(&self, url: &str, timeout: Duration) -> Result<JsonReply, String> {
-        let req = Request::builder()
-            .method(Method::GET)
-            .uri(url)
+    pub(super) async fn get_json(
+        &self,
+        url: &str,
+        timeout: Duration,
+    ) -> Result<JsonReply, Unanswered> {
+        let plain = |msg| Unanswered { msg, tls: None };
+        let req = self
+            .request(Method::GET, url)
             .body(Full::new(Bytes::new()))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| plain(e.to_string()))?;
         let fut = async {
-            let resp = self.client.request(req).await.map_err(error_chain)?;
+            let resp = self.client.request(req).await.map_err(unanswered)?;
             let status = resp.status();
             let body = read_body(resp.into_body()).await.map_err(|e| match e {
-                BodyError::TooLarge => too_large(),
-                BodyError::Read(e) => e,
+                BodyError::TooLarge => plain(too_large()),
+                BodyError::Read(e) => plain(e),
             })?;
-            Ok::<_, String>(JsonReply {
+            Ok::<_, Unanswered>(JsonReply {
                 status,
                 json: serde_json::from_slice(&body).ok(),
             })
         };
         tokio::time::timeout(timeout, fut)
             .await
-            .map_err(|_| format!("no answer within {timeout:?}"))?
+            .map_err(|_| plain(format!("no answer within {timeout:?}")))?
     }
 
     /// POST a JSON `body` to `url`; the JSON answer of a success within
@@ -101,9 +136,8 @@ impl HttpClient {
         body: &'static [u8],
         timeout: Duration,
     ) -> Option<Value> {
-        let req = Request::builder()
-            .method(Method::POST)
-            .uri(url)
+        let req = self
+            .request(Method::POST, url)
             .header(hyper::header::CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from_static(body)))
             .ok()?;
@@ -125,7 +159,7 @@ impl HttpClient {
         url: &str,
         request: EncodedRequest,
     ) -> Result<Reply, SendError> {
-        let req = Request::builder().method(Method::POST).uri(url);
+        let req = self.request(Method::POST, url);
         let req = match request.header_len {
             Some(n) => req
                 .header(HEADER_LENGTH, n)
@@ -139,7 +173,7 @@ impl HttpClient {
             .client
             .request(req)
             .await
-            .map_err(|e| SendError::Connection(error_chain(e)))?;
+            .map_err(|e| SendError::Connection(unanswered(e)))?;
         let status = resp.status();
         let header_len = resp
             .headers()
@@ -164,12 +198,34 @@ async fn read_body(body: hyper::body::Incoming) -> Result<Bytes, BodyError> {
     }
 }
 
+/// The text of a 401 or 403 answer: the credentials, not the server, are
+/// at fault, and every server would say the same.
+pub(super) fn refused_credentials(status: StatusCode) -> Option<String> {
+    matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN)
+        .then(|| format!("server refused the credentials ({status}): check extra-headers"))
+}
+
 pub(super) fn too_large() -> String {
     format!("response over the {} MiB limit", MAX_RESPONSE_BYTES >> 20)
 }
 
+/// Why a request failed: a TLS handshake's failure as a sentence with a
+/// hint, else the error and its sources.
+fn unanswered(e: hyper_util::client::legacy::Error) -> Unanswered {
+    match tls::failure(&e) {
+        Some(why) => Unanswered {
+            msg: format!("secure connection failed: {why}"),
+            tls: Some(why),
+        },
+        None => Unanswered {
+            msg: error_chain(&e),
+            tls: None,
+        },
+    }
+}
+
 /// The error and its sources: hyper's top-level message alone says little.
-fn error_chain(e: impl std::error::Error) -> String {
+pub(super) fn error_chain<E: std::error::Error + ?Sized>(e: &E) -> String {
     let mut msg = e.to_string();
     let mut src = e.source();
     while let Some(s) = src {

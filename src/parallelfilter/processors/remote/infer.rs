@@ -10,17 +10,17 @@ use hyper::StatusCode;
 
 use super::Inner;
 use super::budget::{AttemptBound, Deadline};
-use super::http::{BodyError, SendError, too_large};
+use super::http::{BodyError, SendError, refused_credentials, too_large};
 use super::protocol::{self, Output, Tensor};
 use super::servers::Lease;
 use super::tensor::INLINE_BYTES;
 
 /// Why an attempt failed, and whether another server may do better.
-struct Failure {
-    msg: String,
+pub(super) struct Failure {
+    pub msg: String,
     /// The server is at fault (connection, 5xx, no answer within the
     /// attempt's bound): it becomes suspect and the request is retried.
-    server_fault: bool,
+    pub server_fault: bool,
 }
 
 /// A successful inference.
@@ -33,13 +33,20 @@ pub(super) struct Answer {
 }
 
 impl Inner {
-    /// One request to the lease's server.
+    /// One request to the lease's server, answered within `bound`.
     async fn infer(
         &self,
         lease: &Lease<'_>,
         tensor: &Arc<Tensor>,
         id: u64,
+        bound: Duration,
     ) -> Result<Vec<Output>, Failure> {
+        if let Some(grpc) = self.grpc(lease.slot.server) {
+            let name = &lease.input_name;
+            return grpc
+                .infer(&self.config.model, tensor, name, id, bound)
+                .await;
+        }
         let url = self.url(lease.slot.server, &protocol::infer(&self.model_path));
         let binary = lease.binary;
         let request = if tensor.bytes.len() > INLINE_BYTES {
@@ -62,7 +69,7 @@ impl Inner {
                 msg,
                 server_fault: false,
             },
-            SendError::Connection(msg) => fault(msg),
+            SendError::Connection(e) => fault(e.msg),
         })?;
         let status = reply.status;
         let body = match reply.body {
@@ -81,10 +88,15 @@ impl Inner {
         };
         if !status.is_success() {
             let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
+            let msg = match refused_credentials(status) {
+                Some(why) => format!("{why}: {text}"),
+                None => format!("{status}: {text}"),
+            };
             return Err(Failure {
-                msg: format!("{status}: {text}"),
+                msg,
                 // 404: this server lacks the model (another may have it);
-                // 429: overloaded. Other 4xx: the request itself is wrong.
+                // 429: overloaded. Other 4xx (401, 403 too): the request
+                // itself is wrong.
                 server_fault: status.is_server_error()
                     || status == StatusCode::NOT_FOUND
                     || status == StatusCode::TOO_MANY_REQUESTS,
@@ -128,7 +140,7 @@ impl Inner {
             let AttemptBound { bound, budget_end } =
                 deadline.attempt(Instant::now(), attempt == attempts);
             let t0 = Instant::now();
-            let result = tokio::time::timeout(bound, this.infer(&lease, &tensor, id)).await;
+            let result = tokio::time::timeout(bound, this.infer(&lease, &tensor, id, bound)).await;
             let timed_out = result.is_err();
             let result = match result {
                 Ok(r) => r,

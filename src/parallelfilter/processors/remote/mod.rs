@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MPL-2.0
 //! The `remote` processor: each frame goes to one of several Open Inference
-//! Protocol (KServe v2) servers over HTTP/1.1 REST, and the response's
+//! Protocol (KServe v2) servers over HTTP/1.1 REST (plain or TLS), and the response's
 //! outputs become the `GstParallelFilterInferenceMeta`.
 //!
 //! Scheduling: a request goes to the ready server with the smallest share
@@ -28,22 +28,27 @@
 //! | `limit` | each server's concurrency limit, fixed or adaptive (pure) |
 //! | `probe` | finding out whether a server is up and has the model |
 //! | `http` | the HTTP client |
+//! | `grpc` | the gRPC client: probes and requests over `grpc://` |
+//! | `headers` | `extra-headers`, checked; never shown in logs |
+//! | `tls` | TLS settings (roots, `tls-ca-file`) and handshake failures |
 //! | `protocol` | the protocol's messages, encoded and decoded (pure) |
 
-use std::sync::{Arc, LazyLock, OnceLock};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 
 use futures::FutureExt;
 use gst::glib;
 use gst::prelude::*;
 use tokio::sync::watch;
 
-use crate::engine::{Processor, Work, WorkCtx};
+use crate::engine::{Processor, Work, WorkCtx, lock};
 use crate::parallelfilter::frame::{Frame, FrameProcessor};
 use crate::parallelfilter::{INFERENCE_META, INFERENCE_NAME, Payload};
 
 mod batch;
 mod budget;
 mod config;
+mod grpc;
+mod headers;
 mod http;
 mod infer;
 mod limit;
@@ -51,9 +56,12 @@ mod probe;
 mod protocol;
 mod servers;
 mod tensor;
+mod tls;
 
 use budget::Deadline;
-pub use config::{Config, LiveTimeout, PerServer};
+pub use config::{Config, LiveTimeout, PerServer, redact_servers, wants_tls};
+use grpc::GrpcServer;
+pub use headers::{ExtraHeaders, HeadersProperty, describe_value as describe_headers};
 use http::HttpClient;
 use protocol::{Output, Tensor};
 use servers::Servers;
@@ -68,18 +76,35 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
+/// HTTP/2 connections per gRPC server: one connection's task frames every
+/// request on it, and with several requests of large tensors in flight it
+/// becomes their queue.
+const GRPC_CONNECTIONS: usize = 4;
+
 /// What the processor, its requests and its probes share.
 struct Inner {
     http: HttpClient,
+    /// Per server: its gRPC client, `None` for REST.
+    grpc: Vec<Option<GrpcServer>>,
     servers: Servers,
     /// The model name as a path segment.
     model_path: String,
-    /// The element, for logging; set at start.
+    /// The element, for logging and errors; set at start.
     element: OnceLock<glib::WeakRef<gst::Element>>,
+    /// TLS failures posted as element errors; see [`Inner::report_tls`].
+    tls_reports: Mutex<TlsReports>,
     /// Closed when the processor goes away: ends the probes.
     closed: watch::Sender<bool>,
     config: Config,
     rt: tokio::runtime::Handle,
+}
+
+/// A TLS failure is posted once per server and run; one found before the
+/// element is known waits for [`FrameProcessor::attach`].
+#[derive(Default)]
+struct TlsReports {
+    reported: Vec<bool>,
+    pending: Vec<gst::ErrorMessage>,
 }
 
 pub struct Remote {
@@ -89,11 +114,36 @@ pub struct Remote {
 impl Remote {
     pub fn new(mut config: Config, rt: tokio::runtime::Handle) -> Result<Self, gst::ErrorMessage> {
         let targets = config.check()?;
+        // The CAs are read only when some server needs them.
+        let tls = tls::client_config(
+            targets.urls.iter().any(|u| config::is_tls(u)),
+            config.tls_ca_file.as_deref(),
+        )?;
+        let connections = config.per_server.max().min(GRPC_CONNECTIONS);
+        let grpc = targets
+            .urls
+            .iter()
+            .map(|url| {
+                let tls = tls.clone();
+                let headers = config.extra_headers.clone();
+                config::is_grpc(url)
+                    .then(|| GrpcServer::new(url, connections, tls, headers))
+                    .transpose()
+            })
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(|e| gst::error_msg!(gst::ResourceError::Settings, ("remote: {e}")))?;
+        let http = HttpClient::new(config.per_server.max(), tls, config.extra_headers.clone());
+        let tls_reports = TlsReports {
+            reported: vec![false; targets.urls.len()],
+            pending: Vec::new(),
+        };
         let inner = Arc::new(Inner {
-            http: HttpClient::new(config.per_server.max()),
+            http,
+            grpc,
             servers: Servers::new(targets.urls, config.per_server),
             model_path: targets.model_path,
             element: OnceLock::new(),
+            tls_reports: Mutex::new(tls_reports),
             closed: watch::channel(false).0,
             config,
             rt,
@@ -123,8 +173,38 @@ impl Inner {
         }
     }
 
+    fn grpc(&self, server: usize) -> Option<&GrpcServer> {
+        self.grpc.get(server).and_then(Option::as_ref)
+    }
+
     fn url(&self, server: usize, path: &str) -> String {
         format!("{}{}", self.servers.url(server), path)
+    }
+
+    /// A TLS handshake with `server` failed: an element error, once per
+    /// server and run (the probes keep failing the same way).
+    fn report_tls(&self, server: usize, reason: &str) {
+        let url = self.servers.url(server);
+        let msg = gst::error_msg!(
+            gst::ResourceError::OpenRead,
+            ("Secure connection to {url} failed: {reason}"),
+            ["{url} stays down, probed again, until the handshake succeeds"]
+        );
+        let element = {
+            let mut reports = lock(&self.tls_reports);
+            if reports.reported.get(server).copied().unwrap_or(true) {
+                return;
+            }
+            reports.reported[server] = true;
+            match self.element.get().and_then(|w| w.upgrade()) {
+                Some(e) => e,
+                None => {
+                    reports.pending.push(msg);
+                    return;
+                }
+            }
+        };
+        element.post_error_message(msg);
     }
 }
 
@@ -213,7 +293,16 @@ impl Inner {
 
 impl FrameProcessor for Remote {
     fn attach(&self, element: &gst::Element) {
-        let _ = self.inner.element.set(element.downgrade());
+        // Under the reports' lock, so a TLS failure is either pending here
+        // or sees the element.
+        let pending = {
+            let mut reports = lock(&self.inner.tls_reports);
+            let _ = self.inner.element.set(element.downgrade());
+            std::mem::take(&mut reports.pending)
+        };
+        for msg in pending {
+            element.post_error_message(msg);
+        }
     }
 
     fn caps(&self) -> Option<gst::Caps> {

@@ -14,6 +14,7 @@ use std::time::Duration;
 use hyper::StatusCode;
 
 use super::Inner;
+use super::http::{Unanswered, refused_credentials};
 use super::protocol::{self, IndexEntry};
 use super::servers::{Health, PROBE_BACKOFF_MAX, PROBE_BACKOFF_MIN, ServerInfo};
 
@@ -21,27 +22,53 @@ use super::servers::{Health, PROBE_BACKOFF_MAX, PROBE_BACKOFF_MIN, ServerInfo};
 pub(super) const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why a probe failed, and the health it leaves the server in.
-struct ProbeFailure {
-    health: Health,
-    why: String,
+pub(super) struct ProbeFailure {
+    pub health: Health,
+    pub why: String,
+    /// The TLS handshake failed, for this reason.
+    pub tls: Option<String>,
+}
+
+impl ProbeFailure {
+    pub(super) fn down(why: String) -> Self {
+        ProbeFailure {
+            health: Health::Down,
+            why,
+            tls: None,
+        }
+    }
+}
+
+impl From<Unanswered> for ProbeFailure {
+    fn from(e: Unanswered) -> Self {
+        ProbeFailure {
+            tls: e.tls,
+            ..ProbeFailure::down(e.msg)
+        }
+    }
 }
 
 impl Inner {
     /// Readiness of the server and the model, then what the server
     /// supports and the model's input name.
     async fn probe(&self, server: usize) -> Result<ServerInfo, ProbeFailure> {
+        if let Some(grpc) = self.grpc(server) {
+            let url = self.servers.url(server);
+            return grpc.probe(&self.config.model, url, PROBE_TIMEOUT).await;
+        }
         let path = &self.model_path;
-        let down = |why| ProbeFailure {
-            health: Health::Down,
-            why,
-        };
         let ready = self
             .http
             .get_json(&self.url(server, protocol::SERVER_READY), PROBE_TIMEOUT)
-            .await
-            .map_err(down)?;
+            .await?;
+        if let Some(why) = refused_credentials(ready.status) {
+            return Err(ProbeFailure::down(why));
+        }
         if !ready.status.is_success() {
-            return Err(down(format!("server not ready ({})", ready.status)));
+            return Err(ProbeFailure::down(format!(
+                "server not ready ({})",
+                ready.status
+            )));
         }
         let ready = self
             .http
@@ -49,19 +76,22 @@ impl Inner {
                 &self.url(server, &protocol::model_ready(path)),
                 PROBE_TIMEOUT,
             )
-            .await
-            .map_err(down)?;
+            .await?;
+        // Credentials may be checked per model.
+        if let Some(why) = refused_credentials(ready.status) {
+            return Err(ProbeFailure::down(why));
+        }
         if !ready.status.is_success() {
             return Err(ProbeFailure {
                 health: Health::NoModel,
                 why: self.model_unready(server, ready.status).await,
+                tls: None,
             });
         }
         let binary = match self
             .http
             .get_json(&self.url(server, protocol::SERVER_METADATA), PROBE_TIMEOUT)
-            .await
-            .map_err(down)?
+            .await?
         {
             r if r.status.is_success() => r.json.as_ref().is_some_and(protocol::supports_binary),
             _ => false,
@@ -151,7 +181,10 @@ impl Inner {
                         inner.servers.up(server, info);
                         return;
                     }
-                    Err(ProbeFailure { health, why }) => {
+                    Err(ProbeFailure { health, why, tls }) => {
+                        if let Some(reason) = tls {
+                            inner.report_tls(server, &reason);
+                        }
                         let was = inner.servers.probe_failed(server, health, why.clone());
                         let msg = match health {
                             Health::NoModel => why,

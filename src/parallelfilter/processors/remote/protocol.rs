@@ -45,8 +45,9 @@ pub(super) const DEFAULT_INPUT_NAME: &str = "input";
 pub(super) struct Tensor {
     pub datatype: &'static str,
     pub shape: Vec<i64>,
-    /// The elements, little-endian.
-    pub bytes: Vec<u8>,
+    /// The elements, little-endian (shared: a retry or gRPC sends it
+    /// again without a copy).
+    pub bytes: Bytes,
 }
 
 /// An encoded inference request.
@@ -221,18 +222,9 @@ pub(super) fn parse_response(
                     .collect::<Result<_, _>>()
                     .map_err(|e| format!("output '{name}': {e}"))?
             };
-        // Without a shape, or with a dynamic (negative) dimension, there is
-        // nothing to check.
-        let elements = o["shape"].is_array().then_some(()).and_then(|()| {
-            shape.iter().try_fold(1u64, |n, &d| {
-                u64::try_from(d).ok().map(|d| n.saturating_mul(d))
-            })
-        });
-        if let Some(n) = elements.filter(|&n| n != data.len() as u64) {
-            return Err(format!(
-                "output '{name}': shape {shape:?} holds {n} elements, the data {}",
-                data.len()
-            ));
+        // Without a shape there is nothing to check.
+        if o["shape"].is_array() {
+            check_elements(name, &shape, data.len())?;
         }
         out.push(Output {
             name: name.to_string(),
@@ -242,6 +234,20 @@ pub(super) fn parse_response(
         });
     }
     Ok(out)
+}
+
+/// An output's data must fill its shape; a dynamic (negative) dimension
+/// cannot be checked.
+pub(super) fn check_elements(name: &str, shape: &[i64], len: usize) -> Result<(), String> {
+    let elements = shape.iter().try_fold(1u64, |n, &d| {
+        u64::try_from(d).ok().map(|d| n.saturating_mul(d))
+    });
+    match elements {
+        Some(n) if n != len as u64 => Err(format!(
+            "output '{name}': shape {shape:?} holds {n} elements, the data {len}"
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn flatten<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
@@ -284,7 +290,7 @@ fn half_to_f32(h: u16) -> f32 {
     }
 }
 
-fn decode_binary(datatype: &str, b: &[u8]) -> Result<Vec<glib::SendValue>, String> {
+pub(super) fn decode_binary(datatype: &str, b: &[u8]) -> Result<Vec<glib::SendValue>, String> {
     macro_rules! num {
         ($t:ty, $conv:expr) => {{
             let size = std::mem::size_of::<$t>();
@@ -385,7 +391,8 @@ mod tests {
             bytes: [0.5f32, -3.0]
                 .iter()
                 .flat_map(|x| x.to_le_bytes())
-                .collect(),
+                .collect::<Vec<u8>>()
+                .into(),
         };
         let r = t.encode(false, "x", 7);
         assert_eq!(r.header_len, None);
@@ -401,7 +408,7 @@ mod tests {
         let u = Tensor {
             datatype: "UINT8",
             shape: vec![1, 3],
-            bytes: vec![0, 7, 255],
+            bytes: Bytes::from_static(&[0, 7, 255]),
         };
         let v: Value = serde_json::from_slice(&u.encode(false, "x", 0).body).unwrap();
         assert_eq!(v["inputs"][0]["data"], json!([0, 7, 255]));

@@ -72,7 +72,7 @@ pub(super) fn frame_tensor(
     Ok(Tensor {
         datatype: "UINT8",
         shape,
-        bytes,
+        bytes: bytes.into(),
     })
 }
 
@@ -115,7 +115,11 @@ pub(super) fn analysis_tensor(
     Ok(Tensor {
         datatype: "FP32",
         shape: vec![1, v.len() as i64],
-        bytes: v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        bytes: v
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect::<Vec<u8>>()
+            .into(),
     })
 }
 
