@@ -176,3 +176,20 @@ fn grpc_urls_are_checked_at_start() {
         let _ = e.set_state(gst::State::Null);
     }
 }
+
+/// A server whose readiness check never answers (a dead host behind an
+/// open connection) is down after the probe's bound, not waited for.
+#[test]
+fn a_grpc_probe_without_an_answer_marks_the_server_down() {
+    let _w = common::begin("grpc_probe_without_an_answer", 60);
+    let a = TestServer::start();
+    a.set_probe_hang(true);
+    let url = a.grpc_url();
+    let (mut h, _e, bus) = harness_urls(std::slice::from_ref(&url), &[("workers", "1")]);
+    let _ = h.push(frame(0));
+    let text = first_error_on(&bus);
+    assert!(
+        text.contains(&format!("{url} down (DeadlineExceeded: no answer within")),
+        "{text}"
+    );
+}

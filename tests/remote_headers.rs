@@ -126,16 +126,22 @@ fn start_error(props: &[(&str, &str)]) -> String {
 #[test]
 fn a_bad_field_fails_the_start_naming_it_not_its_value() {
     let _w = common::begin("a_bad_field_fails_the_start", 60);
-    for (headers, field) in [
-        ("headers, host=\"s3cret\"", "host"),
-        ("headers, content-length=\"s3cret\"", "content-length"),
-        ("headers, grpc-timeout=\"s3cret\"", "grpc-timeout"),
-        ("headers, x/y=\"s3cret\"", "x/y"),
+    for (servers, headers, field) in [
+        // REST takes a host; gRPC is routed by its URL's authority.
+        ("grpc://127.0.0.1:1", "headers, host=\"s3cret\"", "host"),
+        (
+            "http://127.0.0.1:1",
+            "headers, content-length=\"s3cret\"",
+            "content-length",
+        ),
+        (
+            "http://127.0.0.1:1",
+            "headers, grpc-timeout=\"s3cret\"",
+            "grpc-timeout",
+        ),
+        ("http://127.0.0.1:1", "headers, x/y=\"s3cret\"", "x/y"),
     ] {
-        let text = start_error(&[
-            ("servers", "http://127.0.0.1:1"),
-            ("extra-headers", headers),
-        ]);
+        let text = start_error(&[("servers", servers), ("extra-headers", headers)]);
         assert!(
             text.contains(&format!("extra-headers field '{field}'")),
             "{text}"
@@ -271,4 +277,25 @@ fn without_the_credentials_grpc_frames_fail_saying_so() {
     );
     assert!(text.contains("check extra-headers"), "{text}");
     assert_eq!(a.received(), 0);
+}
+
+#[test]
+fn a_host_header_replaces_the_urls_host_for_rest() {
+    let _w = common::begin("a_host_header_for_rest", 60);
+    let a = TestServer::start();
+    let (mut h, _e, _bus) = harness(
+        &[&a],
+        &[
+            ("workers", "1"),
+            ("extra-headers", "headers, host=models.example.com"),
+        ],
+    );
+    push(&mut h, 0..2);
+    pull_enriched(&mut h, 0, 2);
+    let seen = a.seen_headers();
+    assert!(!seen.is_empty());
+    for (path, headers) in &seen {
+        let hosts: Vec<_> = headers.get_all("host").iter().collect();
+        assert_eq!(hosts, ["models.example.com"], "{path}");
+    }
 }

@@ -98,6 +98,9 @@ impl GrpcInferenceService for Service {
         r: Request<pb::ServerReadyRequest>,
     ) -> Result<Response<pb::ServerReadyResponse>, Status> {
         self.admit("ServerReady", &r)?;
+        if self.0.hang_probes.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
         Ok(Response::new(pb::ServerReadyResponse {
             ready: self.ready(),
         }))

@@ -74,6 +74,8 @@ pub struct Control {
     model: Mutex<Option<String>>,
     /// `POST /v2/repository/index` answers 404, as KServe's does.
     no_index: AtomicBool,
+    /// Readiness checks (REST and gRPC) never answer.
+    pub hang_probes: AtomicBool,
     /// Other ready models the repository index lists.
     others: Mutex<Vec<String>>,
     /// While true, inference requests wait (before latency and faults).
@@ -331,6 +333,12 @@ impl TestServer {
     }
 
     /// Whether `POST /v2/repository/index` is served.
+    /// While on, readiness checks never answer: a host that died behind
+    /// an open connection.
+    pub fn set_probe_hang(&self, on: bool) {
+        self.control.hang_probes.store(on, Ordering::SeqCst);
+    }
+
     pub fn set_index(&self, on: bool) {
         self.control.no_index.store(!on, Ordering::SeqCst);
     }
@@ -457,6 +465,9 @@ async fn handle(c: Arc<Control>, req: Request<Incoming>) -> Result<Reply, std::i
                 index.push(json!({"name": name, "version": "1", "state": "READY", "reason": ""}));
             }
             ok(Value::Array(index))
+        }
+        ("GET", "/v2/health/ready") if c.hang_probes.load(Ordering::SeqCst) => {
+            std::future::pending().await
         }
         ("GET", "/v2/health/ready") if ready => ok(json!({})),
         ("GET", p) if p == format!("{model_path}/ready") && model_ready => ok(json!({})),

@@ -368,8 +368,8 @@ pub(super) fn properties() -> Vec<glib::ParamSpec> {
             .nick("Servers")
             .blurb(
                 "remote processor: comma-separated URLs of inference servers \
-                 (Open Inference Protocol / KServe v2): http://host:port[/prefix] \
-                 for REST, grpc://host:port for gRPC",
+                 (Open Inference Protocol / KServe v2): http(s)://host:port[/prefix] \
+                 for REST, grpc(s)://host:port for gRPC",
             )
             .mutable_ready()
             .build(),

@@ -9,51 +9,52 @@
 //! without batching.
 
 use super::protocol::{Output, Tensor};
+use super::tensor::Appended;
 
-/// The frames' tensors as one, `[N, ...]`. They must share datatype and
-/// shape (a batch never crosses a caps change, so they do).
-pub(super) fn stack(tensors: Vec<Tensor>) -> Result<Tensor, String> {
-    let mut tensors = tensors.into_iter();
-    let first = tensors
-        .next()
-        .ok_or_else(|| "an empty batch has no tensor".to_string())?;
-    if first.shape.first() != Some(&1) {
-        return Err(format!(
-            "a frame's tensor has shape {:?}, not a first dimension of 1",
-            first.shape
-        ));
-    }
-    let n = tensors.len() + 1;
-    if n == 1 {
-        return Ok(first);
-    }
-    let mut bytes = Vec::with_capacity(first.bytes.len() * n);
-    bytes.extend_from_slice(&first.bytes);
-    for t in tensors {
-        if t.datatype != first.datatype || t.shape != first.shape {
-            return Err(format!(
-                "the frames of one batch have different tensors: {} {:?} and {} {:?}",
-                first.datatype, first.shape, t.datatype, t.shape
-            ));
+/// The tensors of `n` frames as one, `[N, ...]`, written once: `frame(i,
+/// bytes)` appends frame i's and gives its datatype and shape, which all
+/// must share (a batch never crosses a caps change, so they do).
+pub(super) fn stack(
+    n: usize,
+    mut frame: impl FnMut(usize, &mut Vec<u8>) -> Appended,
+) -> Result<Tensor, String> {
+    let mut bytes = Vec::new();
+    let mut first: Option<(&'static str, Vec<i64>)> = None;
+    for i in 0..n {
+        let (datatype, shape) = frame(i, &mut bytes)?;
+        match &first {
+            None if shape.first() != Some(&1) => {
+                return Err(format!(
+                    "a frame's tensor has shape {shape:?}, not a first dimension of 1"
+                ));
+            }
+            None => {
+                bytes.reserve(bytes.len() * (n - 1));
+                first = Some((datatype, shape));
+            }
+            Some((d, s)) if *d != datatype || *s != shape => {
+                return Err(format!(
+                    "the frames of one batch have different tensors: {d} {s:?} and \
+                     {datatype} {shape:?}"
+                ));
+            }
+            Some(_) => {}
         }
-        bytes.extend_from_slice(&t.bytes);
     }
-    let mut shape = first.shape;
+    let (datatype, mut shape) = first.ok_or_else(|| "an empty batch has no tensor".to_string())?;
     shape[0] = n as i64;
     Ok(Tensor {
-        datatype: first.datatype,
+        datatype,
         shape,
         bytes: bytes.into(),
     })
 }
 
-/// Each frame's slice of every output, `[1, ...]`, in frame order. With
-/// one frame the outputs are its own whatever their shape; with more, an
-/// output whose first dimension is not the batch's size is an error.
+/// Each frame's slice of every output, `[1, ...]`, in frame order; an
+/// output whose first dimension is not the batch's size is an error (also
+/// for a batch of one: what a model answers must not depend on how full
+/// its batches happen to be).
 pub(super) fn split(outputs: Vec<Output>, n: usize) -> Result<Vec<Vec<Output>>, String> {
-    if n == 1 {
-        return Ok(vec![outputs]);
-    }
     let mut frames: Vec<Vec<Output>> = (0..n).map(|_| Vec::with_capacity(outputs.len())).collect();
     for o in outputs {
         if o.shape.first() != Some(&(n as i64)) || !o.data.len().is_multiple_of(n) {
@@ -87,12 +88,12 @@ mod tests {
 
     use super::*;
 
-    fn tensor(shape: Vec<i64>, bytes: Vec<u8>) -> Tensor {
-        Tensor {
-            datatype: "UINT8",
-            shape,
-            bytes: bytes.into(),
-        }
+    /// `stack` over ready-made UINT8 tensors.
+    fn stacked(tensors: &[(Vec<i64>, Vec<u8>)]) -> Result<Tensor, String> {
+        stack(tensors.len(), |i, bytes| {
+            bytes.extend_from_slice(&tensors[i].1);
+            Ok(("UINT8", tensors[i].0.clone()))
+        })
     }
 
     fn output(name: &str, shape: Vec<i64>, data: Vec<i64>) -> Output {
@@ -106,24 +107,19 @@ mod tests {
 
     #[test]
     fn frames_stack_along_the_first_dimension() {
-        let t = stack(vec![
-            tensor(vec![1, 2, 1], vec![1, 2]),
-            tensor(vec![1, 2, 1], vec![3, 4]),
-            tensor(vec![1, 2, 1], vec![5, 6]),
+        let t = stacked(&[
+            (vec![1, 2, 1], vec![1, 2]),
+            (vec![1, 2, 1], vec![3, 4]),
+            (vec![1, 2, 1], vec![5, 6]),
         ])
         .unwrap();
         assert_eq!(t.shape, [3, 2, 1]);
         assert_eq!(t.bytes[..], [1, 2, 3, 4, 5, 6]);
-        let one = stack(vec![tensor(vec![1, 4], vec![9; 4])]).unwrap();
+        let one = stacked(&[(vec![1, 4], vec![9; 4])]).unwrap();
         assert_eq!(one.shape, [1, 4]);
-        assert!(
-            stack(vec![
-                tensor(vec![1, 2], vec![0; 2]),
-                tensor(vec![1, 3], vec![0; 3])
-            ])
-            .is_err()
-        );
-        assert!(stack(vec![]).is_err());
+        assert!(stacked(&[(vec![1, 2], vec![0; 2]), (vec![1, 3], vec![0; 3])]).is_err());
+        assert!(stacked(&[(vec![2, 2], vec![0; 4])]).is_err());
+        assert!(stacked(&[]).is_err());
     }
 
     #[test]
@@ -164,10 +160,9 @@ mod tests {
             "{err}"
         );
         assert!(split(vec![output("s", vec![], vec![5])], 2).is_err());
-        // One frame: its outputs whatever their shape.
-        assert_eq!(
-            split(vec![output("s", vec![], vec![5])], 1).unwrap()[0].len(),
-            1
-        );
+        // A batch of one needs the dimension too.
+        assert!(split(vec![output("s", vec![3], vec![5, 6, 7])], 1).is_err());
+        let one = split(vec![output("s", vec![1, 3], vec![5, 6, 7])], 1).unwrap();
+        assert_eq!(one[0][0].shape, [1, 3]);
     }
 }

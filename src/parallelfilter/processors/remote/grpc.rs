@@ -5,6 +5,7 @@
 //! probes and inference requests with `extra-headers` as metadata, and
 //! their failures sorted as REST's are.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -21,7 +22,7 @@ use tonic::Code;
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
 
 use super::headers::ExtraHeaders;
-use super::http::{CONNECT_TIMEOUT, MAX_RESPONSE_BYTES, error_chain};
+use super::http::{MAX_RESPONSE_BYTES, connector, error_chain};
 use super::infer::Failure;
 use super::probe::ProbeFailure;
 use super::protocol::{Output, Tensor, check_elements, decode_binary};
@@ -46,17 +47,12 @@ type Channel = Client<HttpsConnector<HttpConnector>, tonic::body::Body>;
 
 /// A connection to one server (HTTP/2, h2c or TLS with ALPN h2).
 fn channel(tls: Arc<rustls::ClientConfig>) -> Channel {
-    let mut tcp = HttpConnector::new();
-    tcp.set_connect_timeout(Some(CONNECT_TIMEOUT));
-    tcp.set_nodelay(true);
-    tcp.enforce_http(false);
-    let connector = HttpsConnector::from((tcp, tls));
     Client::builder(TokioExecutor::new())
         .http2_only(true)
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(30))
-        .build(connector)
+        .build(connector(tls))
 }
 
 /// One gRPC server.
@@ -93,6 +89,12 @@ impl GrpcServer {
                     .max_decoding_message_size(MAX_RESPONSE_BYTES)
             })
             .collect();
+        if headers.iter().any(|(name, _)| name == hyper::header::HOST) {
+            return Err(format!(
+                "extra-headers field 'host' is for REST servers; gRPC server {url} is \
+                 reached by the authority of its URL"
+            ));
+        }
         let metadata = headers
             .iter()
             .map(|(name, value)| {
@@ -136,11 +138,13 @@ impl GrpcServer {
         url: &str,
         timeout: Duration,
     ) -> Result<ServerInfo, ProbeFailure> {
-        let ready = self
-            .client()
-            .server_ready(self.request(pb::ServerReadyRequest {}, timeout))
-            .await
-            .map_err(|s| down(&s))?;
+        let ready = bounded(
+            timeout,
+            self.client()
+                .server_ready(self.request(pb::ServerReadyRequest {}, timeout)),
+        )
+        .await
+        .map_err(|s| down(&s))?;
         if !ready.get_ref().ready {
             return Err(ProbeFailure::down("server not ready".into()));
         }
@@ -148,11 +152,13 @@ impl GrpcServer {
             name: model.into(),
             version: String::new(),
         };
-        match self
-            .client()
-            .model_ready(self.request(model_ready, timeout))
-            .await
-        {
+        let model_ready = bounded(
+            timeout,
+            self.client()
+                .model_ready(self.request(model_ready, timeout)),
+        )
+        .await;
+        match model_ready {
             Ok(r) if r.get_ref().ready => {}
             Ok(_) => {
                 return Err(ProbeFailure {
@@ -161,41 +167,30 @@ impl GrpcServer {
                     tls: None,
                 });
             }
-            Err(s)
-                if transport(&s)
-                    || matches!(
-                        s.code(),
-                        Code::Unavailable | Code::Unauthenticated | Code::PermissionDenied
-                    ) =>
-            {
-                return Err(down(&s));
-            }
-            // The ready server refuses the model: Triton says NOT_FOUND,
-            // MLServer UNKNOWN with "Model x not found".
-            Err(s) => {
-                let what = match s.code() {
-                    Code::NotFound => "not found",
-                    _ => "not available",
-                };
+            // The ready server does not know the model: Triton says
+            // NOT_FOUND, MLServer UNKNOWN "Model x ... not found".
+            Err(s) if !transport(&s) && model_not_found(&s) => {
                 return Err(ProbeFailure {
                     health: Health::NoModel,
-                    why: format!("model '{model}' {what} on {url} ({})", status_text(&s)),
+                    why: format!("model '{model}' not found on {url} ({})", status_text(&s)),
                     tls: None,
                 });
             }
+            Err(s) => return Err(down(&s)),
         }
         let metadata = pb::ModelMetadataRequest {
             name: model.into(),
             version: String::new(),
         };
-        let input_name = match self
-            .client()
-            .model_metadata(self.request(metadata, timeout))
-            .await
-        {
-            Ok(r) => r.into_inner().inputs.into_iter().next().map(|i| i.name),
-            Err(_) => None,
-        };
+        let input_name = bounded(
+            timeout,
+            self.client()
+                .model_metadata(self.request(metadata, timeout)),
+        )
+        .await
+        .ok()
+        .and_then(|r| r.into_inner().inputs.into_iter().next())
+        .map(|i| i.name);
         // Raw tensors are part of the gRPC protocol.
         Ok(ServerInfo {
             binary: true,
@@ -230,8 +225,11 @@ impl GrpcServer {
             .model_infer(self.request(msg, timeout))
             .await
             .map_err(|s| Failure {
-                msg: status_text(&s),
-                server_fault: server_fault(s.code()),
+                msg: match s.code() {
+                    Code::Unauthenticated | Code::PermissionDenied => refused(&s),
+                    _ => status_text(&s),
+                },
+                server_fault: server_fault(&s),
             })?;
         outputs(reply.into_inner()).map_err(|msg| Failure {
             msg: format!("bad response: {msg}"),
@@ -240,19 +238,62 @@ impl GrpcServer {
     }
 }
 
+/// A call answered within `timeout`: a server that never answers (a dead
+/// host behind a pooled connection) must not hold a probe.
+async fn bounded<T>(
+    timeout: Duration,
+    call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> Result<tonic::Response<T>, tonic::Status> {
+    tokio::time::timeout(timeout, call)
+        .await
+        .unwrap_or_else(|_| {
+            Err(tonic::Status::deadline_exceeded(format!(
+                "no answer within {timeout:?}"
+            )))
+        })
+}
+
+fn model_not_found(s: &tonic::Status) -> bool {
+    match s.code() {
+        Code::NotFound => true,
+        Code::Unknown | Code::InvalidArgument => {
+            s.message().to_ascii_lowercase().contains("not found")
+        }
+        _ => false,
+    }
+}
+
 /// Whether another server may do better, as for REST: unavailable,
 /// overloaded, failing or without the model. A wrong request, refused
-/// credentials or an answer over the limit would fail anywhere.
-fn server_fault(code: Code) -> bool {
-    matches!(
-        code,
-        Code::Unavailable
-            | Code::Internal
-            | Code::Unknown
-            | Code::DeadlineExceeded
-            | Code::ResourceExhausted
-            | Code::Aborted
-            | Code::NotFound
+/// credentials, or a message over a size limit (RESOURCE_EXHAUSTED
+/// "larger than max", OUT_OF_RANGE here) would fail anywhere.
+fn server_fault(s: &tonic::Status) -> bool {
+    match s.code() {
+        Code::ResourceExhausted => !too_large(s),
+        code => matches!(
+            code,
+            Code::Unavailable
+                | Code::Internal
+                | Code::Unknown
+                | Code::DeadlineExceeded
+                | Code::Aborted
+                | Code::NotFound
+        ),
+    }
+}
+
+/// grpc servers refuse a message over their receive limit with
+/// RESOURCE_EXHAUSTED "Received message larger than max (…)".
+fn too_large(s: &tonic::Status) -> bool {
+    let m = s.message().to_ascii_lowercase();
+    m.contains("larger than") || m.contains("too large")
+}
+
+/// Refused credentials, as REST words them.
+fn refused(s: &tonic::Status) -> String {
+    format!(
+        "server refused the credentials ({}): check extra-headers",
+        status_text(s)
     )
 }
 
@@ -262,10 +303,7 @@ fn down(s: &tonic::Status) -> ProbeFailure {
     let tls = std::error::Error::source(s).and_then(tls::failure);
     let why = match (s.code(), &tls) {
         (_, Some(reason)) => format!("secure connection failed: {reason}"),
-        (Code::Unauthenticated | Code::PermissionDenied, None) => format!(
-            "server refused the credentials ({}): check extra-headers",
-            status_text(s)
-        ),
+        (Code::Unauthenticated | Code::PermissionDenied, None) => refused(s),
         _ => status_text(s),
     };
     ProbeFailure {
@@ -418,10 +456,24 @@ mod tests {
 
     #[test]
     fn codes_are_sorted_like_http_statuses() {
-        assert!(server_fault(Code::Unavailable));
-        assert!(server_fault(Code::NotFound));
-        assert!(!server_fault(Code::InvalidArgument));
-        assert!(!server_fault(Code::Unauthenticated));
-        assert!(!server_fault(Code::OutOfRange));
+        let fault = |code, msg: &str| server_fault(&tonic::Status::new(code, msg));
+        assert!(fault(Code::Unavailable, ""));
+        assert!(fault(Code::NotFound, ""));
+        assert!(fault(Code::ResourceExhausted, "server overloaded"));
+        assert!(!fault(
+            Code::ResourceExhausted,
+            "Received message larger than max (5000000 vs. 4194304)"
+        ));
+        assert!(!fault(Code::InvalidArgument, ""));
+        assert!(!fault(Code::Unauthenticated, ""));
+        assert!(!fault(Code::OutOfRange, ""));
+        let missing = |code, msg: &str| model_not_found(&tonic::Status::new(code, msg));
+        assert!(missing(Code::NotFound, "Request for unknown model"));
+        assert!(missing(
+            Code::Unknown,
+            "Unexpected <class 'mlserver.errors.ModelNotFound'>: Model x with version  not found"
+        ));
+        assert!(!missing(Code::Internal, "boom"));
+        assert!(!missing(Code::DeadlineExceeded, "not found in time"));
     }
 }

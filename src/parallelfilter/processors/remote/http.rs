@@ -77,17 +77,11 @@ impl HttpClient {
         tls: Arc<rustls::ClientConfig>,
         headers: ExtraHeaders,
     ) -> Self {
-        let mut tcp = HttpConnector::new();
-        tcp.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        tcp.set_nodelay(true);
-        // The TLS connector below takes https:// too.
-        tcp.enforce_http(false);
-        let connector = HttpsConnector::from((tcp, tls));
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(max_idle_per_host)
-            .build(connector);
+            .build(connector(tls));
         HttpClient { client, headers }
     }
 
@@ -207,6 +201,17 @@ pub(super) fn refused_credentials(status: StatusCode) -> Option<String> {
 
 pub(super) fn too_large() -> String {
     format!("response over the {} MiB limit", MAX_RESPONSE_BYTES >> 20)
+}
+
+/// Connections as REST and gRPC make them: a bounded connect, no Nagle
+/// delay, TLS for https:// (and for gRPC's https:// origins).
+pub(super) fn connector(tls: Arc<rustls::ClientConfig>) -> HttpsConnector<HttpConnector> {
+    let mut tcp = HttpConnector::new();
+    tcp.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    tcp.set_nodelay(true);
+    // The TLS connector takes https:// too.
+    tcp.enforce_http(false);
+    HttpsConnector::from((tcp, tls))
 }
 
 /// Why a request failed: a TLS handshake's failure as a sentence with a

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MPL-2.0
-//! The `remote` processor: each frame goes to one of several Open Inference
-//! Protocol (KServe v2) servers over HTTP/1.1 REST (plain or TLS), and the response's
-//! outputs become the `GstParallelFilterInferenceMeta`.
+//! The `remote` processor: each frame (or batch of frames) goes to one of
+//! several Open Inference Protocol (KServe v2) servers, over REST
+//! (HTTP/1.1) or gRPC, plain or TLS, and the response's outputs become
+//! the `GstParallelFilterInferenceMeta`.
 //!
 //! Scheduling: a request goes to the ready server with the smallest share
 //! of its limit in flight: `max-requests-per-server`, or with 0 a limit
@@ -210,14 +211,23 @@ impl Inner {
 
 impl Processor<Frame> for Remote {
     fn process(&self, frame: Frame, ctx: WorkCtx) -> Work<Frame> {
-        self.process_batch(vec![frame], &[ctx]).single()
+        self.work(vec![frame], &[ctx], false).single()
     }
 
     fn batches(&self) -> bool {
         true
     }
 
-    fn process_batch(&self, mut frames: Vec<Frame>, ctx: &[WorkCtx]) -> Work<Vec<Frame>> {
+    fn process_batch(&self, frames: Vec<Frame>, ctx: &[WorkCtx]) -> Work<Vec<Frame>> {
+        self.work(frames, ctx, true)
+    }
+}
+
+impl Remote {
+    /// The frames in one request. `batched` (batch-size > 1, even for a
+    /// batch of one): every output must have the batch dimension; else the
+    /// one frame's outputs are its own whatever their shape.
+    fn work(&self, mut frames: Vec<Frame>, ctx: &[WorkCtx], batched: bool) -> Work<Vec<Frame>> {
         let inner = self.inner.clone();
         // Now, before the engine starts its own timeout.
         let deadline = Deadline::start(inner.config.timeout.get(), inner.config.retries);
@@ -227,8 +237,12 @@ impl Processor<Frame> for Remote {
                 let n = frames.len();
                 let tensor = inner.tensor(&mut frames).await?;
                 let answer = Inner::run(inner.clone(), Arc::new(tensor), (id, n), deadline).await?;
-                let outputs = batch::split(answer.outputs, n)
-                    .map_err(|e| format!("model '{}': {e}", inner.config.model))?;
+                let outputs = if batched {
+                    batch::split(answer.outputs, n)
+                        .map_err(|e| format!("model '{}': {e}", inner.config.model))?
+                } else {
+                    vec![answer.outputs]
+                };
                 let server = inner.servers.url(answer.server);
                 for (frame, outputs) in frames.iter_mut().zip(outputs) {
                     let buf = frame.buffer.make_mut();
@@ -271,16 +285,15 @@ impl Inner {
             inputs.push((frame.buffer.clone(), previous, info));
         }
         let build = move || {
-            let tensors = inputs
-                .iter()
-                .map(|(buffer, previous, info)| match payload {
-                    Payload::Frame => frame_tensor(buffer, info),
+            batch::stack(inputs.len(), |i, bytes| {
+                let (buffer, previous, info) = &inputs[i];
+                match payload {
+                    Payload::Frame => frame_tensor(buffer, info, bytes),
                     Payload::Analysis => {
-                        analysis_tensor(buffer, previous.as_ref(), info, threshold)
+                        analysis_tensor(buffer, previous.as_ref(), info, threshold, bytes)
                     }
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            batch::stack(tensors)
+                }
+            })
         };
         if payload == Payload::Frame && size <= INLINE_BYTES {
             return build();

@@ -5,7 +5,6 @@
 
 use gst_video::prelude::VideoFrameExt;
 
-use super::protocol::Tensor;
 use crate::analysis::luma::luma_sums;
 use crate::analysis::{ANALYSIS_META, AnalysisResult, HISTOGRAM_BINS, SCALAR_FIELDS, field};
 
@@ -30,19 +29,23 @@ pub fn caps() -> gst::Caps {
 /// blocking pool, not on its async threads.
 pub(super) const INLINE_BYTES: usize = 64 * 1024;
 
-/// The frame's pixels as a tightly packed UINT8 tensor (strides and
-/// padding removed): `[1, H, W, C]` for packed RGB and GRAY8 formats,
-/// `[1, N]` with the planes one after the other for planar and semi-planar
-/// YUV (N = W×H + the chroma planes' sizes).
+/// A frame's tensor appended to a batch's bytes: its datatype and shape.
+pub(super) type Appended = Result<(&'static str, Vec<i64>), String>;
+
+/// Appends the frame's pixels to `bytes` as a tightly packed UINT8 tensor
+/// (strides and padding removed): `[1, H, W, C]` for packed RGB and GRAY8
+/// formats, `[1, N]` with the planes one after the other for planar and
+/// semi-planar YUV (N = W×H + the chroma planes' sizes).
 pub(super) fn frame_tensor(
     buffer: &gst::BufferRef,
     info: &gst_video::VideoInfo,
-) -> Result<Tensor, String> {
+    bytes: &mut Vec<u8>,
+) -> Appended {
     let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, info)
         .map_err(|_| "cannot map the frame".to_string())?;
     let finfo = info.format_info();
     let (w, h) = (info.width(), info.height());
-    let mut bytes = Vec::new();
+    let start = bytes.len();
     for plane in 0..info.n_planes() {
         let Some(comp) = (0..finfo.n_components()).find(|&c| finfo.plane()[c as usize] == plane)
         else {
@@ -64,26 +67,24 @@ pub(super) fn frame_tensor(
         }
     }
     let shape = if finfo.is_yuv() && info.n_planes() > 1 {
-        vec![1, bytes.len() as i64]
+        vec![1, (bytes.len() - start) as i64]
     } else {
         let c = finfo.pixel_stride()[0] as i64;
         vec![1, h as i64, w as i64, c]
     };
-    Ok(Tensor {
-        datatype: "UINT8",
-        shape,
-        bytes: bytes.into(),
-    })
+    Ok(("UINT8", shape))
 }
 
-/// `payload=analysis` features: from the `GstParallelFilterAnalysisMeta`
-/// when an `analyze` ran before, else computed here on luma.
+/// Appends the `payload=analysis` features to `bytes` (FP32 `[1, 23]`):
+/// from the `GstParallelFilterAnalysisMeta` when an `analyze` ran before,
+/// else computed here on luma.
 pub(super) fn analysis_tensor(
     buffer: &gst::BufferRef,
     previous: Option<&gst::Buffer>,
     info: &gst_video::VideoInfo,
     scene_threshold: f64,
-) -> Result<Tensor, String> {
+    bytes: &mut Vec<u8>,
+) -> Appended {
     let mut v: Vec<f32> = Vec::with_capacity(SCALAR_FIELDS.len() + HISTOGRAM_BINS);
     if let Ok(meta) = gst::meta::CustomMeta::from_buffer(buffer, ANALYSIS_META) {
         let s = meta.structure();
@@ -112,15 +113,8 @@ pub(super) fn analysis_tensor(
         v.extend(result.scalars().map(|x| x as f32));
         v.extend(result.histogram.map(|x| x as f32));
     }
-    Ok(Tensor {
-        datatype: "FP32",
-        shape: vec![1, v.len() as i64],
-        bytes: v
-            .iter()
-            .flat_map(|x| x.to_le_bytes())
-            .collect::<Vec<u8>>()
-            .into(),
-    })
+    bytes.extend(v.iter().flat_map(|x| x.to_le_bytes()));
+    Ok(("FP32", vec![1, v.len() as i64]))
 }
 
 #[cfg(test)]
@@ -138,9 +132,10 @@ mod tests {
             .unwrap();
         let mut buffer = gst::Buffer::from_mut_slice(vec![100u8; info.size()]);
         let features = |b: &gst::Buffer| {
-            let t = analysis_tensor(b, None, &info, 0.3).unwrap();
-            assert_eq!((t.datatype, t.shape.clone()), ("FP32", vec![1, 23]));
-            t.bytes
+            let mut bytes = Vec::new();
+            let t = analysis_tensor(b, None, &info, 0.3, &mut bytes).unwrap();
+            assert_eq!(t, ("FP32", vec![1, 23]));
+            bytes
                 .chunks_exact(4)
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                 .collect::<Vec<_>>()
