@@ -90,9 +90,10 @@ fn cpu_bound_work_settles_near_the_cores() {
     run(&mut c, load, 10, &mut Noise(3));
     let steady = run(&mut c, load, 100, &mut Noise(4));
     let mean = steady.iter().sum::<usize>() as f64 / steady.len() as f64;
-    // Cores + 1, stepping down to the cores to probe and back.
+    // Between the cores and one more: at most 1.5x the cores' count
+    // (without the knee rule, cores + 1 for good: a mean of 3).
     assert!(steady.iter().all(|&n| (2..=3).contains(&n)), "{steady:?}");
-    assert!(mean <= 3.0, "mean {mean}: {steady:?}");
+    assert!(mean <= 2.6, "mean {mean}: {steady:?}");
     assert!(swing(&steady) <= 2.0, "{steady:?}");
 }
 
@@ -102,7 +103,9 @@ fn a_saturated_server_stops_the_growth_near_its_capacity() {
     let mut c = Controller::new(2, 256);
     run(&mut c, load, 10, &mut Noise(5));
     let steady = run(&mut c, load, 100, &mut Noise(6));
+    let mean = steady.iter().sum::<usize>() as f64 / steady.len() as f64;
     assert!(steady.iter().all(|&n| (6..=12).contains(&n)), "{steady:?}");
+    assert!(mean <= 9.5, "mean {mean}: {steady:?}");
     assert!(swing(&steady) <= 2.0, "{steady:?}");
 }
 
