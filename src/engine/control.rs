@@ -228,6 +228,15 @@ impl Controller {
 
     fn with_demand(&mut self, rtt: f64, busy: f64) -> (usize, Reason) {
         let n = self.workers;
+        // A slower no-load time measured at a lower concurrency: the work
+        // changed (5 ms frames became 50 ms ones over a few windows), and
+        // a knee found against the old one means nothing.
+        if self
+            .base
+            .is_some_and(|(base, at)| busy <= at * 1.1 && rtt > base * FLAT)
+        {
+            self.knee = None;
+        }
         // Growing right after a probe: back to the count probed from.
         // Near a known knee: one step; two past it, the knee moved.
         let step = match self.knee {

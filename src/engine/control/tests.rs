@@ -278,3 +278,40 @@ fn noisy_cpu_bound_work_does_not_ratchet_up() {
     assert!(tail.iter().all(|&n| n <= 8), "{counts:?}");
     assert!(mean <= 4.0, "mean {mean}: {counts:?}");
 }
+
+#[test]
+fn a_knee_found_while_the_work_slowed_does_not_slow_the_growth() {
+    let mut c = Controller::new(2, 256);
+    run(
+        &mut c,
+        Load::Latency {
+            t: 0.005,
+            rate: None,
+        },
+        10,
+        &mut Noise(30),
+    );
+    assert_eq!(c.workers(), 256);
+    // 5 ms waits become 50 ms ones over several windows, each less than
+    // twice the last: taken for saturation at first, and cut.
+    let mut noise = Noise(31);
+    for t in [0.0075, 0.011, 0.017, 0.025, 0.038] {
+        c.sample(window(
+            Load::Latency { t, rate: None },
+            c.workers(),
+            &mut noise,
+        ));
+    }
+    // From there, doubling back within a second (10 windows), not one
+    // worker at a time from a knee measured against the old work.
+    let counts = run(
+        &mut c,
+        Load::Latency {
+            t: 0.050,
+            rate: None,
+        },
+        10,
+        &mut noise,
+    );
+    assert_eq!(counts[9], 256, "{counts:?}");
+}
