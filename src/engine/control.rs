@@ -21,15 +21,13 @@
 //!   doubling (latency-bound work reaches 256 from 2 in seven windows);
 //! - the processing time stayed within 10 % of the base: double again;
 //! - it grew (CPU-bound work past the cores, a saturated server): set the
-//!   count to `count × base / rtt` (+ 0.4, rounded down), where the work
+//!   count to `count × base / rtt`, the concurrency at which the work
 //!   still ran at no-load speed (the knee), never below half;
-//! - back at the knee at no-load speed, stay there for [`HOLD`] windows,
-//!   then try one more, not double; double only once two steps past the
-//!   knee still run at no-load speed (the knee moved). So CPU-bound work
-//!   on 2 cores runs at 2, trying 3 one window in six, instead of sitting
-//!   at 3 (oversubscribed: analyze ran 8 % slower there), and the count
-//!   never swings by a factor of two; a no-load time measured slower than
-//!   the base forgets the knee (the work changed);
+//! - back at the knee at no-load speed, grow by one, not double, and only
+//!   double once two steps past the knee still run at no-load speed (the
+//!   knee moved): so the count moves between the knee and one above it
+//!   (2 and 3 for CPU-bound work on 2 cores) instead of sitting one above
+//!   it, and never swings by a factor of two;
 //! - every 10 windows in that state, step down by a quarter to measure the
 //!   base again, so a changed workload is noticed (like Gradient2's and
 //!   Envoy's periodic minimum-RTT probes); if the work still runs at
@@ -60,12 +58,6 @@ const MIN_COMPLETIONS: u64 = 8;
 const FLAT: f64 = 1.1;
 /// Windows in the gradient regime before the base is measured again.
 const REPROBE: u32 = 10;
-/// Windows at a known knee before trying one worker more: a knee that
-/// moved up (a server given more capacity) is found within about half a
-/// second, and oversubscribed CPUs cost one window in six.
-const HOLD: u32 = 5;
-/// Added before rounding the knee down (see `with_demand`).
-const KNEE_BIAS: f64 = 0.4;
 /// A processing time this many times what the count explains: the work
 /// changed (a slower delay, another model), not the concurrency.
 const CHANGED: f64 = 2.0;
@@ -130,8 +122,6 @@ pub struct Controller {
     probed_from: Option<usize>,
     /// The count where the processing time last started to grow.
     knee: Option<usize>,
-    /// Windows spent at the knee since it was found or last tried past.
-    held: u32,
 }
 
 impl Controller {
@@ -147,7 +137,6 @@ impl Controller {
             last: None,
             probed_from: None,
             knee: None,
-            held: 0,
         }
     }
 
@@ -251,14 +240,7 @@ impl Controller {
         // Growing right after a probe: back to the count probed from.
         // Near a known knee: one step; two past it, the knee moved.
         let step = match self.knee {
-            Some(k) if n <= k && self.held < HOLD => {
-                self.held += 1;
-                n
-            }
-            Some(k) if n < k + 2 => {
-                self.held = 0;
-                n + 1
-            }
+            Some(k) if n < k + 2 => n + 1,
             _ => {
                 self.knee = None;
                 n * 2
@@ -292,14 +274,8 @@ impl Controller {
             self.probed_from = Some(n);
             return ((n * 3 / 4).max(1), Reason::Probing);
         }
-        // Rounded up from 0.6: a processing time just past 1.1 x the base
-        // at a server's exact capacity (noise) must not put the knee one
-        // below it, where holding costs a worker's share of throughput.
         let gradient = base / rtt;
-        let to = ((n as f64 * gradient + KNEE_BIAS).floor() as usize).max(n.div_ceil(2));
-        if self.knee != Some(to) {
-            self.held = 0;
-        }
+        let to = ((n as f64 * gradient).round() as usize).max(n.div_ceil(2));
         self.knee = Some(to);
         (to, Reason::Saturated)
     }

@@ -90,10 +90,10 @@ fn cpu_bound_work_settles_near_the_cores() {
     run(&mut c, load, 10, &mut Noise(3));
     let steady = run(&mut c, load, 100, &mut Noise(4));
     let mean = steady.iter().sum::<usize>() as f64 / steady.len() as f64;
-    // At the cores, trying one more one window in six (without the knee
-    // rule: cores + 1 for good, a mean of 3).
+    // Between the cores and one more: at most 1.5x the cores' count
+    // (without the knee rule, cores + 1 for good: a mean of 3).
     assert!(steady.iter().all(|&n| (2..=3).contains(&n)), "{steady:?}");
-    assert!(mean <= 2.25, "mean {mean}: {steady:?}");
+    assert!(mean <= 2.6, "mean {mean}: {steady:?}");
     assert!(swing(&steady) <= 2.0, "{steady:?}");
 }
 
