@@ -135,4 +135,3 @@ fn a_batch_failing_everywhere_fails_each_frame_per_on_error() {
     let stats = e.property::<gst::Structure>("stats");
     assert_eq!(stats.get::<u64>("errors").unwrap(), 4);
 }
-

@@ -21,8 +21,13 @@
 //!   doubling (latency-bound work reaches 256 from 2 in seven windows);
 //! - the processing time stayed within 10 % of the base: double again;
 //! - it grew (CPU-bound work past the cores, a saturated server): set the
-//!   count to `count × base / rtt + 1`, the concurrency at which the work
-//!   still ran at no-load speed plus one, never below half;
+//!   count to `count × base / rtt`, the concurrency at which the work
+//!   still ran at no-load speed (the knee), never below half;
+//! - back at the knee at no-load speed, grow by one, not double, and only
+//!   double once two steps past the knee still run at no-load speed (the
+//!   knee moved): so the count moves between the knee and one above it
+//!   (2 and 3 for CPU-bound work on 2 cores) instead of sitting one above
+//!   it, and never swings by a factor of two;
 //! - every 10 windows in that state, step down by a quarter to measure the
 //!   base again, so a changed workload is noticed (like Gradient2's and
 //!   Envoy's periodic minimum-RTT probes); if the work still runs at
@@ -115,6 +120,8 @@ pub struct Controller {
     last: Option<(usize, f64)>,
     /// The count a probe stepped down from, until the probe's window.
     probed_from: Option<usize>,
+    /// The count where the processing time last started to grow.
+    knee: Option<usize>,
 }
 
 impl Controller {
@@ -129,6 +136,7 @@ impl Controller {
             saturated: 0,
             last: None,
             probed_from: None,
+            knee: None,
         }
     }
 
@@ -182,6 +190,7 @@ impl Controller {
         if changed {
             self.base = Some((rtt, busy));
             self.saturated = 0;
+            self.knee = None;
             return None;
         }
         // 0.7: a window just after doubling has had the new count for half its length.
@@ -191,6 +200,7 @@ impl Controller {
         } else {
             self.saturated = 0;
             self.probed_from = None;
+            self.knee = None;
             if self.base.is_some_and(|(_, at)| busy <= at * 1.1) {
                 self.base = Some((rtt, busy));
             }
@@ -218,12 +228,29 @@ impl Controller {
 
     fn with_demand(&mut self, rtt: f64, busy: f64) -> (usize, Reason) {
         let n = self.workers;
+        // A slower no-load time measured at a lower concurrency: the work
+        // changed (5 ms frames became 50 ms ones over a few windows), and
+        // a knee found against the old one means nothing.
+        if self
+            .base
+            .is_some_and(|(base, at)| busy <= at * 1.1 && rtt > base * FLAT)
+        {
+            self.knee = None;
+        }
         // Growing right after a probe: back to the count probed from.
+        // Near a known knee: one step; two past it, the knee moved.
+        let step = match self.knee {
+            Some(k) if n < k + 2 => n + 1,
+            _ => {
+                self.knee = None;
+                n * 2
+            }
+        };
         let grow = self
             .probed_from
             .take()
             .filter(|&from| from > n)
-            .unwrap_or(n * 2);
+            .unwrap_or(step);
         let Some((base, at)) = self.base else {
             self.base = Some((rtt, busy));
             return (grow, Reason::Growing);
@@ -248,8 +275,9 @@ impl Controller {
             return ((n * 3 / 4).max(1), Reason::Probing);
         }
         let gradient = base / rtt;
-        let to = (n as f64 * gradient + 1.0).round() as usize;
-        (to.max(n.div_ceil(2)), Reason::Saturated)
+        let to = ((n as f64 * gradient).round() as usize).max(n.div_ceil(2));
+        self.knee = Some(to);
+        (to, Reason::Saturated)
     }
 }
 

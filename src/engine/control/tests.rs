@@ -90,9 +90,10 @@ fn cpu_bound_work_settles_near_the_cores() {
     run(&mut c, load, 10, &mut Noise(3));
     let steady = run(&mut c, load, 100, &mut Noise(4));
     let mean = steady.iter().sum::<usize>() as f64 / steady.len() as f64;
-    // Cores + 1, stepping down to the cores to probe and back.
+    // Between the cores and one more: at most 1.5x the cores' count
+    // (without the knee rule, cores + 1 for good: a mean of 3).
     assert!(steady.iter().all(|&n| (2..=3).contains(&n)), "{steady:?}");
-    assert!(mean <= 3.0, "mean {mean}: {steady:?}");
+    assert!(mean <= 2.6, "mean {mean}: {steady:?}");
     assert!(swing(&steady) <= 2.0, "{steady:?}");
 }
 
@@ -102,7 +103,9 @@ fn a_saturated_server_stops_the_growth_near_its_capacity() {
     let mut c = Controller::new(2, 256);
     run(&mut c, load, 10, &mut Noise(5));
     let steady = run(&mut c, load, 100, &mut Noise(6));
+    let mean = steady.iter().sum::<usize>() as f64 / steady.len() as f64;
     assert!(steady.iter().all(|&n| (6..=12).contains(&n)), "{steady:?}");
+    assert!(mean <= 9.5, "mean {mean}: {steady:?}");
     assert!(swing(&steady) <= 2.0, "{steady:?}");
 }
 
@@ -274,4 +277,41 @@ fn noisy_cpu_bound_work_does_not_ratchet_up() {
     let mean = tail.iter().sum::<usize>() as f64 / tail.len() as f64;
     assert!(tail.iter().all(|&n| n <= 8), "{counts:?}");
     assert!(mean <= 4.0, "mean {mean}: {counts:?}");
+}
+
+#[test]
+fn a_knee_found_while_the_work_slowed_does_not_slow_the_growth() {
+    let mut c = Controller::new(2, 256);
+    run(
+        &mut c,
+        Load::Latency {
+            t: 0.005,
+            rate: None,
+        },
+        10,
+        &mut Noise(30),
+    );
+    assert_eq!(c.workers(), 256);
+    // 5 ms waits become 50 ms ones over several windows, each less than
+    // twice the last: taken for saturation at first, and cut.
+    let mut noise = Noise(31);
+    for t in [0.0075, 0.011, 0.017, 0.025, 0.038] {
+        c.sample(window(
+            Load::Latency { t, rate: None },
+            c.workers(),
+            &mut noise,
+        ));
+    }
+    // From there, doubling back within a second (10 windows), not one
+    // worker at a time from a knee measured against the old work.
+    let counts = run(
+        &mut c,
+        Load::Latency {
+            t: 0.050,
+            rate: None,
+        },
+        10,
+        &mut noise,
+    );
+    assert_eq!(counts[9], 256, "{counts:?}");
 }
