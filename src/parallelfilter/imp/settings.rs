@@ -404,7 +404,7 @@ pub(super) fn properties() -> Vec<glib::ParamSpec> {
         glib::ParamSpecBoxed::builder::<gst::Structure>(PROP_EXTRA_HEADERS)
             .nick("Extra headers")
             .blurb(
-                "remote processor: headers sent with every request, one per field \
+                "remote processor: headers sent with every request (gRPC: as metadata), one per field \
                  (an array gives one per element), e.g. headers, authorization=\"Bearer T\"; \
                  never logged",
             )
