@@ -159,11 +159,7 @@ fn all_servers_down_drops_with_gaps() {
     let (mut h, e, _bus, _servers) = all_down("drop");
     assert!(h.push_event(gst::event::Eos::new()));
     assert!(h.pull_until_eos().unwrap().is_none(), "a frame came out");
-    let mut gaps = 0;
-    while let Some(ev) = h.try_pull_event() {
-        gaps += usize::from(ev.type_() == gst::EventType::Gap);
-    }
-    assert_eq!(gaps, 5);
+    assert_eq!(gaps(&mut h), 5);
     let stats = e.property::<gst::Structure>("stats");
     assert_eq!(stats.get::<u64>("errors").unwrap(), 5);
 }
@@ -782,13 +778,7 @@ fn oversized_response_is_the_frames_error_at_once() {
 fn first_error(servers: &[&TestServer], model: &str) -> String {
     let (mut h, _e, bus) = harness(servers, &[("workers", "1"), ("model", model)]);
     push(&mut h, 0..1);
-    let msg = bus
-        .timed_pop_filtered(gst::ClockTime::from_seconds(30), &[gst::MessageType::Error])
-        .expect("no error");
-    let gst::MessageView::Error(err) = msg.view() else {
-        unreachable!()
-    };
-    format!("{} {:?}", err.error(), err.debug())
+    first_error_on(&bus)
 }
 
 #[test]

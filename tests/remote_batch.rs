@@ -127,11 +127,7 @@ fn a_batch_failing_everywhere_fails_each_frame_per_on_error() {
     push(&mut h, 0..8);
     let results = pull_enriched(&mut h, 4, 4);
     assert!(results.iter().all(|r| r.attempts == 1));
-    let mut gaps = 0;
-    while let Some(ev) = h.try_pull_event() {
-        gaps += usize::from(ev.type_() == gst::EventType::Gap);
-    }
-    assert_eq!(gaps, 4);
+    assert_eq!(gaps(&mut h), 4);
     let stats = e.property::<gst::Structure>("stats");
     assert_eq!(stats.get::<u64>("errors").unwrap(), 4);
 }

@@ -26,15 +26,13 @@ const TOKEN: &str = "Bearer s3cret-t0ken-value";
 const HEADERS: &str = "headers, authorization=\"Bearer s3cret-t0ken-value\", \
                        x-tag=<\"a\", \"b\">, x-count=(int)7";
 
-/// The next error on `bus`: its message and debug text.
-fn next_error(bus: &gst::Bus) -> String {
-    let msg = bus
-        .timed_pop_filtered(gst::ClockTime::from_seconds(30), &[gst::MessageType::Error])
-        .expect("no error");
-    let gst::MessageView::Error(err) = msg.view() else {
-        unreachable!()
-    };
-    format!("{} {:?}", err.error(), err.debug())
+/// Every value a request carried under `name`.
+fn values(headers: &hyper::HeaderMap, name: &str) -> Vec<String> {
+    headers
+        .get_all(name)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect()
 }
 
 #[test]
@@ -58,13 +56,7 @@ fn headers_go_with_every_request_and_probe() {
         assert!(paths.contains(&path), "no request to {path}: {paths:?}");
     }
     for (path, headers) in &seen {
-        let all = |name| {
-            headers
-                .get_all(name)
-                .iter()
-                .map(|v| v.to_str().unwrap().to_string())
-                .collect::<Vec<_>>()
-        };
+        let all = |name| values(headers, name);
         assert_eq!(all("authorization"), [TOKEN], "{path}");
         assert_eq!(all("x-tag"), ["a", "b"], "{path}");
         assert_eq!(all("x-count"), ["7"], "{path}");
@@ -78,7 +70,7 @@ fn without_the_credentials_frames_fail_saying_so() {
     a.require_header("authorization", TOKEN);
     let (mut h, _e, bus) = harness(&[&a], &[("workers", "1")]);
     push(&mut h, 0..1);
-    let text = next_error(&bus);
+    let text = first_error_on(&bus);
     let expected = format!(
         "{} down (server refused the credentials (401 Unauthorized): check extra-headers)",
         a.url()
@@ -99,7 +91,7 @@ fn a_refused_request_is_not_retried_elsewhere() {
     a.require_header("authorization", TOKEN);
     b.require_header("authorization", TOKEN);
     push(&mut h, 0..1);
-    let text = next_error(&bus);
+    let text = first_error_on(&bus);
     assert!(
         text.contains("server refused the credentials (401 Unauthorized): check extra-headers"),
         "{text}"
@@ -118,7 +110,7 @@ fn start_error(props: &[(&str, &str)]) -> String {
     let bus = gst::Bus::new();
     e.set_bus(Some(&bus));
     assert!(e.set_state(gst::State::Paused).is_err());
-    let text = next_error(&bus);
+    let text = first_error_on(&bus);
     e.set_state(gst::State::Null).unwrap();
     text
 }
@@ -248,13 +240,7 @@ fn headers_go_as_grpc_metadata_with_every_call() {
         assert!(paths.contains(&path.as_str()), "no {method}: {paths:?}");
     }
     for (path, headers) in &seen {
-        let all = |name| {
-            headers
-                .get_all(name)
-                .iter()
-                .map(|v| v.to_str().unwrap().to_string())
-                .collect::<Vec<_>>()
-        };
+        let all = |name| values(headers, name);
         assert_eq!(all("authorization"), [TOKEN], "{path}");
         assert_eq!(all("x-tag"), ["a", "b"], "{path}");
     }
@@ -268,7 +254,7 @@ fn without_the_credentials_grpc_frames_fail_saying_so() {
     let url = a.grpc_url();
     let (mut h, _e, bus) = harness(&[], &[("workers", "1"), ("servers", url.as_str())]);
     push(&mut h, 0..1);
-    let text = next_error(&bus);
+    let text = first_error_on(&bus);
     assert!(
         text.contains(&format!(
             "{url} down (server refused the credentials (Unauthenticated"

@@ -25,17 +25,6 @@ use remote_kit::*;
 /// Names a certificate for the test servers must hold.
 const HOSTS: &[&str] = &["localhost", "127.0.0.1"];
 
-/// The next error on `bus`: its message and debug text.
-fn next_error(bus: &gst::Bus) -> String {
-    let msg = bus
-        .timed_pop_filtered(gst::ClockTime::from_seconds(30), &[gst::MessageType::Error])
-        .expect("no error");
-    let gst::MessageView::Error(err) = msg.view() else {
-        unreachable!()
-    };
-    format!("{} {:?}", err.error(), err.debug())
-}
-
 #[test]
 fn https_frames_are_enriched_in_order() {
     let _w = common::begin("https_frames_are_enriched_in_order", 60);
@@ -78,7 +67,7 @@ fn refused_by(s: &TestServer, url: &str, trusted: Option<&TestCa>, reason: &str)
         props.push(("tls-ca-file", f.path_str()));
     }
     let (mut h, e, bus) = harness(&[], &props);
-    let text = next_error(&bus);
+    let text = first_error_on(&bus);
     assert!(
         text.contains(&format!("Secure connection to {url} failed: ")),
         "{text}"
@@ -86,7 +75,7 @@ fn refused_by(s: &TestServer, url: &str, trusted: Option<&TestCa>, reason: &str)
     assert!(text.contains(reason), "{text}");
     // The server is down with that reason: the frame fails with it.
     push(&mut h, 0..1);
-    let text = next_error(&bus);
+    let text = first_error_on(&bus);
     assert!(text.contains(&format!("{url} down (")), "{text}");
     assert!(text.contains(reason), "{text}");
     assert_eq!(s.received(), 0);
@@ -144,7 +133,7 @@ fn start_fails(file: &str, reason: &str) {
     let bus = gst::Bus::new();
     e.set_bus(Some(&bus));
     assert!(e.set_state(gst::State::Paused).is_err());
-    let text = next_error(&bus);
+    let text = first_error_on(&bus);
     assert!(text.contains(&format!("tls-ca-file '{file}'")), "{text}");
     assert!(text.contains(reason), "{text}");
     e.set_state(gst::State::Null).unwrap();

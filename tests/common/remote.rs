@@ -118,7 +118,16 @@ pub fn push(h: &mut Harness, range: std::ops::Range<u64>) {
     }
 }
 
-/// The text of the first error on `bus`.
+/// GAP events (frames dropped per `on-error`) among the pulled events.
+pub fn gaps(h: &mut Harness) -> usize {
+    let mut n = 0;
+    while let Some(ev) = h.try_pull_event() {
+        n += usize::from(ev.type_() == gst::EventType::Gap);
+    }
+    n
+}
+
+/// The text of the next error on `bus`: its message and debug text.
 pub fn first_error_on(bus: &gst::Bus) -> String {
     let msg = bus
         .timed_pop_filtered(gst::ClockTime::from_seconds(30), &[gst::MessageType::Error])
