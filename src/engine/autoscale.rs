@@ -5,10 +5,47 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use super::control::{Change, Controller, WINDOW};
-use super::{Inner, lock};
+use super::control::{Change, Controller, Sample, WINDOW};
+use super::{Inner, cpu, lock};
+
+/// The clocks a window is measured with.
+struct Clocks {
+    wall: Instant,
+    process: Option<Duration>,
+    machine: Option<(u64, u64)>,
+}
+
+impl Clocks {
+    fn now() -> Self {
+        Clocks {
+            wall: Instant::now(),
+            process: cpu::process(),
+            machine: cpu::machine(),
+        }
+    }
+
+    /// The window from `earlier` to this, without the engine's figures.
+    fn since(&self, earlier: &Clocks) -> Sample {
+        let (machine_idle, machine_total) = match (self.machine, earlier.machine) {
+            (Some((idle, total)), Some((idle0, total0))) => {
+                (idle.saturating_sub(idle0), total.saturating_sub(total0))
+            }
+            _ => (0, 0),
+        };
+        Sample {
+            elapsed: self.wall - earlier.wall,
+            process_cpu: match (self.process, earlier.process) {
+                (Some(now), Some(then)) => now.saturating_sub(then),
+                _ => Duration::ZERO,
+            },
+            machine_idle,
+            machine_total,
+            ..Sample::default()
+        }
+    }
+}
 
 /// Told of every change of the automatic count (for the element's log).
 pub type Observer = Box<dyn Fn(Change) + Send + Sync>;
@@ -29,7 +66,8 @@ where
             }
             return;
         }
-        *control = Some(Controller::new(initial, max));
+        *control = Some(Controller::new(initial, max, cpu::available()));
+        self.measure_cpu.store(true, Ordering::Relaxed);
         // A ticker left from an earlier automatic spell (fixed and back
         // within one window) sees a newer id and ends.
         let id = self.ticker.fetch_add(1, Ordering::SeqCst) + 1;
@@ -38,14 +76,14 @@ where
         self.handle.spawn(async move {
             let mut ticks = tokio::time::interval(WINDOW);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut last = Instant::now();
+            let mut last = Clocks::now();
             loop {
                 ticks.tick().await;
                 let Some(inner) = Weak::upgrade(&me) else {
                     return;
                 };
-                let now = Instant::now();
-                if !inner.autoscale_tick(id, now - last) {
+                let now = Clocks::now();
+                if !inner.autoscale_tick(id, now.since(&last)) {
                     return;
                 }
                 last = now;
@@ -55,7 +93,7 @@ where
 
     /// One sample; false once the controller is gone (fixed `workers` or
     /// the engine stopped).
-    fn autoscale_tick(self: &Arc<Self>, id: u64, elapsed: std::time::Duration) -> bool {
+    fn autoscale_tick(self: &Arc<Self>, id: u64, clocks: Sample) -> bool {
         if self.ticker.load(Ordering::SeqCst) != id {
             return false;
         }
@@ -63,8 +101,11 @@ where
             *lock(&self.control) = None;
             return false;
         }
-        let mut sample = std::mem::take(&mut lock(&self.table).window);
-        sample.elapsed = elapsed;
+        let sample = Sample {
+            cpu: Duration::from_nanos(self.cpu_ns.swap(0, Ordering::Relaxed)),
+            ..clocks
+        };
+        let sample = std::mem::take(&mut lock(&self.table).window).with_clocks(sample);
         let mut control = lock(&self.control);
         let Some(c) = control.as_mut() else {
             return false;

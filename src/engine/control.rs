@@ -34,6 +34,13 @@
 //!   no-load speed there, the count goes back to where it was, not double
 //!   (CPU-bound work would otherwise visit 2 × cores after every probe).
 //!
+//! CPU-bound work never grows past a machine with no CPU to spare: when
+//! blocking work runs on a CPU for at least half its time (or is at least
+//! half of what the process runs) and the process uses 90 % of the CPUs
+//! it may, or the machine 90 % of all, the count is held (the .NET thread
+//! pool adds no thread above 95 % CPU either). One more worker would only
+//! share the CPUs, and trying it costs CPU-bound work a window in two.
+//!
 //! A processing time that grew more than twice what the count's change
 //! explains (work slows at most in proportion to the concurrency) is the
 //! work itself changing (5 ms frames become 50 ms ones): the base is
@@ -61,6 +68,11 @@ const REPROBE: u32 = 10;
 /// A processing time this many times what the count explains: the work
 /// changed (a slower delay, another model), not the concurrency.
 const CHANGED: f64 = 2.0;
+/// Processing on a CPU for at least this share of its time is CPU-bound.
+const CPU_BOUND: f64 = 0.5;
+/// The process using this share of its CPUs, or the machine this share
+/// of all, leaves none for another worker.
+const CPUS_FULL: f64 = 0.9;
 
 /// What the engine measured since the last sample.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -72,14 +84,35 @@ pub struct Sample {
     pub processing: Duration,
     /// Frames queued for a worker, summed over those completions.
     pub queued: u64,
+    /// CPU time blocking work spent on its threads.
+    pub cpu: Duration,
+    /// CPU time of the whole process.
+    pub process_cpu: Duration,
+    /// The machine's idle and total CPU time, in any unit.
+    pub machine_idle: u64,
+    pub machine_total: u64,
 }
 
 impl Sample {
+    /// The table's figures (completions) with the clocks' (times).
+    pub fn with_clocks(self, clocks: Sample) -> Sample {
+        Sample {
+            completed: self.completed,
+            processing: self.processing,
+            queued: self.queued,
+            ..clocks
+        }
+    }
+
     fn add(&mut self, other: &Sample) {
         self.elapsed += other.elapsed;
         self.completed += other.completed;
         self.processing += other.processing;
         self.queued += other.queued;
+        self.cpu += other.cpu;
+        self.process_cpu += other.process_cpu;
+        self.machine_idle += other.machine_idle;
+        self.machine_total += other.machine_total;
     }
 }
 
@@ -111,6 +144,8 @@ pub struct Change {
 pub struct Controller {
     workers: usize,
     max: usize,
+    /// CPUs the process may use.
+    cpus: f64,
     window: Sample,
     /// No-load processing time (s) and the concurrency it was measured at.
     base: Option<(f64, f64)>,
@@ -125,12 +160,14 @@ pub struct Controller {
 }
 
 impl Controller {
-    /// Starts at `initial`, bounded by 1 and `max`.
-    pub fn new(initial: usize, max: usize) -> Self {
+    /// Starts at `initial`, bounded by 1 and `max`, in a process that may
+    /// use `cpus` CPUs.
+    pub fn new(initial: usize, max: usize, cpus: usize) -> Self {
         let max = max.max(1);
         Controller {
             workers: initial.clamp(1, max),
             max,
+            cpus: cpus.max(1) as f64,
             window: Sample::default(),
             base: None,
             saturated: 0,
@@ -195,8 +232,29 @@ impl Controller {
         }
         // 0.7: a window just after doubling has had the new count for half its length.
         let demand = waiting >= 0.5 && busy >= 0.7 * n;
+        // CPU-bound work while the process uses all its CPUs, or the
+        // machine all of its own: another worker would only share them with
+        // the others (the .NET thread pool adds no thread above 95 % CPU
+        // either).
+        // CPU-bound: on a CPU most of the time it takes, or most of what
+        // the process runs (many workers share the CPUs: frames take
+        // longer than their CPU time).
+        let cpu = w.cpu.as_secs_f64();
+        let process_cpu = w.process_cpu.as_secs_f64();
+        let cpu_bound =
+            cpu >= CPU_BOUND * w.processing.as_secs_f64() || cpu >= CPU_BOUND * process_cpu;
+        let machine_full = w.machine_total > 0
+            && (w.machine_total - w.machine_idle.min(w.machine_total)) as f64
+                >= CPUS_FULL * w.machine_total as f64;
+        let cpus_full =
+            cpu_bound && (process_cpu >= CPUS_FULL * self.cpus * elapsed || machine_full);
         let (to, reason) = if demand {
-            self.with_demand(rtt, busy)
+            let (to, reason) = self.with_demand(rtt, busy);
+            if cpus_full && to > self.workers {
+                (self.workers, reason)
+            } else {
+                (to, reason)
+            }
         } else {
             self.saturated = 0;
             self.probed_from = None;

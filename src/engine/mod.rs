@@ -21,6 +21,7 @@
 mod autoscale;
 mod config;
 mod control;
+mod cpu;
 mod output;
 mod pool;
 mod stats;
@@ -124,6 +125,10 @@ struct Inner<T, M, E> {
     running: AtomicUsize,
     /// `leaky=pass`, readable without the table's lock.
     leaky_pass: AtomicBool,
+    /// While automatic: blocking work's CPU time is measured...
+    measure_cpu: AtomicBool,
+    /// ...and summed here (ns) until the controller's next window.
+    cpu_ns: AtomicU64,
 }
 
 /// The engine. Dropping it stops its workers; frames still being processed
@@ -220,6 +225,8 @@ where
             observer: Mutex::new(None),
             running: AtomicUsize::new(0),
             leaky_pass,
+            measure_cpu: AtomicBool::new(false),
+            cpu_ns: AtomicU64::new(0),
         });
         lock(&inner.table).counters.per_worker.resize(workers, 0);
         inner.set_workers(workers);
@@ -251,7 +258,10 @@ where
         self.inner.set_workers(workers);
         match automatic {
             Some(max) => self.inner.start_autoscale(workers, max),
-            None => *lock(&self.inner.control) = None,
+            None => {
+                *lock(&self.inner.control) = None;
+                self.inner.measure_cpu.store(false, Ordering::Relaxed);
+            }
         }
         self.inner.room.notify_all();
         self.inner.ready.notify_all();

@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 
 use super::table::Job;
 use super::work::{ProcessError, Work, WorkCtx, panic_message};
-use super::{Inner, lock};
+use super::{Inner, cpu, lock};
 
 mod batch;
 
@@ -355,7 +355,7 @@ where
                         inner.complete(pos, generation, id, Err(err), started.elapsed(), false);
                     })
                 });
-                let r = match catch_unwind(AssertUnwindSafe(f)) {
+                let r = match self.counting_cpu(|| catch_unwind(AssertUnwindSafe(f))) {
                     Ok(r) => r.map_err(ProcessError::Failed),
                     Err(payload) => Err(ProcessError::Panicked(panic_message(payload))),
                 };
@@ -376,6 +376,25 @@ where
             }
         }
         false
+    }
+
+    /// Runs blocking work; while automatic, its CPU time goes to the
+    /// controller.
+    fn counting_cpu<R>(&self, work: impl FnOnce() -> R) -> R {
+        let before = if self.measure_cpu.load(Ordering::Relaxed) {
+            cpu::thread()
+        } else {
+            None
+        };
+        let r = work();
+        if let Some(before) = before
+            && let Some(after) = cpu::thread()
+        {
+            let ns = after.saturating_sub(before).as_nanos();
+            self.cpu_ns
+                .fetch_add(u64::try_from(ns).unwrap_or(u64::MAX), Ordering::Relaxed);
+        }
+        r
     }
 
     /// Before blocking work: another thread waits on the channel, so the

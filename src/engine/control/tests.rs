@@ -42,11 +42,21 @@ fn window(load: Load, n: usize, noise: &mut Noise) -> Sample {
     };
     let rtt = rtt * noise.next();
     let completed = (busy * elapsed / rtt).round().max(1.0);
+    // CPU-bound frames spend their no-load time on a CPU; the process uses
+    // the cores the workers keep busy.
+    let (cpu, process_cpu) = match load {
+        Load::Cpu { t, cores } => (t * completed, n.min(cores) * elapsed),
+        _ => (0.0, 0.0),
+    };
     Sample {
         elapsed: Duration::from_secs_f64(elapsed),
         completed: completed as u64,
         processing: Duration::from_secs_f64(rtt * completed),
         queued: (waiting * completed) as u64,
+        cpu: Duration::from_secs_f64(cpu),
+        process_cpu: Duration::from_secs_f64(process_cpu),
+        // No machine figures (as where /proc/stat cannot be read).
+        ..Sample::default()
     }
 }
 
@@ -73,7 +83,7 @@ const DELAY_20MS: Load = Load::Latency {
 
 #[test]
 fn latency_bound_work_grows_to_the_bound_within_a_second() {
-    let mut c = Controller::new(2, 256);
+    let mut c = Controller::new(2, 256, 2);
     let counts = run(&mut c, DELAY_20MS, 10, &mut Noise(1));
     assert_eq!(counts[9], 256, "{counts:?}");
     let steady = run(&mut c, DELAY_20MS, 50, &mut Noise(2));
@@ -81,14 +91,59 @@ fn latency_bound_work_grows_to_the_bound_within_a_second() {
 }
 
 #[test]
-fn cpu_bound_work_settles_near_the_cores() {
+fn cpu_bound_work_stays_at_the_cores_while_they_are_full() {
     let load = Load::Cpu {
         t: 0.010,
         cores: 2.0,
     };
-    let mut c = Controller::new(2, 256);
-    run(&mut c, load, 10, &mut Noise(3));
-    let steady = run(&mut c, load, 100, &mut Noise(4));
+    let mut c = Controller::new(2, 256, 2);
+    let counts = run(&mut c, load, 110, &mut Noise(3));
+    // Without the CPU figures it tries one more every other window.
+    assert!(counts.iter().all(|&n| n == 2), "{counts:?}");
+}
+
+#[test]
+fn cpu_bound_work_holds_while_other_processes_fill_the_machine() {
+    let load = Load::Cpu {
+        t: 0.010,
+        cores: 2.0,
+    };
+    let mut c = Controller::new(2, 256, 2);
+    let mut noise = Noise(12);
+    let counts: Vec<usize> = (0..110)
+        .map(|_| {
+            // Ours gets half the CPUs; the machine has 1 % idle.
+            let mut w = window(load, c.workers(), &mut noise);
+            w.process_cpu = w.process_cpu.mul_f64(0.5);
+            w.machine_total = 200;
+            w.machine_idle = 2;
+            c.sample(w);
+            c.workers()
+        })
+        .collect();
+    assert!(counts.iter().all(|&n| n == 2), "{counts:?}");
+}
+
+#[test]
+fn cpu_bound_work_settles_near_the_cores_without_cpu_figures() {
+    // Ours never looks full and the machine's figures are missing: the
+    // processing time alone stops the growth.
+    let load = Load::Cpu {
+        t: 0.010,
+        cores: 2.0,
+    };
+    let mut c = Controller::new(2, 256, 2);
+    let mut noise = Noise(3);
+    let mut next = |c: &mut Controller| {
+        let mut w = window(load, c.workers(), &mut noise);
+        w.process_cpu = w.process_cpu.mul_f64(0.8);
+        c.sample(w);
+        c.workers()
+    };
+    (0..10).for_each(|_| {
+        next(&mut c);
+    });
+    let steady: Vec<usize> = (0..100).map(|_| next(&mut c)).collect();
     let mean = steady.iter().sum::<usize>() as f64 / steady.len() as f64;
     // Between the cores and one more: at most 1.5x the cores' count
     // (without the knee rule, cores + 1 for good: a mean of 3).
@@ -98,9 +153,22 @@ fn cpu_bound_work_settles_near_the_cores() {
 }
 
 #[test]
+fn cpu_bound_work_above_the_cores_does_not_grow() {
+    // 16 workers on 2 cores: a frame takes 8 times its CPU time, but the
+    // work is all the process runs.
+    let load = Load::Cpu {
+        t: 0.010,
+        cores: 2.0,
+    };
+    let mut c = Controller::new(16, 256, 2);
+    let counts = run(&mut c, load, 40, &mut Noise(11));
+    assert!(counts.iter().all(|&n| n <= 16), "{counts:?}");
+}
+
+#[test]
 fn a_saturated_server_stops_the_growth_near_its_capacity() {
     let load = Load::Server { t: 0.020, k: 8.0 };
-    let mut c = Controller::new(2, 256);
+    let mut c = Controller::new(2, 256, 2);
     run(&mut c, load, 10, &mut Noise(5));
     let steady = run(&mut c, load, 100, &mut Noise(6));
     let mean = steady.iter().sum::<usize>() as f64 / steady.len() as f64;
@@ -116,7 +184,7 @@ fn a_live_source_gets_what_it_needs_and_no_more() {
         t: 0.100,
         rate: Some(30.0),
     };
-    let mut c = Controller::new(2, 256);
+    let mut c = Controller::new(2, 256, 2);
     let counts = run(&mut c, load, 100, &mut Noise(7));
     let steady = &counts[10..];
     assert!(steady.iter().all(|&n| (4..=5).contains(&n)), "{counts:?}");
@@ -124,7 +192,7 @@ fn a_live_source_gets_what_it_needs_and_no_more() {
 
 #[test]
 fn idle_workers_go_when_the_load_drops() {
-    let mut c = Controller::new(2, 256);
+    let mut c = Controller::new(2, 256, 2);
     run(&mut c, DELAY_20MS, 10, &mut Noise(8));
     assert_eq!(c.workers(), 256);
     // 100 frames/s of 20 ms: two busy.
@@ -153,7 +221,7 @@ fn a_changing_delay_is_followed_within_a_second() {
         t: 0.050,
         rate: Some(2000.0),
     };
-    let mut c = Controller::new(2, 256);
+    let mut c = Controller::new(2, 256, 2);
     let counts = run(&mut c, fast, 10, &mut Noise(10));
     assert!((11..=16).contains(&counts[9]), "{counts:?}");
     let counts = run(&mut c, slow, 10, &mut Noise(11));
@@ -173,7 +241,7 @@ fn slower_work_at_the_same_count_is_not_taken_for_saturation() {
         t: 0.050,
         rate: None,
     };
-    let mut c = Controller::new(2, 256);
+    let mut c = Controller::new(2, 256, 2);
     let counts = run(&mut c, fast, 10, &mut Noise(20));
     assert_eq!(counts[9], 256, "{counts:?}");
     let counts = run(&mut c, slow, 10, &mut Noise(21));
@@ -188,14 +256,14 @@ fn without_demand_the_count_never_grows() {
         t: 0.010,
         rate: Some(290.0),
     };
-    let mut c = Controller::new(3, 256);
+    let mut c = Controller::new(3, 256, 2);
     let counts = run(&mut c, load, 30, &mut Noise(22));
     assert!(counts.iter().all(|&n| n <= 3), "{counts:?}");
 }
 
 #[test]
 fn the_count_stays_within_its_bounds() {
-    let mut c = Controller::new(0, 8);
+    let mut c = Controller::new(0, 8, 2);
     assert_eq!(c.workers(), 1);
     run(&mut c, DELAY_20MS, 20, &mut Noise(13));
     assert_eq!(c.workers(), 8);
@@ -203,7 +271,7 @@ fn the_count_stays_within_its_bounds() {
     assert_eq!((change.from, change.to), (8, 3));
     run(&mut c, DELAY_20MS, 5, &mut Noise(14));
     assert_eq!(c.workers(), 3);
-    let mut c = Controller::new(2000, 256);
+    let mut c = Controller::new(2000, 256, 2);
     assert_eq!(c.workers(), 256);
     run(
         &mut c,
@@ -219,19 +287,20 @@ fn the_count_stays_within_its_bounds() {
 
 #[test]
 fn short_or_empty_windows_change_nothing() {
-    let mut c = Controller::new(4, 256);
+    let mut c = Controller::new(4, 256, 2);
     let short = Sample {
         elapsed: Duration::from_millis(50),
         completed: 10,
         processing: Duration::from_millis(500),
         queued: 100,
+        ..Sample::default()
     };
     assert_eq!(c.sample(short), None);
     let empty = Sample {
         elapsed: Duration::from_secs(2),
         ..Sample::default()
     };
-    let mut c = Controller::new(4, 256);
+    let mut c = Controller::new(4, 256, 2);
     assert_eq!(c.sample(empty), None);
     assert_eq!(c.workers(), 4);
 }
@@ -239,7 +308,7 @@ fn short_or_empty_windows_change_nothing() {
 #[test]
 fn frames_slower_than_a_window_are_decided_on_after_a_second() {
     // 2 s a frame, 4 workers busy, frames waiting: one completes per half second.
-    let mut c = Controller::new(4, 256);
+    let mut c = Controller::new(4, 256, 2);
     let mut changed = None;
     for _ in 0..20 {
         changed = changed.or(c.sample(Sample {
@@ -247,6 +316,7 @@ fn frames_slower_than_a_window_are_decided_on_after_a_second() {
             completed: 0,
             processing: Duration::ZERO,
             queued: 0,
+            ..Sample::default()
         }));
     }
     assert_eq!(changed, None);
@@ -264,7 +334,7 @@ fn noisy_cpu_window(t: f64, cores: f64, n: usize, noise: &mut Noise) -> Sample {
 
 #[test]
 fn noisy_cpu_bound_work_does_not_ratchet_up() {
-    let mut c = Controller::new(2, 256);
+    let mut c = Controller::new(2, 256, 2);
     let mut noise = Noise(30);
     let counts: Vec<usize> = (0..300)
         .map(|_| {
@@ -281,7 +351,7 @@ fn noisy_cpu_bound_work_does_not_ratchet_up() {
 
 #[test]
 fn a_knee_found_while_the_work_slowed_does_not_slow_the_growth() {
-    let mut c = Controller::new(2, 256);
+    let mut c = Controller::new(2, 256, 2);
     run(
         &mut c,
         Load::Latency {

@@ -119,7 +119,7 @@ where
                         inner.complete_batch(&pos, generation, id, Err(err), started);
                     })
                 });
-                let r = match catch_unwind(AssertUnwindSafe(f)) {
+                let r = match self.counting_cpu(|| catch_unwind(AssertUnwindSafe(f))) {
                     Ok(r) => r.map_err(ProcessError::Failed),
                     Err(payload) => Err(ProcessError::Panicked(panic_message(payload))),
                 };
