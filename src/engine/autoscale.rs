@@ -28,10 +28,12 @@ impl Clocks {
 
     /// The window from `earlier` to this, without the engine's figures.
     fn since(&self, earlier: &Clocks) -> Sample {
+        // Missing if a counter went back (iowait may, says proc(5)).
         let (machine_idle, machine_total) = match (self.machine, earlier.machine) {
-            (Some((idle, total)), Some((idle0, total0))) => {
-                (idle.saturating_sub(idle0), total.saturating_sub(total0))
-            }
+            (Some((idle, total)), Some((idle0, total0))) => idle
+                .checked_sub(idle0)
+                .zip(total.checked_sub(total0))
+                .unwrap_or((0, 0)),
             _ => (0, 0),
         };
         Sample {
@@ -68,6 +70,8 @@ where
         }
         *control = Some(Controller::new(initial, max, cpu::available()));
         self.measure_cpu.store(true, Ordering::Relaxed);
+        // Completions from before, while fixed, are not this controller's.
+        lock(&self.table).window = Sample::default();
         // A ticker left from an earlier automatic spell (fixed and back
         // within one window) sees a newer id and ends.
         let id = self.ticker.fetch_add(1, Ordering::SeqCst) + 1;
@@ -101,11 +105,7 @@ where
             *lock(&self.control) = None;
             return false;
         }
-        let sample = Sample {
-            cpu: Duration::from_nanos(self.cpu_ns.swap(0, Ordering::Relaxed)),
-            ..clocks
-        };
-        let sample = std::mem::take(&mut lock(&self.table).window).with_clocks(sample);
+        let sample = std::mem::take(&mut lock(&self.table).window).with_clocks(clocks);
         let mut control = lock(&self.control);
         let Some(c) = control.as_mut() else {
             return false;

@@ -34,11 +34,11 @@
 //!   no-load speed there, the count goes back to where it was, not double
 //!   (CPU-bound work would otherwise visit 2 × cores after every probe).
 //!
-//! CPU-bound work never grows past a machine with no CPU to spare: when
-//! blocking work runs on a CPU for at least half its time (or is at least
-//! half of what the process runs) and the process uses 90 % of the CPUs
-//! it may, or the machine 90 % of all, the count is held (the .NET thread
-//! pool adds no thread above 95 % CPU either). One more worker would only
+//! CPU-bound work does not grow past the CPUs while they are full: when
+//! blocking work runs on a CPU for at least 30 % of its processing time
+//! and the process uses 90 % of the CPUs it may, or the machine 90 % of
+//! all, the count grows at most to the CPUs' count (the .NET thread pool
+//! adds no thread above 95 % CPU either). One more worker would only
 //! share the CPUs, and trying it costs CPU-bound work a window in two.
 //!
 //! A processing time that grew more than twice what the count's change
@@ -68,8 +68,10 @@ const REPROBE: u32 = 10;
 /// A processing time this many times what the count explains: the work
 /// changed (a slower delay, another model), not the concurrency.
 const CHANGED: f64 = 2.0;
-/// Processing on a CPU for at least this share of its time is CPU-bound.
-const CPU_BOUND: f64 = 0.5;
+/// Processing on a CPU for at least this share of its time is CPU-bound
+/// (wait-bound work: a few %; CPU-bound work sharing its CPUs: 0.4 and
+/// up).
+const CPU_BOUND: f64 = 0.3;
 /// The process using this share of its CPUs, or the machine this share
 /// of all, leaves none for another worker.
 const CPUS_FULL: f64 = 0.9;
@@ -84,11 +86,12 @@ pub struct Sample {
     pub processing: Duration,
     /// Frames queued for a worker, summed over those completions.
     pub queued: u64,
-    /// CPU time blocking work spent on its threads.
+    /// CPU time the completed blocking work spent on its threads.
     pub cpu: Duration,
     /// CPU time of the whole process.
     pub process_cpu: Duration,
-    /// The machine's idle and total CPU time, in any unit.
+    /// The machine's idle and total CPU time, in clock ticks (0 and 0:
+    /// unknown).
     pub machine_idle: u64,
     pub machine_total: u64,
 }
@@ -100,6 +103,7 @@ impl Sample {
             completed: self.completed,
             processing: self.processing,
             queued: self.queued,
+            cpu: self.cpu,
             ..clocks
         }
     }
@@ -232,29 +236,20 @@ impl Controller {
         }
         // 0.7: a window just after doubling has had the new count for half its length.
         let demand = waiting >= 0.5 && busy >= 0.7 * n;
-        // CPU-bound work while the process uses all its CPUs, or the
-        // machine all of its own: another worker would only share them with
-        // the others (the .NET thread pool adds no thread above 95 % CPU
-        // either).
-        // CPU-bound: on a CPU most of the time it takes, or most of what
-        // the process runs (many workers share the CPUs: frames take
-        // longer than their CPU time).
+        // The CPUs are full and the work needs them: another worker could
+        // only take a share of them from the others.
         let cpu = w.cpu.as_secs_f64();
-        let process_cpu = w.process_cpu.as_secs_f64();
-        let cpu_bound =
-            cpu >= CPU_BOUND * w.processing.as_secs_f64() || cpu >= CPU_BOUND * process_cpu;
         let machine_full = w.machine_total > 0
-            && (w.machine_total - w.machine_idle.min(w.machine_total)) as f64
-                >= CPUS_FULL * w.machine_total as f64;
-        let cpus_full =
-            cpu_bound && (process_cpu >= CPUS_FULL * self.cpus * elapsed || machine_full);
+            && w.machine_idle as f64 <= (1.0 - CPUS_FULL) * w.machine_total as f64;
+        let cpus_full = cpu > 0.0
+            && cpu >= CPU_BOUND * w.processing.as_secs_f64()
+            && (w.process_cpu.as_secs_f64() >= CPUS_FULL * self.cpus * elapsed || machine_full);
         let (to, reason) = if demand {
             let (to, reason) = self.with_demand(rtt, busy);
-            if cpus_full && to > self.workers {
-                (self.workers, reason)
-            } else {
-                (to, reason)
-            }
+            // Back up to the CPUs' count (after a cut or a probe) but not
+            // past it.
+            let cap = self.workers.max(self.cpus as usize);
+            (if cpus_full { to.min(cap) } else { to }, reason)
         } else {
             self.saturated = 0;
             self.probed_from = None;

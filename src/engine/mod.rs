@@ -125,10 +125,8 @@ struct Inner<T, M, E> {
     running: AtomicUsize,
     /// `leaky=pass`, readable without the table's lock.
     leaky_pass: AtomicBool,
-    /// While automatic: blocking work's CPU time is measured...
+    /// While automatic: blocking work's CPU time is measured.
     measure_cpu: AtomicBool,
-    /// ...and summed here (ns) until the controller's next window.
-    cpu_ns: AtomicU64,
 }
 
 /// The engine. Dropping it stops its workers; frames still being processed
@@ -226,7 +224,6 @@ where
             running: AtomicUsize::new(0),
             leaky_pass,
             measure_cpu: AtomicBool::new(false),
-            cpu_ns: AtomicU64::new(0),
         });
         lock(&inner.table).counters.per_worker.resize(workers, 0);
         inner.set_workers(workers);
@@ -259,7 +256,8 @@ where
         match automatic {
             Some(max) => self.inner.start_autoscale(workers, max),
             None => {
-                *lock(&self.inner.control) = None;
+                let mut control = lock(&self.inner.control);
+                *control = None;
                 self.inner.measure_cpu.store(false, Ordering::Relaxed);
             }
         }

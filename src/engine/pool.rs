@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use futures::FutureExt;
 use tokio::sync::mpsc;
 
-use super::table::Job;
+use super::table::{Job, Table};
 use super::work::{ProcessError, Work, WorkCtx, panic_message};
 use super::{Inner, cpu, lock};
 
@@ -355,12 +355,14 @@ where
                         inner.complete(pos, generation, id, Err(err), started.elapsed(), false);
                     })
                 });
-                let r = match self.counting_cpu(|| catch_unwind(AssertUnwindSafe(f))) {
+                let (r, cpu) = self.counting_cpu(|| catch_unwind(AssertUnwindSafe(f)));
+                let r = match r {
                     Ok(r) => r.map_err(ProcessError::Failed),
                     Err(payload) => Err(ProcessError::Panicked(panic_message(payload))),
                 };
                 if Self::first(timer) {
-                    self.complete(pos, generation, id, r, started.elapsed(), false);
+                    let elapsed = started.elapsed();
+                    self.complete_on_cpu(pos, generation, id, r, elapsed, cpu);
                 }
                 // Only now: a timed-out closure kept its worker busy.
                 self.release_worker(id);
@@ -378,23 +380,22 @@ where
         false
     }
 
-    /// Runs blocking work; while automatic, its CPU time goes to the
-    /// controller.
-    fn counting_cpu<R>(&self, work: impl FnOnce() -> R) -> R {
+    /// Runs blocking work, and while automatic measures its CPU time on
+    /// this thread, for the controller (zero otherwise).
+    pub(super) fn counting_cpu<R>(&self, work: impl FnOnce() -> R) -> (R, Duration) {
         let before = if self.measure_cpu.load(Ordering::Relaxed) {
             cpu::thread()
         } else {
             None
         };
         let r = work();
-        if let Some(before) = before
-            && let Some(after) = cpu::thread()
-        {
-            let ns = after.saturating_sub(before).as_nanos();
-            self.cpu_ns
-                .fetch_add(u64::try_from(ns).unwrap_or(u64::MAX), Ordering::Relaxed);
-        }
-        r
+        let cpu = match before {
+            Some(before) => {
+                cpu::thread().map_or(Duration::ZERO, |after| after.saturating_sub(before))
+            }
+            None => Duration::ZERO,
+        };
+        (r, cpu)
     }
 
     /// Before blocking work: another thread waits on the channel, so the
@@ -477,18 +478,54 @@ where
         processing_time: Duration,
         more_soon: bool,
     ) -> bool {
+        self.store(generation, |s| {
+            s.complete_on_cpu(
+                pos,
+                worker,
+                result,
+                processing_time,
+                Duration::ZERO,
+                more_soon,
+            )
+        })
+        .is_none_or(|wake| wake || !more_soon)
+    }
+
+    /// Stores blocking work's result, with the CPU time it took.
+    fn complete_on_cpu(
+        &self,
+        pos: u64,
+        generation: u64,
+        worker: usize,
+        result: Result<T, ProcessError>,
+        processing_time: Duration,
+        cpu: Duration,
+    ) {
+        self.store(generation, |s| {
+            s.complete_on_cpu(pos, worker, result, processing_time, cpu, false)
+        });
+    }
+
+    /// Runs `store` on the table unless a flush came since the work was
+    /// taken, and wakes the consumer if it says so; `None` if flushed.
+    fn store(
+        &self,
+        generation: u64,
+        store: impl FnOnce(&mut Table<T, M, E>) -> bool,
+    ) -> Option<bool> {
         let mut s = lock(&self.table);
         if generation != s.generation {
-            // Flushed while processing: drop the result outside the lock.
+            // Flushed while processing: the result is dropped outside the
+            // lock (with `store`).
             drop(s);
-            drop(result);
-            return true;
+            drop(store);
+            return None;
         }
-        let wake = s.complete(pos, worker, result, processing_time, more_soon);
+        let wake = store(&mut s);
         drop(s);
         if wake {
             self.ready.notify_one();
         }
-        wake || !more_soon
+        Some(wake)
     }
 }

@@ -318,6 +318,7 @@ impl<T, M, E> Table<T, M, E> {
 
     /// Stores a worker's result (of the current generation, checked by the
     /// caller); true if a waiting consumer can release something now.
+    #[cfg(test)]
     pub(super) fn complete(
         &mut self,
         pos: u64,
@@ -326,12 +327,34 @@ impl<T, M, E> Table<T, M, E> {
         processing_time: Duration,
         more_soon: bool,
     ) -> bool {
+        self.complete_on_cpu(
+            pos,
+            worker,
+            result,
+            processing_time,
+            Duration::ZERO,
+            more_soon,
+        )
+    }
+
+    /// [`Table::complete`] of blocking work that spent `cpu` on its thread
+    /// (counted with its processing time, in the same window).
+    pub(super) fn complete_on_cpu(
+        &mut self,
+        pos: u64,
+        worker: usize,
+        result: Result<T, ProcessError>,
+        processing_time: Duration,
+        cpu: Duration,
+        more_soon: bool,
+    ) -> bool {
         // Once: a timed-out frame's late result is not its result.
         if !self.store(pos, worker, result, processing_time) {
             return false;
         }
         self.window.completed += 1;
         self.window.processing += processing_time;
+        self.window.cpu += cpu;
         self.window.queued += self.queued.len() as u64;
         self.wake_consumer(more_soon)
     }

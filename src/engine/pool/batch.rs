@@ -5,7 +5,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::super::table::{Batch, Take};
 use super::super::work::{ProcessError, Work, WorkCtx, panic_message};
@@ -119,12 +119,13 @@ where
                         inner.complete_batch(&pos, generation, id, Err(err), started);
                     })
                 });
-                let r = match self.counting_cpu(|| catch_unwind(AssertUnwindSafe(f))) {
+                let (r, cpu) = self.counting_cpu(|| catch_unwind(AssertUnwindSafe(f)));
+                let r = match r {
                     Ok(r) => r.map_err(ProcessError::Failed),
                     Err(payload) => Err(ProcessError::Panicked(panic_message(payload))),
                 };
                 if Self::first(timer) {
-                    self.complete_batch(&pos, generation, id, r, started);
+                    self.complete_batch_on_cpu(&pos, generation, id, r, started, cpu);
                 }
                 self.release_worker(id);
             }
@@ -149,6 +150,20 @@ where
         result: Result<Vec<T>, ProcessError>,
         started: Instant,
     ) {
+        self.complete_batch_on_cpu(pos, generation, worker, result, started, Duration::ZERO);
+    }
+
+    /// [`Inner::complete_batch`] of blocking work that took `cpu` on its
+    /// thread.
+    fn complete_batch_on_cpu(
+        &self,
+        pos: &[u64],
+        generation: u64,
+        worker: usize,
+        result: Result<Vec<T>, ProcessError>,
+        started: Instant,
+        cpu: Duration,
+    ) {
         let elapsed = started.elapsed();
         let results: Vec<Result<T, ProcessError>> = match result {
             Ok(outputs) if outputs.len() == pos.len() => outputs.into_iter().map(Ok).collect(),
@@ -168,7 +183,7 @@ where
             drop(results);
             return;
         }
-        let wake = s.complete_batch(pos, worker, results, elapsed);
+        let wake = s.complete_batch(pos, worker, results, elapsed, cpu);
         drop(s);
         if wake {
             self.ready.notify_one();

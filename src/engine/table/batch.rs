@@ -75,6 +75,7 @@ impl<T, M, E> Table<T, M, E> {
         worker: usize,
         results: impl IntoIterator<Item = Result<T, ProcessError>>,
         processing_time: Duration,
+        cpu: Duration,
     ) -> bool {
         let mut stored = 0;
         for (&pos, result) in pos.iter().zip(results) {
@@ -87,6 +88,7 @@ impl<T, M, E> Table<T, M, E> {
         }
         self.window.completed += 1;
         self.window.processing += processing_time;
+        self.window.cpu += cpu;
         self.window.queued += self.queued.len() as u64;
         self.counters.batch(stored);
         self.wake_consumer(false)
