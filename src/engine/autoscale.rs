@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MPL-2.0
 //! Drives the automatic-workers [`Controller`] from the engine's
-//! measurements: a task on the runtime samples the table every window and
+//! measurements: a task on the runtime samples the members' tables every window and
 //! applies the controller's changes to the pool and the admission bound.
 
 use std::sync::atomic::Ordering;
@@ -8,7 +8,8 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use super::control::{Change, Controller, Sample, WINDOW};
-use super::{Inner, cpu, lock};
+use super::pool::Pool;
+use super::{cpu, lock};
 
 /// The clocks a window is measured with.
 struct Clocks {
@@ -52,7 +53,7 @@ impl Clocks {
 /// Told of every change of the automatic count (for the element's log).
 pub type Observer = Box<dyn Fn(Change) + Send + Sync>;
 
-impl<T, M, E> Inner<T, M, E>
+impl<T, M, E> Pool<T, M, E>
 where
     T: Send + 'static,
     M: Send + 'static,
@@ -71,7 +72,9 @@ where
         *control = Some(Controller::new(initial, max, cpu::available()));
         self.measure_cpu.store(true, Ordering::Relaxed);
         // Completions from before, while fixed, are not this controller's.
-        lock(&self.table).window = Sample::default();
+        for member in self.members() {
+            lock(&member.table).window = Sample::default();
+        }
         // A ticker left from an earlier automatic spell (fixed and back
         // within one window) sees a newer id and ends.
         let id = self.ticker.fetch_add(1, Ordering::SeqCst) + 1;
@@ -101,11 +104,19 @@ where
         if self.ticker.load(Ordering::SeqCst) != id {
             return false;
         }
-        if lock(&self.pool).stopping() {
+        if lock(&self.state).stopping() {
             *lock(&self.control) = None;
             return false;
         }
-        let sample = std::mem::take(&mut lock(&self.table).window).with_clocks(clocks);
+        // Every member's completions: the pool's load.
+        let sample = self
+            .members()
+            .iter()
+            .fold(Sample::default(), |mut sum, member| {
+                sum.add(&std::mem::take(&mut lock(&member.table).window));
+                sum
+            })
+            .with_clocks(clocks);
         let mut control = lock(&self.control);
         let Some(c) = control.as_mut() else {
             return false;
@@ -118,22 +129,27 @@ where
         true
     }
 
-    /// Puts a new count into force: pool, admission bound, stats.
+    /// Puts a new count into force: pool, admission bounds, stats.
     fn apply(self: &Arc<Self>, change: Change) {
-        let mut s = lock(&self.table);
-        if !s.config.automatic() {
+        let control = lock(&self.control);
+        // Fixed `workers` since this change was computed.
+        if control.is_none() {
             return;
         }
-        s.workers = change.to;
-        if s.counters.per_worker.len() < change.to {
-            s.counters.per_worker.resize(change.to, 0);
-        }
-        drop(s);
         self.set_workers(change.to);
-        // A higher bound admits blocked producers.
-        self.room.notify_all();
-        if let Some(observe) = lock(&self.observer).as_ref() {
-            observe(change);
+        drop(control);
+        for member in self.members() {
+            member.set_pool_workers(change.to);
+            if let Some(observe) = lock(&member.observer).as_ref() {
+                observe(change);
+            }
         }
+    }
+
+    /// Fixed `workers`: the controller stops.
+    pub(super) fn stop_autoscale(&self) {
+        let mut control = lock(&self.control);
+        *control = None;
+        self.measure_cpu.store(false, Ordering::Relaxed);
     }
 }

@@ -108,7 +108,7 @@ impl Sample {
         }
     }
 
-    fn add(&mut self, other: &Sample) {
+    pub fn add(&mut self, other: &Sample) {
         self.elapsed += other.elapsed;
         self.completed += other.completed;
         self.processing += other.processing;

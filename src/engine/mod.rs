@@ -28,12 +28,12 @@ mod stats;
 mod table;
 mod work;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 use tokio::runtime::Handle;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 pub use autoscale::Observer;
 pub use config::{Config, Leaky, MAX_PASSED};
@@ -43,9 +43,8 @@ pub use stats::Stats;
 pub use table::{LateCheck, MAX_PENDING_ITEMS};
 pub use work::{ProcessError, Processor, Work, WorkCtx};
 
-use control::Controller;
 use output::Report;
-use pool::{CHANNEL_CAPACITY, PoolState, Ticket};
+use pool::{Pool, Ticket};
 use table::{Admit, Slots, Table};
 
 /// An item's place, from [`Engine::submit_item`].
@@ -96,28 +95,17 @@ pub enum Halt {
     CustomError2,
 }
 
+/// One engine's own state: its frames, order and consumer. Its workers
+/// are its pool's.
 struct Inner<T, M, E> {
     table: Mutex<Table<T, M, E>>,
     /// Producers waiting for room.
     room: Condvar,
     /// The consumer waiting for a releasable slot.
     ready: Condvar,
-    tx: mpsc::Sender<Ticket>,
-    /// Only the leading worker thread takes it.
-    rx: Mutex<mpsc::Receiver<Ticket>>,
     /// Current generation, so workers abandon async work on flush.
     generation: watch::Sender<u64>,
-    /// Worker threads and frames in processing; lock order: never with
-    /// `table`.
-    pool: Mutex<PoolState>,
-    /// Worker threads waiting for a turn.
-    pool_changed: Condvar,
     processor: Arc<dyn Processor<T>>,
-    handle: Handle,
-    /// The automatic-workers controller, while `workers` is 0.
-    control: Mutex<Option<Controller>>,
-    /// Id of the one ticker task that may drive `control`.
-    ticker: AtomicU64,
     observer: Mutex<Option<Observer>>,
     /// Frames on a worker now: taken from the table, worker not yet
     /// released. Raised under the table's lock with the take, so a frame
@@ -125,8 +113,9 @@ struct Inner<T, M, E> {
     running: AtomicUsize,
     /// `leaky=pass`, readable without the table's lock.
     leaky_pass: AtomicBool,
-    /// While automatic: blocking work's CPU time is measured.
-    measure_cpu: AtomicBool,
+    pool: Arc<Pool<T, M, E>>,
+    /// For the tickets this engine's frames send.
+    me: Weak<Inner<T, M, E>>,
 }
 
 /// The engine. Dropping it stops its workers; frames still being processed
@@ -138,6 +127,62 @@ where
     E: Send + 'static,
 {
     inner: Arc<Inner<T, M, E>>,
+}
+
+/// A worker pool engines share (`context`): each keeps its own order,
+/// items, flushing, admission bound and stats; the workers take the oldest
+/// queued frame of all of them. Its size is the largest `workers` of its
+/// engines, automatic if any has 0. Its threads end with its last engine,
+/// and then it takes no more: [`Engine::join`] says so.
+pub struct SharedPool<T, M, E>(Arc<Pool<T, M, E>>);
+
+impl<T, M, E> SharedPool<T, M, E>
+where
+    T: Send + 'static,
+    M: Send + 'static,
+    E: Send + 'static,
+{
+    /// A pool without engines or threads, on `handle` (a multi-thread
+    /// runtime with time enabled).
+    pub fn new(handle: Handle) -> Self {
+        SharedPool(Pool::new(handle))
+    }
+
+    /// Its engines.
+    pub fn members(&self) -> usize {
+        self.0.members().len()
+    }
+
+    /// The worker count now.
+    pub fn workers(&self) -> usize {
+        lock(&self.0.state).target
+    }
+
+    /// Worker threads alive.
+    pub fn threads(&self) -> usize {
+        lock(&self.0.state).threads()
+    }
+
+    /// A handle that does not keep the pool.
+    pub fn downgrade(&self) -> WeakSharedPool<T, M, E> {
+        WeakSharedPool(Arc::downgrade(&self.0))
+    }
+}
+
+impl<T, M, E> Clone for SharedPool<T, M, E> {
+    fn clone(&self) -> Self {
+        SharedPool(self.0.clone())
+    }
+}
+
+/// A [`SharedPool`] that lives only as long as its engines (for a
+/// registry of pools by name).
+pub struct WeakSharedPool<T, M, E>(Weak<Pool<T, M, E>>);
+
+impl<T, M, E> WeakSharedPool<T, M, E> {
+    pub fn upgrade(&self) -> Option<SharedPool<T, M, E>> {
+        self.0.upgrade().map(SharedPool)
+    }
 }
 
 /// Engines whose workers have not all exited yet.
@@ -153,16 +198,6 @@ pub fn wait_all_stopped(timeout: Duration) -> bool {
         .wait_timeout_while(live, timeout, |n| *n > 0)
         .unwrap_or_else(PoisonError::into_inner);
     *live == 0
-}
-
-impl<T, M, E> Drop for Inner<T, M, E> {
-    fn drop(&mut self) {
-        let mut live = lock(&LIVE_ENGINES);
-        *live -= 1;
-        if *live == 0 {
-            ENGINES_GONE.notify_all();
-        }
-    }
 }
 
 impl<T, M, E> Report for Inner<T, M, E>
@@ -202,65 +237,63 @@ where
     /// Starts the worker pool on `handle`, which must be a multi-thread
     /// runtime with time enabled.
     pub fn new(config: Config, processor: Arc<dyn Processor<T>>, handle: Handle) -> Self {
-        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
-        let workers = config.initial_workers().max(1);
-        let automatic = config.automatic().then_some(config.max_workers);
+        let pool = Pool::new(handle);
+        let engine = Self::member(&pool, config, processor);
+        // A new pool has not closed.
+        pool.join(engine.inner.me.clone());
+        let initial = engine.initial_workers();
+        pool.reconcile(initial);
+        engine
+    }
+
+    /// An engine whose frames `pool`'s workers process, with those of the
+    /// pool's other engines (oldest first); `None` if the pool closed
+    /// (its last engine was dropped): make a new one.
+    pub fn join(
+        pool: &SharedPool<T, M, E>,
+        config: Config,
+        processor: Arc<dyn Processor<T>>,
+    ) -> Option<Self> {
+        let engine = Self::member(&pool.0, config, processor);
+        if !pool.0.join(engine.inner.me.clone()) {
+            return None;
+        }
+        let initial = engine.initial_workers();
+        pool.0.reconcile(initial);
+        Some(engine)
+    }
+
+    /// The count its settings start a pool at.
+    fn initial_workers(&self) -> usize {
+        lock(&self.inner.table).config.initial_workers()
+    }
+
+    fn member(pool: &Arc<Pool<T, M, E>>, config: Config, processor: Arc<dyn Processor<T>>) -> Self {
         let leaky_pass = AtomicBool::new(config.leaky == Leaky::Pass);
-        *lock(&LIVE_ENGINES) += 1;
         let inner = Arc::new_cyclic(|me: &Weak<Inner<T, M, E>>| Inner {
             table: Mutex::new(Table::new(config, me.clone())),
             room: Condvar::new(),
             ready: Condvar::new(),
-            tx,
-            rx: Mutex::new(rx),
             generation: watch::Sender::new(0),
-            pool: Mutex::new(PoolState::default()),
-            pool_changed: Condvar::new(),
             processor,
-            handle,
-            control: Mutex::new(None),
-            ticker: AtomicU64::new(0),
             observer: Mutex::new(None),
             running: AtomicUsize::new(0),
             leaky_pass,
-            measure_cpu: AtomicBool::new(false),
+            pool: pool.clone(),
+            me: me.clone(),
         });
-        lock(&inner.table).counters.per_worker.resize(workers, 0);
-        inner.set_workers(workers);
-        if let Some(max) = automatic {
-            inner.start_autoscale(workers, max);
-        }
         Engine { inner }
     }
 
     /// Applies new limits; a changed worker count takes effect at once,
-    /// without dropping or reordering anything.
+    /// without dropping or reordering anything. In a shared pool, the
+    /// pool's count follows every member's `workers` (see [`SharedPool`]).
     pub fn configure(&self, config: Config) {
-        let mut s = lock(&self.inner.table);
-        let automatic = config.automatic().then_some(config.max_workers.max(1));
-        let workers = match automatic {
-            // The controller goes on from the count in use.
-            Some(max) => s.workers.min(max),
-            None => config.workers,
-        };
         self.inner
             .leaky_pass
             .store(config.leaky == Leaky::Pass, Ordering::Relaxed);
-        s.config = config;
-        s.workers = workers;
-        if s.counters.per_worker.len() < workers {
-            s.counters.per_worker.resize(workers, 0);
-        }
-        drop(s);
-        self.inner.set_workers(workers);
-        match automatic {
-            Some(max) => self.inner.start_autoscale(workers, max),
-            None => {
-                let mut control = lock(&self.inner.control);
-                *control = None;
-                self.inner.measure_cpu.store(false, Ordering::Relaxed);
-            }
-        }
+        lock(&self.inner.table).config = config;
+        self.inner.pool.reconcile(1);
         self.inner.room.notify_all();
         self.inner.ready.notify_all();
     }
@@ -291,19 +324,22 @@ where
             if let Some(halt) = s.halted {
                 return Err(halt);
             }
-            let channel_free = self.inner.tx.capacity() > 0;
+            let channel_free = self.inner.pool.tx.capacity() > 0;
             let running = self.inner.running.load(Ordering::Acquire);
             let passing = match s.admit(bytes, channel_free, running, passable) {
                 Admit::Process => {
                     // Reserved under the lock, where capacity was checked,
                     // but sent after it: the woken worker's first step is
                     // to take the lock, and must not find it held.
-                    let permit = self.inner.tx.try_reserve();
+                    let permit = self.inner.pool.tx.try_reserve();
                     let seq = s.insert_frame(frame, tag, bytes);
                     let generation = s.generation;
                     drop(s);
                     if let Ok(permit) = permit {
-                        permit.send(Ticket { generation });
+                        permit.send(Ticket {
+                            member: Some(self.inner.me.clone()),
+                            generation,
+                        });
                     }
                     return Ok(Admission::Queued { seq });
                 }
@@ -511,7 +547,7 @@ where
     /// Worker threads alive: at most `workers`, and only as many as
     /// blocking work has needed at once.
     pub fn worker_threads(&self) -> usize {
-        lock(&self.inner.pool).threads()
+        lock(&self.inner.pool.state).threads()
     }
 
     /// Frames inside: queued, processing or waiting for release.
@@ -521,7 +557,7 @@ where
 
     fn shutdown(&self) {
         self.flush_start();
-        self.inner.stop_workers();
+        self.inner.pool.leave(&self.inner.me);
     }
 }
 

@@ -12,20 +12,24 @@
 //! the leader keeps the channel. Asynchronous work becomes a task on the
 //! runtime, which waits without holding a thread; the leader keeps the
 //! channel. `workers` bounds the frames in processing of every kind.
+//!
+//! The pool serves its members, the engines whose tickets it carries: a
+//! ticket names its member, and the frame is taken from that member's
+//! table and its result goes back there.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, Ordering};
-
-use super::table::Take;
-use std::sync::{Arc, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
+use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
-use super::table::{Job, Table};
+use super::control::Controller;
+use super::table::{Job, Table, Take};
 use super::work::{ProcessError, Work, WorkCtx, panic_message};
-use super::{Inner, cpu, lock};
+use super::{ENGINES_GONE, Inner, LIVE_ENGINES, cpu, lock};
 
 mod batch;
 
@@ -33,23 +37,63 @@ mod batch;
 /// from before a flush, and wake-ups; queued frames are at most 65535.
 pub(super) const CHANNEL_CAPACITY: usize = 4 * 65536;
 
-/// Generation of a ticket that only wakes the leader (to retire).
-const WAKE: u64 = u64::MAX;
-
 /// Sent once per admitted frame: the worker receiving it takes the oldest
-/// queued frame. The payload stays in the table, so a flush or a leaky
-/// drop frees it at once.
-pub(super) struct Ticket {
+/// queued frame of the member. The payload stays in the member's table, so
+/// a flush or a leaky drop frees it at once.
+pub(super) struct Ticket<T, M, E> {
+    /// None: only wakes the leader (to retire, or to look at a batch again).
+    pub(super) member: Option<Weak<Inner<T, M, E>>>,
     pub(super) generation: u64,
 }
 
-impl Ticket {
+impl<T, M, E> Ticket<T, M, E> {
     pub(super) fn wake() -> Self {
-        Ticket { generation: WAKE }
+        Ticket {
+            member: None,
+            generation: 0,
+        }
     }
 }
 
-/// The pool's bookkeeping, under its own lock (never held with the
+/// The worker threads and what they share: the channel, the count and the
+/// automatic-workers controller. Its members are the engines whose frames
+/// it processes.
+pub(super) struct Pool<T, M, E> {
+    pub(super) tx: mpsc::Sender<Ticket<T, M, E>>,
+    /// Only the leading worker thread takes it.
+    pub(super) inbox: Mutex<Inbox<T, M, E>>,
+    /// Lock order: never with a member's table.
+    pub(super) state: Mutex<PoolState>,
+    /// Worker threads waiting for a turn.
+    changed: Condvar,
+    pub(super) handle: Handle,
+    /// The automatic-workers controller, while `workers` is 0.
+    pub(super) control: Mutex<Option<Controller>>,
+    /// Id of the one ticker task that may drive `control`.
+    pub(super) ticker: AtomicU64,
+    /// While automatic: blocking work's CPU time is measured.
+    pub(super) measure_cpu: AtomicBool,
+    pub(super) members: Mutex<Vec<Weak<Inner<T, M, E>>>>,
+}
+
+/// The receiving end of the channel, and the one ticket a filling batch
+/// took out of turn: another member's, whose frame goes next.
+pub(super) struct Inbox<T, M, E> {
+    pub(super) rx: mpsc::Receiver<Ticket<T, M, E>>,
+    pub(super) held: Option<Ticket<T, M, E>>,
+}
+
+impl<T, M, E> Drop for Pool<T, M, E> {
+    fn drop(&mut self) {
+        let mut live = lock(&LIVE_ENGINES);
+        *live -= 1;
+        if *live == 0 {
+            ENGINES_GONE.notify_all();
+        }
+    }
+}
+
+/// The pool's bookkeeping, under its own lock (never held with a
 /// table's).
 #[derive(Debug, Default)]
 pub(super) struct PoolState {
@@ -106,16 +150,99 @@ impl PoolState {
     }
 }
 
-impl<T, M, E> Inner<T, M, E>
+impl<T, M, E> Pool<T, M, E>
 where
     T: Send + 'static,
     M: Send + 'static,
     E: Send + 'static,
 {
+    /// A pool without threads; the first comes with `set_workers`.
+    pub(super) fn new(handle: Handle) -> Arc<Self> {
+        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+        *lock(&LIVE_ENGINES) += 1;
+        Arc::new(Pool {
+            tx,
+            inbox: Mutex::new(Inbox { rx, held: None }),
+            state: Mutex::new(PoolState::default()),
+            changed: Condvar::new(),
+            handle,
+            control: Mutex::new(None),
+            ticker: AtomicU64::new(0),
+            measure_cpu: AtomicBool::new(false),
+            members: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The live members.
+    pub(super) fn members(&self) -> Vec<Arc<Inner<T, M, E>>> {
+        lock(&self.members)
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect()
+    }
+
+    /// Adds `member`, unless the pool closed (its last member left).
+    pub(super) fn join(&self, member: Weak<Inner<T, M, E>>) -> bool {
+        let mut members = lock(&self.members);
+        if lock(&self.state).shutdown {
+            return false;
+        }
+        members.retain(|m| m.strong_count() > 0);
+        members.push(member);
+        true
+    }
+
+    /// Removes `member`; the last one to leave stops the threads, the
+    /// others' pool is sized again.
+    pub(super) fn leave(self: &Arc<Self>, member: &Weak<Inner<T, M, E>>) {
+        let mut members = lock(&self.members);
+        members.retain(|m| !Weak::ptr_eq(m, member) && m.strong_count() > 0);
+        if members.is_empty() {
+            // Under the members' lock: no join slips in before it.
+            self.stop_workers();
+            return;
+        }
+        drop(members);
+        self.reconcile(1);
+    }
+
+    /// Sizes the pool from its members' settings: the largest `workers`,
+    /// or automatic up to the largest `max-workers` if any member has
+    /// `workers=0`, starting from the current count (`initial` in a pool
+    /// without one). Every member's admission bound follows.
+    pub(super) fn reconcile(self: &Arc<Self>, initial: usize) {
+        let members = self.members();
+        let (mut fixed, mut automatic) = (0, None::<usize>);
+        for member in &members {
+            let s = lock(&member.table);
+            if s.config.automatic() {
+                let max = s.config.max_workers.max(1);
+                automatic = Some(automatic.map_or(max, |m| m.max(max)));
+            } else {
+                fixed = fixed.max(s.config.workers);
+            }
+        }
+        let current = lock(&self.state).target;
+        let workers = match automatic {
+            // The controller goes on from the count in use.
+            Some(max) if current > 0 => current.min(max),
+            Some(max) => initial.clamp(1, max),
+            None => fixed.max(1),
+        };
+        self.set_workers(workers);
+        for member in &members {
+            member.set_pool_workers(workers);
+        }
+        match automatic {
+            Some(max) => self.start_autoscale(workers, max),
+            None => self.stop_autoscale(),
+        }
+    }
+
     /// Sets the worker count: a first thread if there is none; extra
     /// threads leave when they next look for work.
     pub(super) fn set_workers(self: &Arc<Self>, workers: usize) {
-        let mut p = lock(&self.pool);
+        let mut p = lock(&self.state);
         p.target = workers.max(1);
         let start = p.threads == 0 && !p.shutdown;
         if start {
@@ -123,44 +250,42 @@ where
         }
         drop(p);
         // Idle threads above the count leave; one may lead if none does.
-        self.pool_changed.notify_all();
+        self.changed.notify_all();
         if start {
             self.start_thread();
         }
     }
 
-    /// A leader waiting for a batch to fill looks again: an item closed
-    /// it, or a flush emptied it.
-    pub(super) fn wake_filling_leader(&self) {
-        if self.processor.batches() {
-            let _ = self.tx.try_send(Ticket::wake());
-        }
+    /// Wakes the leader: a batch it fills may be complete, or it retires.
+    pub(super) fn wake_leader(&self) {
+        let _ = self.tx.try_send(Ticket::wake());
     }
 
     /// Every thread leaves: the leader is woken by a ticket.
     pub(super) fn stop_workers(&self) {
-        lock(&self.pool).shutdown = true;
-        self.pool_changed.notify_all();
-        let _ = self.tx.try_send(Ticket::wake());
+        lock(&self.state).shutdown = true;
+        self.changed.notify_all();
+        self.wake_leader();
     }
 
     fn start_thread(self: &Arc<Self>) {
-        let inner = self.clone();
+        let pool = self.clone();
         let started = std::thread::Builder::new()
             .name("parallelfilter-worker".into())
-            .spawn(move || inner.worker_thread());
+            .spawn(move || pool.worker_thread());
         if started.is_err() {
             // Counted as alive above: the pool goes on with the others.
-            lock(&self.pool).threads -= 1;
+            lock(&self.state).threads -= 1;
         }
     }
 
     fn worker_thread(self: Arc<Self>) {
         // Processors may build timers and I/O futures when called.
         let _runtime = self.handle.enter();
-        // The consumer was left asleep for a burst of ready frames.
-        let mut deferred = false;
-        let mut p = lock(&self.pool);
+        // The member whose consumer was left asleep for a burst of ready
+        // frames.
+        let mut deferred: Option<Arc<Inner<T, M, E>>> = None;
+        let mut p = lock(&self.state);
         loop {
             if p.threads > p.wanted_threads() {
                 // Nobody waits for this: a leaving thread is never the
@@ -169,57 +294,72 @@ where
                 return;
             }
             if p.leader || p.busy >= p.target {
-                if std::mem::take(&mut deferred) {
+                if let Some(member) = deferred.take() {
                     drop(p);
-                    self.nudge_consumer();
-                    p = lock(&self.pool);
+                    member.nudge_consumer();
+                    p = lock(&self.state);
                     continue;
                 }
                 p.idle += 1;
-                p = self
-                    .pool_changed
-                    .wait(p)
-                    .unwrap_or_else(PoisonError::into_inner);
+                p = self.changed.wait(p).unwrap_or_else(PoisonError::into_inner);
                 p.idle -= 1;
                 continue;
             }
             p.leader = true;
             drop(p);
             let ticket = {
-                let mut rx = lock(&self.rx);
-                match rx.try_recv() {
+                let mut inbox = lock(&self.inbox);
+                match inbox.held.take().map_or_else(|| inbox.rx.try_recv(), Ok) {
                     Ok(ticket) => Some(ticket),
                     Err(mpsc::error::TryRecvError::Disconnected) => None,
                     Err(mpsc::error::TryRecvError::Empty) => {
-                        if std::mem::take(&mut deferred) {
-                            self.nudge_consumer();
+                        if let Some(member) = deferred.take() {
+                            member.nudge_consumer();
                         }
-                        rx.blocking_recv()
+                        inbox.rx.blocking_recv()
                     }
                 }
             };
-            // Still the leader: a batch fills from the channel.
-            let batch = match &ticket {
-                Some(t) if t.generation != WAKE && self.processor.batches() => {
-                    self.fill_batch(t.generation)
+            if ticket.is_some() && self.tx.capacity() == 1 {
+                // The channel was full: any member's producer may wait.
+                for member in self.members() {
+                    member.room.notify_all();
                 }
+            }
+            let member = match &ticket {
+                Some(Ticket {
+                    member: Some(member),
+                    ..
+                }) => member.upgrade(),
                 _ => None,
             };
-            p = lock(&self.pool);
+            // Still the leader: a batch fills from the channel.
+            let batch = match (&ticket, &member) {
+                (Some(t), Some(m)) if m.processor.batches() => m.fill_batch(t.generation),
+                _ => None,
+            };
+            p = lock(&self.state);
             p.leader = false;
             let Some(ticket) = ticket else {
-                // The channel closed: the engine is gone.
+                // The channel closed: the pool is gone.
                 p.shutdown = true;
                 continue;
             };
-            if ticket.generation == WAKE {
+            let Some(member) = member else {
+                // A wake-up, or the member left.
                 continue;
+            };
+            if let Some(other) = deferred.take_if(|d| !Arc::ptr_eq(d, &member)) {
+                // Its burst ends here: its results go out now.
+                drop(p);
+                other.nudge_consumer();
+                p = lock(&self.state);
             }
             let taken = batch.unwrap_or_else(|| {
-                let mut s = lock(&self.table);
+                let mut s = lock(&member.table);
                 let taken = s.take(ticket.generation);
                 if matches!(taken, Take::Job(_)) {
-                    self.running.fetch_add(1, Ordering::AcqRel);
+                    member.running.fetch_add(1, Ordering::AcqRel);
                 }
                 taken
             });
@@ -227,52 +367,124 @@ where
                 Take::Job(job) => job,
                 Take::Batch(batch) => {
                     if batch.wake {
-                        self.ready.notify_one();
+                        member.ready.notify_one();
                     }
                     p.busy += 1;
                     let id = p.take_id();
                     drop(p);
-                    if std::mem::take(&mut deferred) {
-                        self.nudge_consumer();
+                    if let Some(member) = deferred.take() {
+                        member.nudge_consumer();
                     }
-                    self.run_batch(batch, id);
-                    p = lock(&self.pool);
+                    member.run_batch(batch, id);
+                    p = lock(&self.state);
                     continue;
                 }
                 Take::Passed(wake) => {
                     // Late: it leaves unprocessed; its place in the bound
                     // is free for a frame to process.
                     if wake {
-                        self.ready.notify_one();
+                        member.ready.notify_one();
                     }
-                    self.room.notify_all();
+                    member.room.notify_all();
                     continue;
                 }
                 Take::Nothing => {
-                    // Stale ticket; a producer may be waiting for channel space.
-                    self.room.notify_all();
+                    // Stale ticket (its frame flushed, dropped or taken
+                    // with a batch).
+                    member.room.notify_all();
                     continue;
                 }
             };
             p.busy += 1;
             let id = p.take_id();
             drop(p);
-            deferred = self.run_job(job, id, deferred);
-            p = lock(&self.pool);
+            let was_deferred = deferred.take().is_some();
+            if member.run_job(job, id, was_deferred) {
+                deferred = Some(member);
+            }
+            p = lock(&self.state);
+        }
+    }
+
+    /// Worker `id` is free again; with `wake`, an idle thread may lead.
+    fn release(&self, id: usize, wake: bool) {
+        let mut p = lock(&self.state);
+        p.release(id);
+        let wake = wake && !p.leader && p.idle > 0;
+        drop(p);
+        if wake {
+            self.changed.notify_one();
+        }
+    }
+
+    /// Runs blocking work, and while automatic measures its CPU time on
+    /// this thread, for the controller (zero otherwise).
+    pub(super) fn counting_cpu<R>(&self, work: impl FnOnce() -> R) -> (R, Duration) {
+        let before = if self.measure_cpu.load(Ordering::Relaxed) {
+            cpu::thread()
+        } else {
+            None
+        };
+        let r = work();
+        let cpu = match before {
+            Some(before) => {
+                cpu::thread().map_or(Duration::ZERO, |after| after.saturating_sub(before))
+            }
+            None => Duration::ZERO,
+        };
+        (r, cpu)
+    }
+
+    /// Before blocking work: another thread waits on the channel, so the
+    /// next frame does not wait for this one.
+    pub(super) fn hand_over_channel(self: &Arc<Self>) {
+        let mut p = lock(&self.state);
+        if p.busy >= p.target {
+            return;
+        }
+        if p.idle > 0 {
+            drop(p);
+            self.changed.notify_one();
+        } else if p.threads < p.wanted_threads() {
+            p.threads += 1;
+            drop(p);
+            self.start_thread();
+        }
+    }
+}
+
+impl<T, M, E> Inner<T, M, E>
+where
+    T: Send + 'static,
+    M: Send + 'static,
+    E: Send + 'static,
+{
+    /// The pool's count: this engine's admission bound and stats follow.
+    pub(super) fn set_pool_workers(&self, workers: usize) {
+        let mut s = lock(&self.table);
+        s.workers = workers;
+        if s.counters.per_worker.len() < workers {
+            s.counters.per_worker.resize(workers, 0);
+        }
+        drop(s);
+        // A higher bound admits blocked producers.
+        self.room.notify_all();
+        self.ready.notify_all();
+    }
+
+    /// A leader waiting for a batch to fill looks again: an item closed
+    /// it, or a flush emptied it.
+    pub(super) fn wake_filling_leader(&self) {
+        if self.processor.batches() {
+            self.pool.wake_leader();
         }
     }
 
     /// Async work of worker `id` ended.
     fn release_async(&self, id: usize) {
         self.running.fetch_sub(1, Ordering::AcqRel);
-        let mut p = lock(&self.pool);
-        p.release(id);
         // A thread may wait for a free worker to lead.
-        let wake = !p.leader && p.idle > 0;
-        drop(p);
-        if wake {
-            self.pool_changed.notify_one();
-        }
+        self.pool.release(id, true);
         self.worker_freed();
     }
 
@@ -288,7 +500,7 @@ where
     /// The worker `id` took is free again.
     fn release_worker(&self, id: usize) {
         self.running.fetch_sub(1, Ordering::AcqRel);
-        lock(&self.pool).release(id);
+        self.pool.release(id, false);
         self.worker_freed();
     }
 
@@ -301,7 +513,8 @@ where
         let mut s = lock(&self.table);
         if s.process_newest_passed(self.running.load(Ordering::Acquire)) {
             // Capacity is only checked under the lock, where this sends.
-            let _ = self.tx.try_send(Ticket {
+            let _ = self.pool.tx.try_send(Ticket {
+                member: Some(self.me.clone()),
                 generation: s.generation,
             });
         }
@@ -349,13 +562,13 @@ where
                 return !woke;
             }
             Ok(Work::Blocking(f)) => {
-                self.hand_over_channel();
+                self.pool.hand_over_channel();
                 let timer = timeout.map(|d| {
                     self.time_out(started, d, move |inner, err| {
                         inner.complete(pos, generation, id, Err(err), started.elapsed(), false);
                     })
                 });
-                let (r, cpu) = self.counting_cpu(|| catch_unwind(AssertUnwindSafe(f)));
+                let (r, cpu) = self.pool.counting_cpu(|| catch_unwind(AssertUnwindSafe(f)));
                 let r = match r {
                     Ok(r) => r.map_err(ProcessError::Failed),
                     Err(payload) => Err(ProcessError::Panicked(panic_message(payload))),
@@ -369,7 +582,7 @@ where
             }
             Ok(Work::Async(fut)) => {
                 let inner = self.clone();
-                self.handle.spawn(async move {
+                self.pool.handle.spawn(async move {
                     if let Some(r) = inner.run_async(fut, timeout, generation).await {
                         inner.complete(pos, generation, id, r, started.elapsed(), false);
                     }
@@ -378,41 +591,6 @@ where
             }
         }
         false
-    }
-
-    /// Runs blocking work, and while automatic measures its CPU time on
-    /// this thread, for the controller (zero otherwise).
-    pub(super) fn counting_cpu<R>(&self, work: impl FnOnce() -> R) -> (R, Duration) {
-        let before = if self.measure_cpu.load(Ordering::Relaxed) {
-            cpu::thread()
-        } else {
-            None
-        };
-        let r = work();
-        let cpu = match before {
-            Some(before) => {
-                cpu::thread().map_or(Duration::ZERO, |after| after.saturating_sub(before))
-            }
-            None => Duration::ZERO,
-        };
-        (r, cpu)
-    }
-
-    /// Before blocking work: another thread waits on the channel, so the
-    /// next frame does not wait for this one.
-    fn hand_over_channel(self: &Arc<Self>) {
-        let mut p = lock(&self.pool);
-        if p.busy >= p.target {
-            return;
-        }
-        if p.idle > 0 {
-            drop(p);
-            self.pool_changed.notify_one();
-        } else if p.threads < p.wanted_threads() {
-            p.threads += 1;
-            drop(p);
-            self.start_thread();
-        }
     }
 
     /// Calls `expire` with a timeout at `d` unless the blocking work ends
@@ -426,7 +604,7 @@ where
         let done = Arc::new(AtomicBool::new(false));
         let flag = done.clone();
         let inner = Arc::downgrade(self);
-        let handle = self.handle.spawn(async move {
+        let handle = self.pool.handle.spawn(async move {
             tokio::time::sleep_until((started + d).into()).await;
             if let Some(inner) = inner.upgrade()
                 && !flag.swap(true, Ordering::AcqRel)

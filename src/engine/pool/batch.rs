@@ -3,14 +3,14 @@
 //! leader fills one from the channel, and how its work and result run.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use super::super::table::{Batch, Take};
 use super::super::work::{ProcessError, Work, WorkCtx, panic_message};
 use super::super::{Inner, lock};
-use super::{Ticket, WAKE};
+use super::Ticket;
 
 impl<T, M, E> Inner<T, M, E>
 where
@@ -32,7 +32,7 @@ where
         if max <= 1 {
             return None;
         }
-        let mut rx = lock(&self.rx);
+        let mut inbox = lock(&self.pool.inbox);
         let deadline = Instant::now() + wait;
         // Tickets of the newest generation received, this one included.
         let (mut generation, mut tickets) = (generation, 1usize);
@@ -42,15 +42,24 @@ where
                 break;
             }
             let next = self
+                .pool
                 .handle
-                .block_on(tokio::time::timeout_at(deadline.into(), rx.recv()));
+                .block_on(tokio::time::timeout_at(deadline.into(), inbox.rx.recv()));
             match next {
-                Ok(Some(t)) if t.generation == WAKE => {}
-                Ok(Some(t)) if t.generation > generation => {
-                    (generation, tickets) = (t.generation, 1)
-                }
-                Ok(Some(t)) if t.generation == generation => tickets += 1,
-                Ok(Some(_)) => {}
+                Ok(Some(t)) => match &t.member {
+                    None => {}
+                    // Another member's frame waits: it goes next, and this
+                    // batch closes with what it has.
+                    Some(m) if !Weak::ptr_eq(m, &self.me) => {
+                        inbox.held = Some(t);
+                        break;
+                    }
+                    Some(_) if t.generation > generation => {
+                        (generation, tickets) = (t.generation, 1)
+                    }
+                    Some(_) if t.generation == generation => tickets += 1,
+                    Some(_) => {}
+                },
                 // Closed: the next receive sees it. Or the deadline.
                 Ok(None) | Err(_) => break,
             }
@@ -66,13 +75,31 @@ where
         if matches!(taken, Take::Batch(_)) {
             self.running.fetch_add(1, Ordering::AcqRel);
         }
-        // One ticket per frame still queued.
+        // One ticket per frame still queued: the taken frames' tickets
+        // are taken from the channel as far as they come next (others go
+        // stale there), the extra ones received go back.
         for _ in tickets..popped {
-            let _ = rx.try_recv();
+            if inbox.held.is_some() {
+                break;
+            }
+            match inbox.rx.try_recv() {
+                Ok(t)
+                    if t.member
+                        .as_ref()
+                        .is_some_and(|m| !Weak::ptr_eq(m, &self.me)) =>
+                {
+                    inbox.held = Some(t);
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
         }
         if generation == s.generation {
             for _ in popped..tickets {
-                let _ = self.tx.try_send(Ticket { generation });
+                let _ = self.pool.tx.try_send(Ticket {
+                    member: Some(self.me.clone()),
+                    generation,
+                });
             }
         }
         Some(taken)
@@ -111,7 +138,7 @@ where
                 self.release_worker(id);
             }
             Ok(Work::Blocking(f)) => {
-                self.hand_over_channel();
+                self.pool.hand_over_channel();
                 let pos: Arc<[u64]> = pos.into();
                 let timer = timeout.map(|d| {
                     let pos = pos.clone();
@@ -119,7 +146,7 @@ where
                         inner.complete_batch(&pos, generation, id, Err(err), started);
                     })
                 });
-                let (r, cpu) = self.counting_cpu(|| catch_unwind(AssertUnwindSafe(f)));
+                let (r, cpu) = self.pool.counting_cpu(|| catch_unwind(AssertUnwindSafe(f)));
                 let r = match r {
                     Ok(r) => r.map_err(ProcessError::Failed),
                     Err(payload) => Err(ProcessError::Panicked(panic_message(payload))),
@@ -131,7 +158,7 @@ where
             }
             Ok(Work::Async(fut)) => {
                 let inner = self.clone();
-                self.handle.spawn(async move {
+                self.pool.handle.spawn(async move {
                     if let Some(r) = inner.run_async(fut, timeout, generation).await {
                         inner.complete_batch(&pos, generation, id, r, started);
                     }
