@@ -8,6 +8,7 @@
 //! `settings`, then the engine's own lock. Nothing is pushed, posted or
 //! waited on with `state` or `settings` held.
 
+mod context;
 mod disposition;
 mod negotiation;
 mod qos;

@@ -42,6 +42,7 @@ pub(super) const PROP_BATCH_SIZE: &str = "batch-size";
 pub(super) const PROP_BATCH_TIMEOUT: &str = "batch-timeout";
 pub(super) const PROP_EXTRA_HEADERS: &str = "extra-headers";
 pub(super) const PROP_TLS_CA_FILE: &str = "tls-ca-file";
+pub(super) const PROP_CONTEXT: &str = "context";
 
 pub(super) const DEFAULT_MAX_SIZE_BUFFERS: u32 = 0;
 pub(super) const DEFAULT_MAX_SIZE_BYTES: u64 = 0;
@@ -102,6 +103,8 @@ pub(super) struct Settings {
     /// Its Debug shows the field names only: values are credentials.
     pub(super) extra_headers: remote::HeadersProperty,
     pub(super) tls_ca_file: Option<String>,
+    /// Elements with the same one share a worker pool.
+    pub(super) context: Option<String>,
     /// `timeout`, shared with a running remote processor: mutable in PLAYING.
     pub(super) live_timeout: remote::LiveTimeout,
     /// The application's processor for `processor=custom`; without one,
@@ -139,6 +142,7 @@ impl Default for Settings {
             batch_timeout: DEFAULT_BATCH_TIMEOUT,
             extra_headers: remote::HeadersProperty::default(),
             tls_ca_file: None,
+            context: None,
             live_timeout: remote::LiveTimeout::new(DEFAULT_TIMEOUT),
             custom: None,
         }
@@ -418,6 +422,15 @@ pub(super) fn properties() -> Vec<glib::ParamSpec> {
             )
             .mutable_ready()
             .build(),
+        glib::ParamSpecString::builder(PROP_CONTEXT)
+            .nick("Context")
+            .blurb(
+                "Elements of one process with the same context share one worker pool: its size is \
+                 the largest workers of them (automatic if any has 0), and workers take the oldest \
+                 waiting frame of all (NULL or empty: a pool of its own)",
+            )
+            .mutable_ready()
+            .build(),
         glib::ParamSpecBoxed::builder::<gst::Structure>(PROP_STATS)
             .nick("Statistics")
             .blurb("Counters: frames in/out, drops, errors, in-flight, reorder depth, timings, per-worker frames")
@@ -503,6 +516,13 @@ impl Settings {
                     .flatten()
                     .filter(|f| !f.is_empty())
             }
+            PROP_CONTEXT => {
+                self.context = value
+                    .get::<Option<String>>()
+                    .ok()
+                    .flatten()
+                    .filter(|c| !c.is_empty())
+            }
             // GObject only passes the properties listed above.
             _ => {}
         }
@@ -538,6 +558,7 @@ impl Settings {
             PROP_MAX_REQUESTS_PER_SERVER => self.max_requests_per_server.to_value(),
             PROP_EXTRA_HEADERS => self.extra_headers.0.to_value(),
             PROP_TLS_CA_FILE => self.tls_ca_file.to_value(),
+            PROP_CONTEXT => self.context.to_value(),
             _ => glib::Value::from_type(glib::Type::INVALID),
         }
     }

@@ -20,8 +20,8 @@ use super::super::processors::{Delay, Passthrough};
 use super::super::{ProcessorKind, STATS_NAME};
 use super::settings::Settings;
 use super::state::Tag;
-use super::{CAT, ParallelFilter};
-use crate::engine::{Engine, lock};
+use super::{CAT, ParallelFilter, context};
+use crate::engine::lock;
 
 impl ParallelFilter {
     pub(super) fn start(&self) -> Result<(), gst::ErrorMessage> {
@@ -38,7 +38,8 @@ impl ParallelFilter {
         self.warn_unused(&settings, processor.batches());
         processor.attach(self.obj().upcast_ref());
         let config = settings.engine_config();
-        let engine = Engine::new(config.clone(), processor.clone(), handle);
+        let context = settings.context.as_deref();
+        let engine = context::engine(context, config.clone(), processor.clone(), handle);
         self.qos.reset();
         let qos = self.qos.clone();
         // A frame the processor gives other caps cannot leave unprocessed.
@@ -58,18 +59,23 @@ impl ParallelFilter {
                 );
             }
         });
-        let workers = config.initial_workers();
+        // The pool's count: a context's may differ from this element's.
+        let workers = engine.stats().workers as usize;
         gst::info!(
             CAT,
             imp = self,
-            "Starting with processor {}, {workers} workers{}, at most {} frames",
+            "Starting with processor {}, {workers} workers{}, at most {} frames{}",
             settings.processor.nick(),
             if config.automatic() {
                 " (automatic)"
             } else {
                 ""
             },
-            config.frame_limit(workers)
+            config.frame_limit(workers),
+            context.map_or(String::new(), |name| format!(
+                ", in context {name:?} with {} members",
+                context::members(name)
+            ))
         );
         let mut state = lock(&self.state);
         state.reset();
