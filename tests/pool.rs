@@ -9,9 +9,7 @@ use std::time::Duration;
 
 use common::engine::{Out, RT, TestEngine, pop};
 use futures::FutureExt;
-use gstparallel::engine::{
-    Admission, Config, Engine, Processor, SharedPool, Work, WorkCtx, wait_all_stopped,
-};
+use gstparallel::engine::{Admission, Config, Engine, Processor, SharedPool, Work, WorkCtx};
 
 type Pool = SharedPool<u64, (), u64>;
 
@@ -180,12 +178,14 @@ fn a_member_leaving_leaves_the_others_alone_and_the_last_stops_the_pool() {
     assert_eq!(pool.workers(), 3);
     submit_all(&c, 0..5);
     assert_eq!(pop_frames(&c, 5), frames(0..5));
+    assert_eq!(b.stats().dropped, 0);
     drop(b);
     drop(c);
     // The last member gone, the pool takes no more and its threads end.
     assert!(Engine::join(&pool, config(2, 0), Arc::new(delayed(1))).is_none());
+    let gone = pool.downgrade();
     drop(pool);
-    assert!(wait_all_stopped(Duration::from_secs(20)));
+    common::wait_until("the pool's end", || gone.upgrade().is_none());
 }
 
 #[test]
@@ -204,13 +204,65 @@ fn an_automatic_member_makes_the_pool_automatic() {
         delayed(20),
     );
     // 20 ms waits: the shared count grows past the fixed member's.
+    let mut most = 0;
     std::thread::scope(|s| {
         s.spawn(|| submit_all(&auto, 0..2000));
-        assert_eq!(pop_frames(&auto, 2000), frames(0..2000));
+        for f in 0..2000 {
+            assert_eq!(pop(&auto), Out::Frame(f));
+            most = most.max(pool.workers());
+        }
     });
-    assert!(pool.workers() > 3, "{}", pool.workers());
-    assert_eq!(fixed.stats().workers as usize, pool.workers());
-    // Back to fixed: the largest `workers`.
+    assert!(most > 3, "{most}");
+    // Back to fixed: the largest `workers`, in every member.
     drop(auto);
     assert_eq!(pool.workers(), 3);
+    assert_eq!(fixed.stats().workers, 3);
+}
+
+/// Frames plus 1000, in batches when the engine gives them.
+struct Batches(Mutex<Vec<Vec<u64>>>);
+
+impl Processor<u64> for Batches {
+    fn process(&self, frame: u64, _ctx: WorkCtx) -> Work<u64> {
+        Work::Ready(Ok(frame + 1000))
+    }
+
+    fn batches(&self) -> bool {
+        true
+    }
+
+    fn process_batch(&self, frames: Vec<u64>, _ctx: &[WorkCtx]) -> Work<Vec<u64>> {
+        self.0.lock().unwrap().push(frames.clone());
+        Work::Ready(Ok(frames.iter().map(|f| f + 1000).collect()))
+    }
+}
+
+#[test]
+fn another_members_frame_closes_a_filling_batch() {
+    let _wd = common::watchdog("batch_interrupted", 60);
+    let pool = pool();
+    let batches = Arc::new(Batches(Mutex::default()));
+    // Batches of 8 that would wait an hour to fill.
+    let batching = Engine::join(
+        &pool,
+        Config {
+            workers: 1,
+            batch_size: 8,
+            batch_timeout: Duration::from_secs(3600),
+            ..Config::default()
+        },
+        batches.clone(),
+    )
+    .expect("open");
+    let other = join(&pool, config(1, 0), delayed(1));
+    submit_all(&batching, 0..3);
+    // The leader waits for more of the batching member's frames; the
+    // other member's frame ends the wait and goes next.
+    submit_all(&other, 0..1);
+    assert_eq!(pop_frames(&other, 1), frames(0..1));
+    assert_eq!(
+        pop_frames(&batching, 3),
+        (1000..1003).map(Out::Frame).collect::<Vec<_>>()
+    );
+    assert_eq!(*batches.0.lock().unwrap(), vec![vec![0, 1, 2]]);
 }

@@ -59,12 +59,17 @@ where
     M: Send + 'static,
     E: Send + 'static,
 {
-    /// Starts the controller at the current count, unless one runs.
-    pub(super) fn start_autoscale(self: &Arc<Self>, initial: usize, max: usize) {
-        let mut control = lock(&self.control);
+    /// Starts the controller at `initial`, or bounds the running one by
+    /// `max`; with the controller's lock held (`control`), as every change
+    /// of the count is made.
+    pub(super) fn start_autoscale(
+        self: &Arc<Self>,
+        control: &mut Option<Controller>,
+        initial: usize,
+        max: usize,
+    ) {
         if let Some(c) = control.as_mut() {
             if let Some(change) = c.set_max(max) {
-                drop(control);
                 self.apply(change);
             }
             return;
@@ -78,7 +83,6 @@ where
         // A ticker left from an earlier automatic spell (fixed and back
         // within one window) sees a newer id and ends.
         let id = self.ticker.fetch_add(1, Ordering::SeqCst) + 1;
-        drop(control);
         let me = Arc::downgrade(self);
         self.handle.spawn(async move {
             let mut ticks = tokio::time::interval(WINDOW);
@@ -86,16 +90,22 @@ where
             let mut last = Clocks::now();
             loop {
                 ticks.tick().await;
-                let Some(inner) = Weak::upgrade(&me) else {
+                let Some(pool) = Weak::upgrade(&me) else {
                     return;
                 };
                 let now = Clocks::now();
-                if !inner.autoscale_tick(id, now.since(&last)) {
+                if !pool.autoscale_tick(id, now.since(&last)) {
                     return;
                 }
                 last = now;
             }
         });
+    }
+
+    /// Fixed `workers`: the controller stops (its lock held).
+    pub(super) fn stop_autoscale(&self, control: &mut Option<Controller>) {
+        *control = None;
+        self.measure_cpu.store(false, Ordering::Relaxed);
     }
 
     /// One sample; false once the controller is gone (fixed `workers` or
@@ -104,52 +114,40 @@ where
         if self.ticker.load(Ordering::SeqCst) != id {
             return false;
         }
+        let mut control = lock(&self.control);
         if lock(&self.state).stopping() {
-            *lock(&self.control) = None;
+            *control = None;
             return false;
         }
-        // Every member's completions: the pool's load.
-        let sample = self
-            .members()
-            .iter()
-            .fold(Sample::default(), |mut sum, member| {
-                sum.add(&std::mem::take(&mut lock(&member.table).window));
-                sum
-            })
-            .with_clocks(clocks);
-        let mut control = lock(&self.control);
         let Some(c) = control.as_mut() else {
             return false;
         };
-        let change = c.sample(sample);
-        drop(control);
-        if let Some(change) = change {
+        // The pool's completions, and the frames waiting in it: each
+        // member's mean queue, summed.
+        let (mut sample, mut waiting) = (Sample::default(), 0.0);
+        for member in self.members() {
+            let window = std::mem::take(&mut lock(&member.table).window);
+            if window.completed > 0 {
+                waiting += window.queued as f64 / window.completed as f64;
+            }
+            sample.add(&window);
+        }
+        sample.queued = (waiting * sample.completed as f64).round() as u64;
+        if let Some(change) = c.sample(sample.with_clocks(clocks)) {
             self.apply(change);
         }
         true
     }
 
-    /// Puts a new count into force: pool, admission bounds, stats.
+    /// Puts a new count into force: pool, admission bounds, stats; with
+    /// the controller's lock held.
     fn apply(self: &Arc<Self>, change: Change) {
-        let control = lock(&self.control);
-        // Fixed `workers` since this change was computed.
-        if control.is_none() {
-            return;
-        }
         self.set_workers(change.to);
-        drop(control);
         for member in self.members() {
             member.set_pool_workers(change.to);
             if let Some(observe) = lock(&member.observer).as_ref() {
                 observe(change);
             }
         }
-    }
-
-    /// Fixed `workers`: the controller stops.
-    pub(super) fn stop_autoscale(&self) {
-        let mut control = lock(&self.control);
-        *control = None;
-        self.measure_cpu.store(false, Ordering::Relaxed);
     }
 }

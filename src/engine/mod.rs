@@ -185,7 +185,8 @@ impl<T, M, E> WeakSharedPool<T, M, E> {
     }
 }
 
-/// Engines whose workers have not all exited yet.
+/// Pools whose workers have not all exited yet (a pool ends with its
+/// last engine).
 static LIVE_ENGINES: Mutex<usize> = Mutex::new(0);
 static ENGINES_GONE: Condvar = Condvar::new();
 
@@ -328,19 +329,21 @@ where
             let running = self.inner.running.load(Ordering::Acquire);
             let passing = match s.admit(bytes, channel_free, running, passable) {
                 Admit::Process => {
-                    // Reserved under the lock, where capacity was checked,
-                    // but sent after it: the woken worker's first step is
-                    // to take the lock, and must not find it held.
-                    let permit = self.inner.pool.tx.try_reserve();
+                    // Reserved under the lock, but sent after it: the woken
+                    // worker's first step is to take the lock, and must not
+                    // find it held. Another member may have filled the
+                    // channel since the check: then wait, as for room.
+                    let Ok(permit) = self.inner.pool.tx.try_reserve() else {
+                        s = self.wait_for_room(s);
+                        continue;
+                    };
                     let seq = s.insert_frame(frame, tag, bytes);
                     let generation = s.generation;
                     drop(s);
-                    if let Ok(permit) = permit {
-                        permit.send(Ticket {
-                            member: Some(self.inner.me.clone()),
-                            generation,
-                        });
-                    }
+                    permit.send(Ticket {
+                        member: Some(self.inner.me.clone()),
+                        generation,
+                    });
                     return Ok(Admission::Queued { seq });
                 }
                 Admit::Pass(skip) => {

@@ -17,6 +17,7 @@
 //! ticket names its member, and the frame is taken from that member's
 //! table and its result goes back there.
 
+use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError, Weak};
@@ -62,7 +63,7 @@ pub(super) struct Pool<T, M, E> {
     pub(super) tx: mpsc::Sender<Ticket<T, M, E>>,
     /// Only the leading worker thread takes it.
     pub(super) inbox: Mutex<Inbox<T, M, E>>,
-    /// Lock order: never with a member's table.
+    /// Lock order: after `control`, before a member's table.
     pub(super) state: Mutex<PoolState>,
     /// Worker threads waiting for a turn.
     changed: Condvar,
@@ -76,11 +77,12 @@ pub(super) struct Pool<T, M, E> {
     pub(super) members: Mutex<Vec<Weak<Inner<T, M, E>>>>,
 }
 
-/// The receiving end of the channel, and the one ticket a filling batch
-/// took out of turn: another member's, whose frame goes next.
+/// The receiving end of the channel, and tickets a filling batch took out
+/// of turn, which go before the channel's: another member's that ended
+/// the batch, and this member's own that the batch did not use.
 pub(super) struct Inbox<T, M, E> {
     pub(super) rx: mpsc::Receiver<Ticket<T, M, E>>,
-    pub(super) held: Option<Ticket<T, M, E>>,
+    pub(super) held: VecDeque<Ticket<T, M, E>>,
 }
 
 impl<T, M, E> Drop for Pool<T, M, E> {
@@ -93,8 +95,8 @@ impl<T, M, E> Drop for Pool<T, M, E> {
     }
 }
 
-/// The pool's bookkeeping, under its own lock (never held with a
-/// table's).
+/// The pool's bookkeeping, under its own lock (taken before a member's
+/// table, never after).
 #[derive(Debug, Default)]
 pub(super) struct PoolState {
     /// `workers`: frames in processing at most, and threads at most.
@@ -162,7 +164,10 @@ where
         *lock(&LIVE_ENGINES) += 1;
         Arc::new(Pool {
             tx,
-            inbox: Mutex::new(Inbox { rx, held: None }),
+            inbox: Mutex::new(Inbox {
+                rx,
+                held: VecDeque::new(),
+            }),
             state: Mutex::new(PoolState::default()),
             changed: Condvar::new(),
             handle,
@@ -207,10 +212,13 @@ where
     }
 
     /// Sizes the pool from its members' settings: the largest `workers`,
-    /// or automatic up to the largest `max-workers` if any member has
-    /// `workers=0`, starting from the current count (`initial` in a pool
-    /// without one). Every member's admission bound follows.
+    /// or automatic if any member has `workers=0`, up to the largest of
+    /// the automatic members' `max-workers` and the fixed ones' `workers`,
+    /// starting from the current count (`initial` in a pool without one).
+    /// Every member's admission bound follows. Under the controller's
+    /// lock, so concurrent joins, leaves and changes apply in one order.
     pub(super) fn reconcile(self: &Arc<Self>, initial: usize) {
+        let mut control = lock(&self.control);
         let members = self.members();
         let (mut fixed, mut automatic) = (0, None::<usize>);
         for member in &members {
@@ -222,6 +230,7 @@ where
                 fixed = fixed.max(s.config.workers);
             }
         }
+        let automatic = automatic.map(|max| max.max(fixed));
         let current = lock(&self.state).target;
         let workers = match automatic {
             // The controller goes on from the count in use.
@@ -234,8 +243,8 @@ where
             member.set_pool_workers(workers);
         }
         match automatic {
-            Some(max) => self.start_autoscale(workers, max),
-            None => self.stop_autoscale(),
+            Some(max) => self.start_autoscale(&mut control, workers, max),
+            None => self.stop_autoscale(&mut control),
         }
     }
 
@@ -309,7 +318,11 @@ where
             drop(p);
             let ticket = {
                 let mut inbox = lock(&self.inbox);
-                match inbox.held.take().map_or_else(|| inbox.rx.try_recv(), Ok) {
+                match inbox
+                    .held
+                    .pop_front()
+                    .map_or_else(|| inbox.rx.try_recv(), Ok)
+                {
                     Ok(ticket) => Some(ticket),
                     Err(mpsc::error::TryRecvError::Disconnected) => None,
                     Err(mpsc::error::TryRecvError::Empty) => {
@@ -321,8 +334,11 @@ where
                 }
             };
             if ticket.is_some() && self.tx.capacity() == 1 {
-                // The channel was full: any member's producer may wait.
+                // The channel was full: any member's producer may wait (it
+                // checks under its table's lock, taken here so the wake-up
+                // cannot fall between its check and its wait).
                 for member in self.members() {
+                    drop(lock(&member.table));
                     member.room.notify_all();
                 }
             }
@@ -510,10 +526,13 @@ where
         if !self.leaky_pass.load(Ordering::Relaxed) {
             return;
         }
+        // Its ticket's place first: a frame queued again needs one.
+        let Ok(permit) = self.pool.tx.try_reserve() else {
+            return;
+        };
         let mut s = lock(&self.table);
         if s.process_newest_passed(self.running.load(Ordering::Acquire)) {
-            // Capacity is only checked under the lock, where this sends.
-            let _ = self.pool.tx.try_send(Ticket {
+            permit.send(Ticket {
                 member: Some(self.me.clone()),
                 generation: s.generation,
             });

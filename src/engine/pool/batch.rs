@@ -20,10 +20,10 @@ where
 {
     /// With `batch-size` > 1 (and a processor with a batch form): waits,
     /// holding the channel, until a batch can take `batch-size` frames,
-    /// an item closes it, or `batch-timeout` passes, then takes it. The
-    /// tickets received and the frames taken are matched up again, so
-    /// each queued frame keeps one ticket in the channel. `None` without
-    /// batching.
+    /// an item closes it, another member's ticket comes, or
+    /// `batch-timeout` passes, then takes it. The tickets received and the
+    /// frames taken are matched up again, so each queued frame keeps one
+    /// ticket in the channel or the inbox. `None` without batching.
     pub(super) fn fill_batch(&self, generation: u64) -> Option<Take<T>> {
         let (max, wait) = {
             let s = lock(&self.table);
@@ -34,39 +34,47 @@ where
         }
         let mut inbox = lock(&self.pool.inbox);
         let deadline = Instant::now() + wait;
+        let foreign = |t: &Ticket<T, M, E>| {
+            t.member
+                .as_ref()
+                .is_some_and(|m| !Weak::ptr_eq(m, &self.me))
+        };
         // Tickets of the newest generation received, this one included.
         let (mut generation, mut tickets) = (generation, 1usize);
+        // Another member's frame waits: it goes next, and this batch
+        // closes with the frames that came before it.
+        let mut interrupted = false;
         loop {
             let (n, closed) = lock(&self.table).batchable(max);
             if closed || n == 0 || Instant::now() >= deadline {
                 break;
             }
-            let next = self
-                .pool
-                .handle
-                .block_on(tokio::time::timeout_at(deadline.into(), inbox.rx.recv()));
+            let next = match inbox.held.pop_front() {
+                Some(t) => Ok(Some(t)),
+                None => self
+                    .pool
+                    .handle
+                    .block_on(tokio::time::timeout_at(deadline.into(), inbox.rx.recv())),
+            };
             match next {
-                Ok(Some(t)) => match &t.member {
-                    None => {}
-                    // Another member's frame waits: it goes next, and this
-                    // batch closes with what it has.
-                    Some(m) if !Weak::ptr_eq(m, &self.me) => {
-                        inbox.held = Some(t);
-                        break;
-                    }
-                    Some(_) if t.generation > generation => {
-                        (generation, tickets) = (t.generation, 1)
-                    }
-                    Some(_) if t.generation == generation => tickets += 1,
-                    Some(_) => {}
-                },
+                Ok(Some(t)) if foreign(&t) => {
+                    inbox.held.push_front(t);
+                    interrupted = true;
+                    break;
+                }
+                Ok(Some(t)) if t.member.is_none() => {}
+                Ok(Some(t)) if t.generation > generation => {
+                    (generation, tickets) = (t.generation, 1)
+                }
+                Ok(Some(t)) if t.generation == generation => tickets += 1,
+                Ok(Some(_)) => {}
                 // Closed: the next receive sees it. Or the deadline.
                 Ok(None) | Err(_) => break,
             }
         }
         let mut s = lock(&self.table);
         let before = s.queued_frames();
-        let taken = s.take_batch(generation, max);
+        let taken = s.take_batch(generation, if interrupted { max.min(tickets) } else { max });
         let popped = if generation == s.generation {
             before - s.queued_frames()
         } else {
@@ -75,28 +83,23 @@ where
         if matches!(taken, Take::Batch(_)) {
             self.running.fetch_add(1, Ordering::AcqRel);
         }
-        // One ticket per frame still queued: the taken frames' tickets
-        // are taken from the channel as far as they come next (others go
-        // stale there), the extra ones received go back.
+        // One ticket per frame still queued. The taken frames' own
+        // tickets are taken as far as they come next (the others go stale
+        // where they are); tickets received beyond the frames taken go
+        // first, as they came before everything else.
         for _ in tickets..popped {
-            if inbox.held.is_some() {
-                break;
-            }
-            match inbox.rx.try_recv() {
-                Ok(t)
-                    if t.member
-                        .as_ref()
-                        .is_some_and(|m| !Weak::ptr_eq(m, &self.me)) =>
-                {
-                    inbox.held = Some(t);
+            match inbox.held.pop_front().or_else(|| inbox.rx.try_recv().ok()) {
+                Some(t) if foreign(&t) => {
+                    inbox.held.push_front(t);
+                    break;
                 }
-                Ok(_) => {}
-                Err(_) => break,
+                Some(_) => {}
+                None => break,
             }
         }
         if generation == s.generation {
             for _ in popped..tickets {
-                let _ = self.pool.tx.try_send(Ticket {
+                inbox.held.push_front(Ticket {
                     member: Some(self.me.clone()),
                     generation,
                 });
