@@ -266,3 +266,22 @@ fn another_members_frame_closes_a_filling_batch() {
     );
     assert_eq!(*batches.0.lock().unwrap(), vec![vec![0, 1, 2]]);
 }
+
+#[test]
+fn a_member_joining_an_automatic_pool_brings_its_starting_count() {
+    let _wd = common::watchdog("joining_count", 60);
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let automatic = || Config {
+        workers: 0,
+        max_workers: 256,
+        ..Config::default()
+    };
+    let pool = pool();
+    let _a = join(&pool, automatic(), delayed(1));
+    assert_eq!(pool.workers(), cpus);
+    // As many as it would start with alone: no stream is worse off for
+    // joining (the controller takes back what stays idle).
+    let b = join(&pool, automatic(), delayed(1));
+    assert_eq!(pool.workers(), 2 * cpus);
+    assert_eq!(b.stats().workers as usize, 2 * cpus);
+}

@@ -29,6 +29,7 @@ mod remote_batch;
 mod report;
 mod roundrobin;
 mod scaling;
+mod streams;
 mod threads;
 
 use std::path::PathBuf;
@@ -117,6 +118,13 @@ const SCENARIOS: &[(&str, &str, &str, ScenarioFn)] = &[
          batch-size 1/4/8/16: frames/s and p99 through the element",
         remote_batch::run,
     ),
+    (
+        "streams",
+        "m",
+        "8 live 30 fps streams, remote K=4 and analyze 1280x720: one context vs 8 pools: \
+         frames/s, late frames, p99 latency, threads, peak RSS, fairness",
+        streams::run,
+    ),
 ];
 
 const USAGE: &str = "usage: bench [SCENARIO...] [--quick] [--rounds N] [--out DIR] [--list]";
@@ -182,6 +190,9 @@ fn main() -> ExitCode {
     }
     if args.first().map(String::as_str) == Some(threads::CHILD_FLAG) {
         return threads::child(&args[1..]);
+    }
+    if args.first().map(String::as_str) == Some(streams::CHILD_FLAG) {
+        return streams::child(&args[1..]);
     }
     let opts = match parse_args(&args) {
         Ok(o) => o,

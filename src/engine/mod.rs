@@ -294,7 +294,7 @@ where
             .leaky_pass
             .store(config.leaky == Leaky::Pass, Ordering::Relaxed);
         lock(&self.inner.table).config = config;
-        self.inner.pool.reconcile(1);
+        self.inner.pool.reconcile(0);
         self.inner.room.notify_all();
         self.inner.ready.notify_all();
     }

@@ -208,16 +208,19 @@ where
             return;
         }
         drop(members);
-        self.reconcile(1);
+        self.reconcile(0);
     }
 
     /// Sizes the pool from its members' settings: the largest `workers`,
     /// or automatic if any member has `workers=0`, up to the largest of
-    /// the automatic members' `max-workers` and the fixed ones' `workers`,
-    /// starting from the current count (`initial` in a pool without one).
-    /// Every member's admission bound follows. Under the controller's
-    /// lock, so concurrent joins, leaves and changes apply in one order.
-    pub(super) fn reconcile(self: &Arc<Self>, initial: usize) {
+    /// the automatic members' `max-workers` and the fixed ones' `workers`.
+    /// Automatic, it goes on from the current count plus `joining`, the
+    /// count a joining member would start alone with: a member is never
+    /// worse off for joining, and the controller takes back what is not
+    /// used. Every member's admission bound follows. Under the
+    /// controller's lock, so concurrent joins, leaves and changes apply
+    /// in one order.
+    pub(super) fn reconcile(self: &Arc<Self>, joining: usize) {
         let mut control = lock(&self.control);
         let members = self.members();
         let (mut fixed, mut automatic) = (0, None::<usize>);
@@ -233,9 +236,7 @@ where
         let automatic = automatic.map(|max| max.max(fixed));
         let current = lock(&self.state).target;
         let workers = match automatic {
-            // The controller goes on from the count in use.
-            Some(max) if current > 0 => current.min(max),
-            Some(max) => initial.clamp(1, max),
+            Some(max) => (current + joining).clamp(1, max),
             None => fixed.max(1),
         };
         self.set_workers(workers);
