@@ -94,9 +94,7 @@ impl Config {
     /// available within `max_workers`.
     pub fn initial_workers(&self) -> usize {
         if self.automatic() {
-            std::thread::available_parallelism()
-                .map_or(1, |n| n.get())
-                .clamp(1, self.max_workers.max(1))
+            super::cpu::available().clamp(1, self.max_workers.max(1))
         } else {
             self.workers
         }

@@ -595,7 +595,9 @@ where
                 };
                 if Self::first(timer) {
                     let elapsed = started.elapsed();
-                    self.complete_on_cpu(pos, generation, id, r, elapsed, cpu);
+                    self.store(generation, |s| {
+                        s.complete_on_cpu(pos, id, r, elapsed, cpu, false)
+                    });
                 }
                 // Only now: a timed-out closure kept its worker busy.
                 self.release_worker(id);
@@ -689,24 +691,9 @@ where
         .is_none_or(|wake| wake || !more_soon)
     }
 
-    /// Stores blocking work's result, with the CPU time it took.
-    fn complete_on_cpu(
-        &self,
-        pos: u64,
-        generation: u64,
-        worker: usize,
-        result: Result<T, ProcessError>,
-        processing_time: Duration,
-        cpu: Duration,
-    ) {
-        self.store(generation, |s| {
-            s.complete_on_cpu(pos, worker, result, processing_time, cpu, false)
-        });
-    }
-
     /// Runs `store` on the table unless a flush came since the work was
     /// taken, and wakes the consumer if it says so; `None` if flushed.
-    fn store(
+    pub(super) fn store(
         &self,
         generation: u64,
         store: impl FnOnce(&mut Table<T, M, E>) -> bool,

@@ -127,7 +127,7 @@ where
         match work {
             Err(payload) => {
                 let err = ProcessError::Panicked(panic_message(payload));
-                self.complete_batch(&pos, generation, id, Err(err), started);
+                self.complete_batch(&pos, generation, id, Err(err), started, Duration::ZERO);
                 self.release_worker(id);
             }
             Ok(Work::Ready(r)) => {
@@ -137,6 +137,7 @@ where
                     id,
                     r.map_err(ProcessError::Failed),
                     started,
+                    Duration::ZERO,
                 );
                 self.release_worker(id);
             }
@@ -146,7 +147,14 @@ where
                 let timer = timeout.map(|d| {
                     let pos = pos.clone();
                     self.time_out(started, d, move |inner, err| {
-                        inner.complete_batch(&pos, generation, id, Err(err), started);
+                        inner.complete_batch(
+                            &pos,
+                            generation,
+                            id,
+                            Err(err),
+                            started,
+                            Duration::ZERO,
+                        );
                     })
                 });
                 let (r, cpu) = self.pool.counting_cpu(|| catch_unwind(AssertUnwindSafe(f)));
@@ -155,7 +163,7 @@ where
                     Err(payload) => Err(ProcessError::Panicked(panic_message(payload))),
                 };
                 if Self::first(timer) {
-                    self.complete_batch_on_cpu(&pos, generation, id, r, started, cpu);
+                    self.complete_batch(&pos, generation, id, r, started, cpu);
                 }
                 self.release_worker(id);
             }
@@ -163,7 +171,7 @@ where
                 let inner = self.clone();
                 self.pool.handle.spawn(async move {
                     if let Some(r) = inner.run_async(fut, timeout, generation).await {
-                        inner.complete_batch(&pos, generation, id, r, started);
+                        inner.complete_batch(&pos, generation, id, r, started, Duration::ZERO);
                     }
                     inner.release_async(id);
                 });
@@ -171,21 +179,9 @@ where
         }
     }
 
-    /// Stores a batch's result: each frame its own output, or the error.
+    /// Stores a batch's result: each frame its own output, or the error;
+    /// `cpu`: blocking work's CPU time on its thread.
     fn complete_batch(
-        &self,
-        pos: &[u64],
-        generation: u64,
-        worker: usize,
-        result: Result<Vec<T>, ProcessError>,
-        started: Instant,
-    ) {
-        self.complete_batch_on_cpu(pos, generation, worker, result, started, Duration::ZERO);
-    }
-
-    /// [`Inner::complete_batch`] of blocking work that took `cpu` on its
-    /// thread.
-    fn complete_batch_on_cpu(
         &self,
         pos: &[u64],
         generation: u64,
@@ -207,16 +203,8 @@ where
             }
             Err(err) => pos.iter().map(|_| Err(err.clone())).collect(),
         };
-        let mut s = lock(&self.table);
-        if generation != s.generation {
-            drop(s);
-            drop(results);
-            return;
-        }
-        let wake = s.complete_batch(pos, worker, results, elapsed, cpu);
-        drop(s);
-        if wake {
-            self.ready.notify_one();
-        }
+        self.store(generation, |s| {
+            s.complete_batch(pos, worker, results, elapsed, cpu)
+        });
     }
 }
