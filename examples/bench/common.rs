@@ -408,3 +408,53 @@ pub fn fmt_ns(ns: f64) -> String {
         format!("{ns:.0} ns")
     }
 }
+
+/// What a syncing sink saw, from probes on its pad: each frame's capture
+/// time (PTS, s) and latency (running time at the pad minus PTS, ns), and
+/// the frames it dropped as late, read at EOS (its counters are gone once
+/// it stops).
+#[derive(Clone, Default)]
+pub struct SinkWatch {
+    pub latency: Arc<Mutex<Vec<(f64, f64)>>>,
+    pub late: Arc<Mutex<Option<u64>>>,
+}
+
+impl SinkWatch {
+    pub fn attach(sink: &gst::Element) -> Result<Self, String> {
+        let pad = sink.static_pad("sink").ok_or("no sink pad")?;
+        let watch = SinkWatch::default();
+        let (l, s) = (watch.latency.clone(), sink.clone());
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if let Some(pts) = info.buffer().and_then(|b| b.pts())
+                && let Some(now) = s.current_running_time()
+                && let Ok(mut l) = l.lock()
+            {
+                let ns = now.nseconds() as f64 - pts.nseconds() as f64;
+                l.push((pts.nseconds() as f64 / 1e9, ns));
+            }
+            gst::PadProbeReturn::Ok
+        });
+        let (late, s) = (watch.late.clone(), sink.clone());
+        pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+            if let Some(gst::PadProbeData::Event(e)) = &info.data
+                && e.type_() == gst::EventType::Eos
+                && let Ok(mut late) = late.lock()
+            {
+                let stats = s.property::<gst::Structure>("stats");
+                *late = Some(stats.get::<u64>("dropped").unwrap_or(0));
+            }
+            gst::PadProbeReturn::Ok
+        });
+        Ok(watch)
+    }
+
+    /// The latencies seen so far.
+    pub fn latency(&self) -> Vec<(f64, f64)> {
+        self.latency.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Frames dropped as late; `None` before EOS reached the sink.
+    pub fn late(&self) -> Option<u64> {
+        self.late.lock().ok().and_then(|l| *l)
+    }
+}

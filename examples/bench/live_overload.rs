@@ -9,13 +9,12 @@
 //! capture time, the PTS) over time, plotted into `DIR/live-overload.svg`.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gst::prelude::*;
 use plotters::prelude::*;
 
-use crate::common::{Ctx, Fail, Output, Row, Series, median, quantile, run_with};
+use crate::common::{Ctx, Fail, Output, Row, Series, SinkWatch, median, quantile, run_with};
 use crate::report::{draw_legend, draw_line};
 
 const NAME: &str = "live-overload";
@@ -47,49 +46,21 @@ fn measure(props: &str, frames: u64) -> Result<Run, Fail> {
          {props} ! fakesink name=sink sync=true qos=true max-lateness=20000000",
         d = DELAY_MS * 1_000_000
     );
-    let latency: Arc<Mutex<Vec<(f64, f64)>>> = Arc::default();
-    let late: Arc<Mutex<Option<u64>>> = Arc::default();
-    let mut elements = None;
+    let mut watched = None;
     let timeout = Duration::from_secs(60 + frames / FPS * 4);
     run_with(&desc, timeout, |p| {
         let el = p.by_name("el").ok_or("no element named 'el'")?;
         let sink = p.by_name("sink").ok_or("no element named 'sink'")?;
-        let pad = sink.static_pad("sink").ok_or("no sink pad")?;
-        let (l, s) = (latency.clone(), sink.clone());
-        pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-            if let Some(pts) = info.buffer().and_then(|b| b.pts())
-                && let Some(now) = s.current_running_time()
-                && let Ok(mut l) = l.lock()
-            {
-                let ns = now.nseconds() as f64 - pts.nseconds() as f64;
-                l.push((pts.nseconds() as f64 / 1e9, ns));
-            }
-            gst::PadProbeReturn::Ok
-        });
-        // The sink's counters are gone once it stops: read them at EOS,
-        // when every buffer before it has been rendered or dropped.
-        let (late, s) = (late.clone(), sink.clone());
-        pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
-            if let Some(gst::PadProbeData::Event(e)) = &info.data
-                && e.type_() == gst::EventType::Eos
-                && let Ok(mut late) = late.lock()
-            {
-                *late = Some(counter(&s.property::<gst::Structure>("stats"), "dropped"));
-            }
-            gst::PadProbeReturn::Ok
-        });
-        elements = Some(el);
+        watched = Some((el, SinkWatch::attach(&sink)?));
         Ok(())
     })?;
-    let el = elements.ok_or_else(|| Fail::Error("not set up".into()))?;
+    let (el, watch) = watched.ok_or_else(|| Fail::Error("not set up".into()))?;
     // Kept after the stop.
     let stats = el.property::<gst::Structure>("stats");
-    let late = late
-        .lock()
-        .ok()
-        .and_then(|l| *l)
+    let late = watch
+        .late()
         .ok_or_else(|| Fail::Error("no EOS at the sink".into()))?;
-    let latency = latency.lock().map(|l| l.clone()).unwrap_or_default();
+    let latency = watch.latency();
     Ok(Run {
         frames_in: counter(&stats, "frames-in"),
         frames_out: counter(&stats, "frames-out"),

@@ -60,7 +60,7 @@ pub fn child(args: &[String]) -> ExitCode {
 }
 
 /// VmHWM of this process, in bytes.
-fn peak_rss() -> Option<u64> {
+pub fn peak_rss() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;

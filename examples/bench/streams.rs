@@ -11,14 +11,14 @@
 //! child process, so threads and RSS are that run's alone.
 
 use std::process::{Command, ExitCode};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gst::prelude::*;
 
-use crate::common::{Ctx, Fail, Output, Row, median, quantile, run_with};
+use crate::common::{Ctx, Fail, Output, Row, SinkWatch, median, quantile, run_with};
+use crate::memory::peak_rss;
 use crate::remote::oip_server::{MODEL, TestServer};
+use crate::threads::{peak_during, threads};
 
 const NAME: &str = "streams";
 pub const CHILD_FLAG: &str = "--streams-child";
@@ -50,19 +50,6 @@ fn pipeline(props: &str, caps: &str, context: bool, frames: u64) -> String {
         .collect()
 }
 
-fn threads() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("Threads:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
-}
-
 /// The child: runs the pipeline in `args[0]` and prints its figures.
 pub fn child(args: &[String]) -> ExitCode {
     let (Some(desc), Some(seconds)) = (
@@ -76,53 +63,17 @@ pub fn child(args: &[String]) -> ExitCode {
         eprintln!("{e}");
         return ExitCode::FAILURE;
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    let sampler = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let mut peak: f64 = 0.0;
-            while !stop.load(Ordering::Relaxed) {
-                peak = peak.max(threads().unwrap_or(0.0));
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            peak
-        })
-    };
-    // Per stream: frames and latencies (ns) at the sink; late frames
-    // from the sinks' counters at EOS.
-    let latency: Arc<Mutex<Vec<Vec<f64>>>> = Arc::new(Mutex::new(vec![Vec::new(); STREAMS]));
-    let late: Arc<Mutex<Vec<u64>>> = Arc::new(Mutex::new(vec![0; STREAMS]));
     let timeout = Duration::from_secs_f64(60.0 + seconds * 4.0);
-    let result = run_with(desc, timeout, |p| {
-        for i in 0..STREAMS {
-            let sink = p.by_name(&format!("sink{i}")).ok_or("a sink is missing")?;
-            let pad = sink.static_pad("sink").ok_or("no sink pad")?;
-            let (l, s) = (latency.clone(), sink.clone());
-            pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-                if let Some(pts) = info.buffer().and_then(|b| b.pts())
-                    && let Some(now) = s.current_running_time()
-                    && let Ok(mut l) = l.lock()
-                {
-                    l[i].push(now.nseconds() as f64 - pts.nseconds() as f64);
-                }
-                gst::PadProbeReturn::Ok
-            });
-            let (late, s) = (late.clone(), sink.clone());
-            pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
-                if let Some(gst::PadProbeData::Event(e)) = &info.data
-                    && e.type_() == gst::EventType::Eos
-                    && let Ok(mut late) = late.lock()
-                {
-                    let stats = s.property::<gst::Structure>("stats");
-                    late[i] = stats.get::<u64>("dropped").unwrap_or(0);
-                }
-                gst::PadProbeReturn::Ok
-            });
-        }
-        Ok(())
+    let mut watches = Vec::new();
+    let (result, threads) = peak_during(|| {
+        run_with(desc, timeout, |p| {
+            for i in 0..STREAMS {
+                let sink = p.by_name(&format!("sink{i}")).ok_or("a sink is missing")?;
+                watches.push(SinkWatch::attach(&sink)?);
+            }
+            Ok(())
+        })
     });
-    stop.store(true, Ordering::Relaxed);
-    let threads = sampler.join().unwrap_or(0.0);
     let elapsed = match result {
         Ok(elapsed) => elapsed.as_secs_f64(),
         Err(e) => {
@@ -130,19 +81,20 @@ pub fn child(args: &[String]) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let latency = latency.lock().map(|l| l.clone()).unwrap_or_default();
+    // Per stream: the frames that reached its sink, and their latencies.
+    let latency: Vec<Vec<(f64, f64)>> = watches.iter().map(SinkWatch::latency).collect();
     let counts: Vec<f64> = latency.iter().map(|l| l.len() as f64).collect();
-    let all: Vec<f64> = latency.into_iter().flatten().collect();
+    let all: Vec<f64> = latency.iter().flatten().map(|&(_, ns)| ns).collect();
     let (min, max) = counts
         .iter()
         .fold((f64::MAX, 0.0f64), |(lo, hi), &c| (lo.min(c), hi.max(c)));
-    let late: u64 = late.lock().map(|l| l.iter().sum()).unwrap_or(0);
+    let late: u64 = watches.iter().filter_map(SinkWatch::late).sum();
     let run = Run {
         frames_per_s: counts.iter().sum::<f64>() / elapsed,
         late: late as f64,
         p99_ms: quantile(&all, 0.99) / 1e6,
-        threads,
-        rss_mib: peak_rss_mib().unwrap_or(f64::NAN),
+        threads: threads as f64,
+        rss_mib: peak_rss().map_or(f64::NAN, |b| b as f64 / 1048576.0),
         fairness: if max > 0.0 { min / max } else { f64::NAN },
     };
     println!(
@@ -183,7 +135,7 @@ fn measure(desc: &str, seconds: u64) -> Result<Run, Fail> {
 }
 
 pub fn run(ctx: &Ctx, out: &mut Output) -> Result<(), Fail> {
-    if threads().is_none() || peak_rss_mib().is_none() {
+    if threads().is_none() || peak_rss().is_none() {
         return Err(Fail::Skipped(
             "no Threads: or VmHWM in /proc/self/status".into(),
         ));

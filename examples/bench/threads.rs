@@ -21,7 +21,7 @@ pub const CHILD_FLAG: &str = "--threads-child";
 pub const ALLOWANCE: usize = 16;
 
 /// `Threads:` of this process.
-fn threads() -> Option<usize> {
+pub fn threads() -> Option<usize> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("Threads:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
@@ -37,6 +37,22 @@ pub fn child(args: &[String]) -> ExitCode {
         eprintln!("{e}");
         return ExitCode::FAILURE;
     }
+    let (result, peak) = peak_during(|| run_with(desc, Duration::from_secs(300), |_| Ok(())));
+    if let Err(e) = result {
+        eprintln!("{e:?}");
+        return ExitCode::FAILURE;
+    }
+    if peak == 0 {
+        eprintln!("no Threads: in /proc/self/status");
+        return ExitCode::FAILURE;
+    }
+    println!("{peak}");
+    ExitCode::SUCCESS
+}
+
+/// Runs `run`, sampling this process's threads every millisecond; its
+/// result and the peak.
+pub fn peak_during<R>(run: impl FnOnce() -> R) -> (R, usize) {
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = {
         let stop = stop.clone();
@@ -49,19 +65,9 @@ pub fn child(args: &[String]) -> ExitCode {
             peak.max(threads().unwrap_or(0))
         })
     };
-    let result = run_with(desc, Duration::from_secs(300), |_| Ok(()));
+    let result = run();
     stop.store(true, Ordering::Relaxed);
-    let peak = sampler.join().unwrap_or(0);
-    if let Err(e) = result {
-        eprintln!("{e:?}");
-        return ExitCode::FAILURE;
-    }
-    if peak == 0 {
-        eprintln!("no Threads: in /proc/self/status");
-        return ExitCode::FAILURE;
-    }
-    println!("{peak}");
-    ExitCode::SUCCESS
+    (result, sampler.join().unwrap_or(0))
 }
 
 /// Peak threads of a child process running `desc`.
