@@ -268,6 +268,47 @@ fn another_members_frame_closes_a_filling_batch() {
 }
 
 #[test]
+fn tickets_left_behind_by_a_batch_never_hold_up_the_pool() {
+    let _wd = common::watchdog("batch_extra_tickets", 60);
+    let pool = pool();
+    let (gate, log) = (Gate::default(), Arc::default());
+    let blocker = join(&pool, config(1, 0), logged('g', gate.clone(), log));
+    let batches = Arc::new(Batches(Mutex::default()));
+    let batching = Engine::join(
+        &pool,
+        Config {
+            workers: 1,
+            batch_size: 4,
+            ..Config::default()
+        },
+        batches.clone(),
+    )
+    .expect("open");
+    let other = join(&pool, config(1, 0), delayed(1));
+    // The only worker waits at the gate while the channel fills: a
+    // batching frame's ticket, the other member's, then two more.
+    submit_all(&blocker, 0..1);
+    submit_all(&batching, 0..1);
+    submit_all(&other, 0..1);
+    submit_all(&batching, 1..3);
+    gate.open();
+    // The batch takes all three frames, and two of its tickets stay
+    // behind the other member's, with no frame left for them.
+    assert_eq!(
+        pop_frames(&batching, 3),
+        (1000..1003).map(Out::Frame).collect::<Vec<_>>()
+    );
+    assert_eq!(*batches.0.lock().unwrap(), vec![vec![0, 1, 2]]);
+    assert_eq!(pop_frames(&other, 1), frames(0..1));
+    // Those tickets end there: the pool goes on.
+    submit_all(&other, 1..2);
+    assert_eq!(pop_frames(&other, 1), frames(1..2));
+    submit_all(&batching, 3..4);
+    assert_eq!(pop_frames(&batching, 1), vec![Out::Frame(1003)]);
+    assert_eq!(pop_frames(&blocker, 1), frames(0..1));
+}
+
+#[test]
 fn a_member_joining_an_automatic_pool_brings_its_starting_count() {
     let _wd = common::watchdog("joining_count", 60);
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());

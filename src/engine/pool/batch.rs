@@ -97,8 +97,12 @@ where
                 None => break,
             }
         }
+        // Only as many as frames still queued: a ticket given back with
+        // none would come back to its leader forever, ahead of every
+        // other ticket (a batch can take frames whose tickets stayed
+        // behind another member's, so tickets can outnumber frames).
         if generation == s.generation {
-            for _ in popped..tickets {
+            for _ in popped..tickets.min(popped + s.queued_frames()) {
                 inbox.held.push_front(Ticket {
                     member: Some(self.me.clone()),
                     generation,
