@@ -2,9 +2,11 @@
 //! m. Many streams, one pool: 8 live 30 fps streams, each into its own
 //! `parallelfilter` and a sink that syncs to the clock (qos, 20 ms
 //! max-lateness), once with every element in one `context` and once as 8
-//! separate pools. Two workloads: `remote` against the two
-//! capacity-limited test servers (4 requests at once each, 20 ms), and
-//! CPU-bound `analyze` at 1280x720. Per run: total frames/s, frames the
+//! separate pools. Three workloads: `remote` against the two
+//! capacity-limited test servers (4 requests at once each, 20 ms);
+//! `remote` with `batch-size=8` against one server working like a GPU (one
+//! request at a time, 10 ms plus 1 ms per frame), where only batches
+//! across streams keep up; and CPU-bound `analyze` at 1280x720. Per run: total frames/s, frames the
 //! sinks found late, p99 latency (running time at the sink's pad minus
 //! the capture time), peak threads and RSS of the process, and fairness
 //! (the slowest stream's frames/s over the fastest's). Each run is a
@@ -149,10 +151,24 @@ pub fn run(ctx: &Ctx, out: &mut Output) -> Result<(), Fail> {
     }
     let urls: Vec<String> = servers.iter().map(|s| s.url()).collect();
     let urls = urls.join(",");
+    // A GPU's way: one request at a time, a fixed cost plus a small one
+    // per frame, so batches are what makes it keep up.
+    let gpu = TestServer::start();
+    gpu.set_capacity(Some(1));
+    gpu.set_latency(Duration::from_millis(10));
+    gpu.set_frame_cost(Duration::from_millis(1));
     let workloads = [
         (
             "remote, 2 servers K=4 +20 ms",
             format!("processor=remote servers={urls} model={MODEL}"),
+            "format=RGB,width=32,height=24",
+        ),
+        (
+            "remote batch-size=8, 1 server K=1 +10 ms +1 ms/frame",
+            format!(
+                "processor=remote servers={} model={MODEL} batch-size=8",
+                gpu.url()
+            ),
             "format=RGB,width=32,height=24",
         ),
         (

@@ -427,7 +427,8 @@ pub(super) fn properties() -> Vec<glib::ParamSpec> {
             .blurb(
                 "Elements of one process with the same context share one worker pool: its size is \
                  the largest workers of them (automatic if any has 0), and workers take the oldest \
-                 waiting frame of all (NULL or empty: a pool of its own)",
+                 waiting frame of all; remote members with the same servers share connections, \
+                 per-server caps and batches (NULL or empty: a pool of its own)",
             )
             .mutable_ready()
             .build(),

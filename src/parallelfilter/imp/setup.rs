@@ -285,8 +285,10 @@ impl Settings {
                             gst::error_msg!(gst::ResourceError::Settings, ("remote: {e}"))
                         })?,
                     tls_ca_file: self.tls_ca_file.as_ref().map(Into::into),
+                    batch_size: self.batch_size.max(1) as usize,
                 };
-                Some(Arc::new(remote::Remote::new(config, rt)?))
+                let context = self.context.as_deref();
+                Some(Arc::new(remote::Remote::new(config, context, rt)?))
             }
         })
     }

@@ -50,6 +50,24 @@ pub(super) fn stack(
     })
 }
 
+/// Batches of the same datatype and shape but the first dimension as one
+/// request's tensor, in order.
+pub(super) fn join(parts: &[&Tensor]) -> Tensor {
+    let mut shape = parts.first().map_or_else(Vec::new, |t| t.shape.clone());
+    if let Some(first) = shape.first_mut() {
+        *first = parts.iter().filter_map(|t| t.shape.first()).sum();
+    }
+    let mut bytes = Vec::with_capacity(parts.iter().map(|t| t.bytes.len()).sum());
+    for t in parts {
+        bytes.extend_from_slice(&t.bytes);
+    }
+    Tensor {
+        datatype: parts.first().map_or("UINT8", |t| t.datatype),
+        shape,
+        bytes: bytes.into(),
+    }
+}
+
 /// Each frame's slice of every output, `[1, ...]`, in frame order; an
 /// output whose first dimension is not the batch's size is an error (also
 /// for a batch of one: what a model answers must not depend on how full
@@ -120,6 +138,15 @@ mod tests {
         assert!(stacked(&[(vec![1, 2], vec![0; 2]), (vec![1, 3], vec![0; 3])]).is_err());
         assert!(stacked(&[(vec![2, 2], vec![0; 4])]).is_err());
         assert!(stacked(&[]).is_err());
+    }
+
+    #[test]
+    fn batches_join_along_the_first_dimension() {
+        let a = stacked(&[(vec![1, 2], vec![1, 2]), (vec![1, 2], vec![3, 4])]).unwrap();
+        let b = stacked(&[(vec![1, 2], vec![5, 6])]).unwrap();
+        let t = join(&[&a, &b]);
+        assert_eq!(t.shape, [3, 2]);
+        assert_eq!(&t.bytes[..], [1, 2, 3, 4, 5, 6]);
     }
 
     #[test]

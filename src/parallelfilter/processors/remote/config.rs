@@ -32,6 +32,9 @@ pub struct Config {
     pub extra_headers: ExtraHeaders,
     /// CAs trusted for https servers besides the system's.
     pub tls_ca_file: Option<PathBuf>,
+    /// The element's `batch-size`: in a context, the most frames one
+    /// request of batches of several members may hold.
+    pub batch_size: usize,
 }
 
 /// `max-requests-per-server`, resolved.

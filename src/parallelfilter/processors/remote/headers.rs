@@ -59,7 +59,7 @@ pub fn describe_value(v: &glib::Value) -> String {
 
 /// The checked headers, in field order (array elements in their order).
 /// Kept as plain `http` types so every transport can send them.
-#[derive(Clone, Default)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct ExtraHeaders(Vec<(HeaderName, HeaderValue)>);
 
 impl ExtraHeaders {

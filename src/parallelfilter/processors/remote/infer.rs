@@ -43,9 +43,7 @@ impl Inner {
     ) -> Result<Vec<Output>, Failure> {
         if let Some(grpc) = self.grpc(lease.slot.server) {
             let name = &lease.input_name;
-            return grpc
-                .infer(&self.config.model, tensor, name, id, bound)
-                .await;
+            return grpc.infer(&self.model, tensor, name, id, bound).await;
         }
         let url = self.url(lease.slot.server, &protocol::infer(&self.model_path));
         let binary = lease.binary;
@@ -113,22 +111,28 @@ impl Inner {
     /// [`DEFAULT_REQUEST_TIMEOUT`](super::budget::DEFAULT_REQUEST_TIMEOUT).
     /// Running out of the frame's budget is not the server's fault.
     /// `id` is the first frame's sequence number, `frames` how many the
-    /// tensor holds.
+    /// tensor holds; `first` the first attempt's lease, acquired already.
     pub(super) async fn run(
-        this: Arc<Inner>,
+        this: &Arc<Inner>,
         tensor: Arc<Tensor>,
         (id, frames): (u64, usize),
         deadline: Deadline,
+        attempts: u32,
+        first: Result<Lease<'_>, String>,
     ) -> Result<Answer, String> {
         let what = match frames {
             1 => format!("frame {id}"),
             n => format!("the batch of {n} frames from {id}"),
         };
-        let attempts = this.config.retries + 1;
         let mut errors = Vec::new();
         let mut tried = Vec::new();
+        let mut first = Some(first);
         for attempt in 1..=attempts {
-            let lease = match this.servers.acquire(deadline.at, &tried).await {
+            let lease = match first.take() {
+                Some(lease) => lease,
+                None => this.servers.acquire(deadline.at, &tried).await,
+            };
+            let lease = match lease {
                 Ok(lease) => lease,
                 Err(e) => {
                     errors.push(e);
@@ -187,7 +191,7 @@ impl Inner {
                     if !f.server_fault {
                         break;
                     }
-                    Inner::mark_suspect(&this, server, &f.msg);
+                    Inner::mark_suspect(this, server, &f.msg);
                 }
             }
         }
@@ -197,7 +201,7 @@ impl Inner {
         }
         Err(format!(
             "inference of {what} on model '{}' failed after {} attempt(s): {}",
-            this.config.model,
+            this.model,
             tried.len(),
             errors.join("; ")
         ))

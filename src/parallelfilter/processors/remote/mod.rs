@@ -21,6 +21,8 @@
 //! |---|---|
 //! | `mod.rs` | the processor: a frame in, its tensor out, the answer as meta |
 //! | `config` | the settings and their checks |
+//! | `cluster` | the clients, servers and probes; shared in a context |
+//! | `gather` | a request's way to a slot; batches of members in one |
 //! | `tensor` | the input tensor of a frame: pixels or analysis |
 //! | `batch` | frames stacked into one request, outputs sliced per frame |
 //! | `infer` | a frame's attempts across servers, one request each |
@@ -34,6 +36,7 @@
 //! | `tls` | TLS settings (roots, `tls-ca-file`) and handshake failures |
 //! | `protocol` | the protocol's messages, encoded and decoded (pure) |
 
+use std::sync::atomic::{self, AtomicUsize};
 use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 
 use futures::FutureExt;
@@ -47,7 +50,9 @@ use crate::parallelfilter::{INFERENCE_META, INFERENCE_NAME, Payload};
 
 mod batch;
 mod budget;
+mod cluster;
 mod config;
+mod gather;
 mod grpc;
 mod headers;
 mod http;
@@ -60,7 +65,9 @@ mod tensor;
 mod tls;
 
 use budget::Deadline;
+use cluster::Cluster;
 pub use config::{Config, LiveTimeout, PerServer, redact_servers, wants_tls};
+use gather::{Gather, Request};
 use grpc::GrpcServer;
 pub use headers::{ExtraHeaders, HeadersProperty, describe_value as describe_headers};
 use http::HttpClient;
@@ -82,83 +89,70 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 /// becomes their queue.
 const GRPC_CONNECTIONS: usize = 4;
 
-/// What the processor, its requests and its probes share.
+/// What the processors of a cluster, their requests and its probes share.
 struct Inner {
     http: HttpClient,
     /// Per server: its gRPC client, `None` for REST.
     grpc: Vec<Option<GrpcServer>>,
     servers: Servers,
+    model: String,
     /// The model name as a path segment.
     model_path: String,
-    /// The element, for logging and errors; set at start.
-    element: OnceLock<glib::WeakRef<gst::Element>>,
-    /// TLS failures posted as element errors; see [`Inner::report_tls`].
-    tls_reports: Mutex<TlsReports>,
-    /// Closed when the processor goes away: ends the probes.
+    members: Mutex<Members>,
+    /// In a context: the members' batches waiting for a slot.
+    gather: Option<Gather>,
+    /// Set when the last member goes away: ends the probes.
     closed: watch::Sender<bool>,
-    config: Config,
     rt: tokio::runtime::Handle,
 }
 
-/// A TLS failure is posted once per server and run; one found before the
-/// element is known waits for [`FrameProcessor::attach`].
-#[derive(Default)]
-struct TlsReports {
-    reported: Vec<bool>,
-    pending: Vec<gst::ErrorMessage>,
+/// The members' elements, for logging and errors. A TLS failure is posted
+/// once per server and run to each member, also to one that starts later.
+struct Members {
+    elements: Vec<glib::WeakRef<gst::Element>>,
+    tls_reported: Vec<bool>,
+    tls_found: Vec<gst::ErrorMessage>,
 }
 
 pub struct Remote {
-    inner: Arc<Inner>,
+    cluster: Arc<Cluster>,
+    config: Config,
+    element: OnceLock<glib::WeakRef<gst::Element>>,
+    /// This member's frames waiting for a server slot.
+    waiting: Arc<AtomicUsize>,
 }
 
 impl Remote {
-    pub fn new(mut config: Config, rt: tokio::runtime::Handle) -> Result<Self, gst::ErrorMessage> {
+    /// A processor with its own servers' state, or, in `context`, sharing
+    /// it with the members of the same servers (see [`cluster`]).
+    pub fn new(
+        mut config: Config,
+        context: Option<&str>,
+        rt: tokio::runtime::Handle,
+    ) -> Result<Self, gst::ErrorMessage> {
         let targets = config.check()?;
-        // The CAs are read only when some server needs them.
-        let tls = tls::client_config(
-            targets.urls.iter().any(|u| config::is_tls(u)),
-            config.tls_ca_file.as_deref(),
-        )?;
-        let connections = config.per_server.max().min(GRPC_CONNECTIONS);
-        let grpc = targets
-            .urls
-            .iter()
-            .map(|url| {
-                let tls = tls.clone();
-                let headers = config.extra_headers.clone();
-                config::is_grpc(url)
-                    .then(|| GrpcServer::new(url, connections, tls, headers))
-                    .transpose()
-            })
-            .collect::<Result<Vec<_>, String>>()
-            .map_err(|e| gst::error_msg!(gst::ResourceError::Settings, ("remote: {e}")))?;
-        let http = HttpClient::new(config.per_server.max(), tls, config.extra_headers.clone());
-        let tls_reports = TlsReports {
-            reported: vec![false; targets.urls.len()],
-            pending: Vec::new(),
-        };
-        let inner = Arc::new(Inner {
-            http,
-            grpc,
-            servers: Servers::new(targets.urls, config.per_server),
-            model_path: targets.model_path,
-            element: OnceLock::new(),
-            tls_reports: Mutex::new(tls_reports),
-            closed: watch::channel(false).0,
+        let cluster = cluster::join(context, &config, targets, rt)?;
+        Ok(Remote {
+            cluster,
             config,
-            rt,
-        });
-        for i in 0..inner.servers.len() {
-            Inner::spawn_probe(&inner, i, std::time::Duration::ZERO);
-        }
-        Ok(Remote { inner })
+            element: OnceLock::new(),
+            waiting: Arc::default(),
+        })
+    }
+
+    fn inner(&self) -> &Arc<Inner> {
+        &self.cluster.inner
     }
 }
 
 impl Drop for Remote {
     fn drop(&mut self) {
-        self.inner.closed.send_replace(true);
+        let Some(mine) = self.element.get().and_then(|w| w.upgrade()) else {
+            return;
+        };
+        lock(&self.inner().members)
+            .elements
+            .retain(|w| w.upgrade().is_some_and(|e| e != mine));
     }
 }
 
@@ -168,7 +162,11 @@ impl Inner {
         if !CAT.above_threshold(level) {
             return;
         }
-        match self.element.get().and_then(|w| w.upgrade()) {
+        let element = lock(&self.members)
+            .elements
+            .iter()
+            .find_map(glib::WeakRef::upgrade);
+        match element {
             Some(e) => gst::log_with_level!(CAT, level, obj = e, "{}", msg),
             None => gst::log_with_level!(CAT, level, "{}", msg),
         }
@@ -182,8 +180,9 @@ impl Inner {
         format!("{}{}", self.servers.url(server), path)
     }
 
-    /// A TLS handshake with `server` failed: an element error, once per
-    /// server and run (the probes keep failing the same way).
+    /// A TLS handshake with `server` failed: an element error to each
+    /// member, once per server and run (the probes keep failing the same
+    /// way).
     fn report_tls(&self, server: usize, reason: &str) {
         let url = self.servers.url(server);
         let msg = gst::error_msg!(
@@ -191,21 +190,22 @@ impl Inner {
             ("Secure connection to {url} failed: {reason}"),
             ["{url} stays down, probed again, until the handshake succeeds"]
         );
-        let element = {
-            let mut reports = lock(&self.tls_reports);
-            if reports.reported.get(server).copied().unwrap_or(true) {
+        let elements: Vec<gst::Element> = {
+            let mut members = lock(&self.members);
+            if members.tls_reported.get(server).copied().unwrap_or(true) {
                 return;
             }
-            reports.reported[server] = true;
-            match self.element.get().and_then(|w| w.upgrade()) {
-                Some(e) => e,
-                None => {
-                    reports.pending.push(msg);
-                    return;
-                }
-            }
+            members.tls_reported[server] = true;
+            members.tls_found.push(msg.clone());
+            members
+                .elements
+                .iter()
+                .filter_map(glib::WeakRef::upgrade)
+                .collect()
         };
-        element.post_error_message(msg);
+        for element in elements {
+            element.post_error_message(msg.clone());
+        }
     }
 }
 
@@ -228,32 +228,34 @@ impl Remote {
     /// batch of one): every output must have the batch dimension; else the
     /// one frame's outputs are its own whatever their shape.
     fn work(&self, mut frames: Vec<Frame>, ctx: &[WorkCtx], batched: bool) -> Work<Vec<Frame>> {
-        let inner = self.inner.clone();
-        // Now, before the engine starts its own timeout.
-        let deadline = Deadline::start(inner.config.timeout.get(), inner.config.retries);
-        let id = ctx.first().map_or(0, |c| c.seq);
+        let inner = self.inner().clone();
+        let config = &self.config;
+        let req = Request {
+            id: ctx.first().map_or(0, |c| c.seq),
+            frames: frames.len(),
+            // Now, before the engine starts its own timeout.
+            deadline: Deadline::start(config.timeout.get(), config.retries),
+            attempts: config.retries + 1,
+            batched,
+            batch_size: config.batch_size,
+            waiting: self.waiting.clone(),
+        };
+        let (payload, threshold) = (config.payload, config.scene_threshold.get());
         Work::Async(
             async move {
-                let n = frames.len();
-                let tensor = inner.tensor(&mut frames).await?;
-                let answer = Inner::run(inner.clone(), Arc::new(tensor), (id, n), deadline).await?;
-                let outputs = if batched {
-                    batch::split(answer.outputs, n)
-                        .map_err(|e| format!("model '{}': {e}", inner.config.model))?
-                } else {
-                    vec![answer.outputs]
-                };
-                let server = inner.servers.url(answer.server);
-                for (frame, outputs) in frames.iter_mut().zip(outputs) {
+                let tensor = tensor(&mut frames, payload, threshold).await?;
+                let reply = Inner::request(inner.clone(), Arc::new(tensor), req).await?;
+                let server = inner.servers.url(reply.server);
+                for (frame, outputs) in frames.iter_mut().zip(reply.frames) {
                     let buf = frame.buffer.make_mut();
                     let mut meta = gst::meta::CustomMeta::add(buf, INFERENCE_META)
                         .map_err(|e| format!("cannot add {INFERENCE_META}: {e}"))?;
                     let s = meta.mut_structure();
                     s.set_name(INFERENCE_NAME);
-                    s.set("model", inner.config.model.as_str());
+                    s.set("model", inner.model.as_str());
                     s.set("server", server);
-                    s.set("attempts", answer.attempts);
-                    s.set("request-time", answer.request_time.as_nanos() as u64);
+                    s.set("attempts", reply.attempts);
+                    s.set("request-time", reply.request_time.as_nanos() as u64);
                     let outputs = outputs.into_iter().map(Output::into_structure);
                     s.set("outputs", gst::Array::new(outputs));
                 }
@@ -264,56 +266,54 @@ impl Remote {
     }
 }
 
-impl Inner {
-    /// The frames' input tensor, stacked (see [`batch`]). Pixels are
-    /// copied and analyses computed off the async threads unless small.
-    async fn tensor(&self, frames: &mut [Frame]) -> Result<Tensor, String> {
-        let payload = self.config.payload;
-        let threshold = self.config.scene_threshold.get();
-        let mut inputs = Vec::with_capacity(frames.len());
-        let mut size = 0;
-        for frame in frames.iter_mut() {
-            let info = frame.stream.video_info()?.clone();
-            frame.stream.check_size(&frame.buffer)?;
-            // Dropped now otherwise: the frame's worker must not find the
-            // previous buffer shared when it writes the meta.
-            let previous = frame
-                .previous
-                .take()
-                .filter(|_| payload == Payload::Analysis);
-            size += frame.buffer.size();
-            inputs.push((frame.buffer.clone(), previous, info));
-        }
-        let build = move || {
-            batch::stack(inputs.len(), |i, bytes| {
-                let (buffer, previous, info) = &inputs[i];
-                match payload {
-                    Payload::Frame => frame_tensor(buffer, info, bytes),
-                    Payload::Analysis => {
-                        analysis_tensor(buffer, previous.as_ref(), info, threshold, bytes)
-                    }
-                }
-            })
-        };
-        if payload == Payload::Frame && size <= INLINE_BYTES {
-            return build();
-        }
-        tokio::task::spawn_blocking(build)
-            .await
-            .map_err(|e| format!("building the input tensor failed: {e}"))?
+/// The frames' input tensor, stacked (see [`batch`]). Pixels are copied
+/// and analyses computed off the async threads unless small.
+async fn tensor(frames: &mut [Frame], payload: Payload, threshold: f64) -> Result<Tensor, String> {
+    let mut inputs = Vec::with_capacity(frames.len());
+    let mut size = 0;
+    for frame in frames.iter_mut() {
+        let info = frame.stream.video_info()?.clone();
+        frame.stream.check_size(&frame.buffer)?;
+        // Dropped now otherwise: the frame's worker must not find the
+        // previous buffer shared when it writes the meta.
+        let previous = frame
+            .previous
+            .take()
+            .filter(|_| payload == Payload::Analysis);
+        size += frame.buffer.size();
+        inputs.push((frame.buffer.clone(), previous, info));
     }
+    let build = move || {
+        batch::stack(inputs.len(), |i, bytes| {
+            let (buffer, previous, info) = &inputs[i];
+            match payload {
+                Payload::Frame => frame_tensor(buffer, info, bytes),
+                Payload::Analysis => {
+                    analysis_tensor(buffer, previous.as_ref(), info, threshold, bytes)
+                }
+            }
+        })
+    };
+    if payload == Payload::Frame && size <= INLINE_BYTES {
+        return build();
+    }
+    tokio::task::spawn_blocking(build)
+        .await
+        .map_err(|e| format!("building the input tensor failed: {e}"))?
 }
 
 impl FrameProcessor for Remote {
     fn attach(&self, element: &gst::Element) {
-        // Under the reports' lock, so a TLS failure is either pending here
+        let _ = self.element.set(element.downgrade());
+        // Under the members' lock, so a TLS failure is either found here
         // or sees the element.
-        let pending = {
-            let mut reports = lock(&self.inner.tls_reports);
-            let _ = self.inner.element.set(element.downgrade());
-            std::mem::take(&mut reports.pending)
+        let found = {
+            let mut members = lock(&self.inner().members);
+            members.elements.retain(|w| w.upgrade().is_some());
+            members.elements.push(element.downgrade());
+            members.tls_found.clone()
         };
-        for msg in pending {
+        for msg in found {
             element.post_error_message(msg);
         }
     }
@@ -343,7 +343,7 @@ impl FrameProcessor for Remote {
     }
 
     fn needs_previous(&self) -> bool {
-        self.inner.config.payload == Payload::Analysis
+        self.config.payload == Payload::Analysis
     }
 
     fn message(&self, buffer: &gst::BufferRef) -> Option<gst::Structure> {
@@ -354,6 +354,11 @@ impl FrameProcessor for Remote {
     }
 
     fn stats(&self, s: &mut gst::StructureRef) {
-        s.set("servers", gst::Array::new(self.inner.servers.stats()));
+        s.set("servers", gst::Array::new(self.inner().servers.stats()));
+        let waiting = self.waiting.load(atomic::Ordering::Relaxed);
+        s.set(
+            "waiting-for-server",
+            u32::try_from(waiting).unwrap_or(u32::MAX),
+        );
     }
 }

@@ -54,7 +54,7 @@ impl Inner {
     async fn probe(&self, server: usize) -> Result<ServerInfo, ProbeFailure> {
         if let Some(grpc) = self.grpc(server) {
             let url = self.servers.url(server);
-            return grpc.probe(&self.config.model, url, PROBE_TIMEOUT).await;
+            return grpc.probe(&self.model, url, PROBE_TIMEOUT).await;
         }
         let path = &self.model_path;
         let ready = self
@@ -114,7 +114,7 @@ impl Inner {
     /// the models it serves, from the repository index when it has one),
     /// or known but not ready.
     async fn model_unready(&self, server: usize, ready: StatusCode) -> String {
-        let (model, url) = (&self.config.model, self.servers.url(server));
+        let (model, url) = (&self.model, self.servers.url(server));
         if let Some(index) = self.repository_index(server).await {
             // One entry per version: a ready one means the index cannot
             // say more than the readiness status.
