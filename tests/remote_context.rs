@@ -2,8 +2,8 @@
 //! `processor=remote` members of one `context` (docs/remote.md, In a
 //! context): with the same servers they share the servers' state and
 //! per-server caps, their waiting batches go in one request with each
-//! frame's outputs back in its own stream, and a member seeking never
-//! disturbs the others' frames.
+//! frame's outputs back in its own stream, such a request outlives a
+//! member flushing, and a member seeking never disturbs the others' frames.
 //!
 //! Tests wait on what the element or the servers did, never on time; the
 //! watchdog bounds each one.
@@ -108,6 +108,56 @@ fn waiting_batches_of_members_go_in_one_request_each_to_its_own_stream() {
         stat(&e1.property("stats"), "frames-out") == 3
             && stat(&e2.property("stats"), "frames-out") == 3
     });
+}
+
+fn flush(h: &mut gst_check::Harness) {
+    assert!(h.push_event(gst::event::FlushStart::new()));
+    assert!(h.push_event(gst::event::FlushStop::new(true)));
+}
+
+#[test]
+fn a_request_of_several_members_outlives_the_one_that_sent_it() {
+    let _w = common::begin("remote_context_flush", 60);
+    let a = TestServer::start();
+    let props = [
+        ("context", "rc-flush"),
+        ("workers", "8"),
+        ("batch-size", "8"),
+        ("max-requests-per-server", "1"),
+    ];
+    let (mut h1, e1, _b1) = harness(&[&a], &props);
+    let (mut h2, e2, _b2) = harness(&[&a], &props);
+    let (mut h3, _e3, _b3) = harness(&[&a], &props);
+    wait_up(&e1, 1);
+    // The second member's next frame is its #1: a request's id tells
+    // which member sent it.
+    push(&mut h2, 99..100);
+    pull_enriched(&mut h2, 99, 1);
+    a.set_hold(true);
+    push(&mut h3, 0..1);
+    wait_until("the third member's request", || a.received() == 2);
+    push(&mut h1, 0..1);
+    push(&mut h2, 100..101);
+    wait_until("a frame of each waiting", || {
+        waiting(&e1) == 1 && waiting(&e2) == 1
+    });
+    // The slot frees: one of the two takes the other along.
+    flush(&mut h3);
+    wait_until("the request of both", || a.arrived().len() == 3);
+    let sender = a.arrived()[2];
+    // The sender flushes; the other's frame still gets that answer.
+    if sender == 0 {
+        flush(&mut h1);
+        a.set_hold(false);
+        pull_enriched(&mut h2, 100, 1);
+    } else {
+        flush(&mut h2);
+        a.set_hold(false);
+        pull_enriched(&mut h1, 0, 1);
+    }
+    // Sent once.
+    assert_eq!(a.received(), 3);
+    assert!(a.batches().contains(&2), "{:?}", a.batches());
 }
 
 /// A member's frames through `remote` in `context`: 8x4 RGB, batches of

@@ -187,6 +187,7 @@ impl Service {
             id,
         )
         .map_err(Status::invalid_argument)?;
+        c.arrived.lock().unwrap().push(id);
         match serve(c, request.rows).await {
             Some(Fault::Hang) => std::future::pending::<()>().await,
             Some(Fault::Oversize) => {

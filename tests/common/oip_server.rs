@@ -89,6 +89,8 @@ pub struct Control {
     pub received: AtomicU64,
     pub answered: AtomicU64,
     pub binary: AtomicU64,
+    /// Ids of inference requests as they arrive, before any hold.
+    pub arrived: Mutex<Vec<u64>>,
     /// Input names and ids of answered requests, in answer order.
     pub inputs: Mutex<Vec<(String, u64)>>,
     /// Frames in each answered request, in answer order.
@@ -359,6 +361,11 @@ impl TestServer {
         self.control.max_concurrent.load(Ordering::SeqCst)
     }
 
+    /// Ids of the inference requests received, in arrival order.
+    pub fn arrived(&self) -> Vec<u64> {
+        self.control.arrived.lock().unwrap().clone()
+    }
+
     pub fn answered(&self) -> u64 {
         self.control.answered.load(Ordering::SeqCst)
     }
@@ -546,6 +553,7 @@ async fn infer(
         Ok(r) => r,
         Err(e) => return bad(e),
     };
+    c.arrived.lock().unwrap().push(id);
     match serve(&c, request.rows).await {
         Some(Fault::Status(s)) => {
             let status = StatusCode::from_u16(s).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

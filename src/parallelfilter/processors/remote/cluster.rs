@@ -108,13 +108,12 @@ impl Cluster {
         let http = HttpClient::new(config.per_server.max(), tls, config.extra_headers.clone());
         let members = Members {
             elements: Vec::new(),
-            tls_reported: vec![false; targets.urls.len()],
-            tls_found: Vec::new(),
+            tls_failed: vec![None; targets.urls.len()],
         };
         let inner = Arc::new(Inner {
             http,
             grpc,
-            servers: Servers::new(targets.urls, config.per_server),
+            servers: Arc::new(Servers::new(targets.urls, config.per_server)),
             model: config.model.clone(),
             model_path: targets.model_path,
             members: Mutex::new(members),

@@ -6,7 +6,8 @@
 //! first dimension, at most the smallest `batch-size` of them, oldest
 //! first) into its request, and each gets back its own frames' outputs.
 //! Batches only go together while they would wait anyway, so none waits
-//! longer for it.
+//! longer for it. The request runs in a task of its own, so a member
+//! flushing or timing out does not cut the others' answers.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -18,6 +19,7 @@ use tokio::sync::oneshot;
 use super::budget::Deadline;
 use super::infer::Answer;
 use super::protocol::{Output, Tensor};
+use super::servers::Lease;
 use super::{Inner, batch};
 use crate::engine::lock;
 
@@ -75,6 +77,7 @@ struct Entry {
     frames: usize,
     batch_size: usize,
     deadline: Deadline,
+    attempts: u32,
     /// Until a request takes it.
     waiting: Option<Waiting>,
     reply: oneshot::Sender<Result<Reply, String>>,
@@ -149,12 +152,17 @@ impl Inner {
         if req.batched && req.frames < req.batch_size && this.gather.is_some() {
             return Inner::gathered(this, tensor, req).await;
         }
+        Inner::alone(&this, tensor, &req).await
+    }
+
+    /// Sends the request's frames in a request of their own.
+    async fn alone(this: &Arc<Inner>, tensor: Arc<Tensor>, req: &Request) -> Result<Reply, String> {
         let lease = {
             let _waiting = Waiting::new(&req.waiting, req.frames);
             this.servers.acquire(req.deadline.at, &[]).await
         };
         let answer = Inner::run(
-            &this,
+            this,
             tensor,
             (req.id, req.frames),
             req.deadline,
@@ -187,7 +195,7 @@ impl Inner {
         req: Request,
     ) -> Result<Reply, String> {
         let Some(gather) = this.gather.as_ref() else {
-            return Err("no queue to gather batches in".into());
+            return Inner::alone(&this, tensor, &req).await;
         };
         let (tx, mut rx) = oneshot::channel();
         let queued = gather.push(|key| Entry {
@@ -196,109 +204,101 @@ impl Inner {
             frames: req.frames,
             batch_size: req.batch_size,
             deadline: req.deadline,
+            attempts: req.attempts,
             waiting: Some(Waiting::new(&req.waiting, req.frames)),
             reply: tx,
         });
-        let acquired = tokio::select! {
-            r = &mut rx => Err(r.ok()),
-            lease = this.servers.acquire(req.deadline.at, &[]) => Ok(lease),
-        };
-        // Without a slot, it fails alone.
-        let group = match acquired {
-            Ok(lease) => gather.take(queued.key, lease.is_err()).map(|g| (g, lease)),
-            Err(reply) => {
+        let lease = tokio::select! {
+            reply = &mut rx => {
                 drop(queued);
-                return Inner::taken(&this, tensor, req, reply).await;
+                return Inner::taken(&this, tensor, &req, reply.ok()).await;
             }
+            lease = this.servers.acquire(req.deadline.at, &[]) => lease,
         };
+        // Without a slot it fails alone, with the reasons.
+        let group = gather.take(queued.key, lease.is_err());
         drop(queued);
-        let Some((group, lease)) = group else {
-            // Taken by another request meanwhile.
-            return Inner::taken(&this, tensor, req, rx.await.ok()).await;
-        };
+        match (group, lease) {
+            (Some(group), Ok(lease)) => {
+                // A task of its own: every batch in the request gets its
+                // answer whatever becomes of this one's frames.
+                this.rt
+                    .spawn(Inner::send(this.clone(), group, lease, req.id));
+            }
+            (Some(_), Err(e)) => {
+                let (id, n) = (req.id, req.frames);
+                let answer =
+                    Inner::run(&this, tensor, (id, n), req.deadline, req.attempts, Err(e)).await?;
+                return this.reply(answer, n, req.batched);
+            }
+            // Another request took it meanwhile (a slot won is freed).
+            (None, _) => {}
+        }
+        Inner::taken(&this, tensor, &req, rx.await.ok()).await
+    }
+
+    /// Sends the batches of `group` in one request on `lease`'s slot, as
+    /// often and as long as the most patient of them allows, and hands
+    /// each its frames' rows; ends early when none waits any more.
+    async fn send(this: Arc<Inner>, mut group: Vec<Entry>, lease: Lease, id: u64) {
         let total = group.iter().map(|e| e.frames).sum::<usize>();
-        // The latest: none fails before its own deadline. One whose
-        // deadline comes first meets the engine's timeout; if that is the
-        // sender's, the others are sent again alone.
-        let deadline = group
-            .iter()
-            .map(|e| e.deadline)
-            .max_by_key(|d| d.at)
-            .unwrap_or(req.deadline);
-        let joined = if group.len() == 1 {
-            tensor
-        } else {
-            let parts: Vec<&Tensor> = group.iter().map(|e| e.tensor.as_ref()).collect();
-            Arc::new(batch::join(&parts))
+        let Some(deadline) = group.iter().map(|e| e.deadline).max_by_key(|d| d.at) else {
+            return;
+        };
+        let attempts = group.iter().map(|e| e.attempts).max().unwrap_or(1);
+        let joined = match &group[..] {
+            [one] => one.tensor.clone(),
+            _ => {
+                let parts: Vec<&Tensor> = group.iter().map(|e| e.tensor.as_ref()).collect();
+                Arc::new(batch::join(&parts))
+            }
         };
         if group.len() > 1 {
             this.log(
                 gst::DebugLevel::Log,
-                format_args!(
-                    "request {}: {total} frames of {} batches waiting",
-                    req.id,
-                    group.len()
-                ),
+                format_args!("request {id}: {total} frames of {} batches", group.len()),
             );
         }
-        let reply = match Inner::run(
-            &this,
-            joined,
-            (req.id, total),
-            deadline,
-            req.attempts,
-            lease,
-        )
-        .await
-        {
-            Ok(answer) => this.reply(answer, total, true),
-            Err(e) => Err(e),
-        };
-        let mut group = group.into_iter();
-        let own = group.next().map_or(0, |e| e.frames);
-        match reply {
-            Ok(mut reply) => {
-                let mut rest = reply
-                    .frames
-                    .split_off(own.min(reply.frames.len()))
-                    .into_iter();
-                for e in group {
-                    let frames = rest.by_ref().take(e.frames).collect();
-                    let _ = e.reply.send(Ok(Reply { frames, ..reply }));
-                }
-                Ok(reply)
+        let answer = {
+            let gone = futures::future::join_all(group.iter_mut().map(|e| e.reply.closed()));
+            tokio::select! {
+                answer = Inner::run(&this, joined, (id, total), deadline, attempts, Ok(lease)) => answer,
+                _ = gone => return,
             }
-            Err(e) => {
-                for other in group {
-                    let _ = other.reply.send(Err(e.clone()));
+        };
+        match answer.and_then(|a| this.reply(a, total, true)) {
+            Ok(reply) => {
+                let mut rows = reply.frames.into_iter();
+                for e in group {
+                    let frames = rows.by_ref().take(e.frames).collect();
+                    let _ = e.reply.send(Ok(Reply {
+                        server: reply.server,
+                        attempts: reply.attempts,
+                        request_time: reply.request_time,
+                        frames,
+                    }));
                 }
-                Err(e)
+            }
+            Err(msg) => {
+                for e in group {
+                    let _ = e.reply.send(Err(msg.clone()));
+                }
             }
         }
     }
 
     /// A batch another request took: its reply, or, when that request
-    /// went away (its frame flushed or timed out), sent again alone.
+    /// went away, sent again alone.
     async fn taken(
         this: &Arc<Inner>,
         tensor: Arc<Tensor>,
-        req: Request,
+        req: &Request,
         reply: Option<Result<Reply, String>>,
     ) -> Result<Reply, String> {
-        if let Some(reply) = reply {
-            return reply;
+        match reply {
+            Some(reply) => reply,
+            None => Inner::alone(this, tensor, req).await,
         }
-        let lease = this.servers.acquire(req.deadline.at, &[]).await;
-        let answer = Inner::run(
-            this,
-            tensor,
-            (req.id, req.frames),
-            req.deadline,
-            req.attempts,
-            lease,
-        )
-        .await?;
-        this.reply(answer, req.frames, req.batched)
     }
 }
 
@@ -322,6 +322,7 @@ mod tests {
                 at: Instant::now(),
                 timed: false,
             },
+            attempts: 1,
             waiting: None,
             reply: oneshot::channel().0,
         }

@@ -36,7 +36,7 @@ impl Inner {
     /// One request to the lease's server, answered within `bound`.
     async fn infer(
         &self,
-        lease: &Lease<'_>,
+        lease: &Lease,
         tensor: &Arc<Tensor>,
         id: u64,
         bound: Duration,
@@ -118,7 +118,7 @@ impl Inner {
         (id, frames): (u64, usize),
         deadline: Deadline,
         attempts: u32,
-        first: Result<Lease<'_>, String>,
+        first: Result<Lease, String>,
     ) -> Result<Answer, String> {
         let what = match frames {
             1 => format!("frame {id}"),
@@ -143,6 +143,7 @@ impl Inner {
             tried.push(server);
             let AttemptBound { bound, budget_end } =
                 deadline.attempt(Instant::now(), attempt == attempts);
+            this.servers.sending(server);
             let t0 = Instant::now();
             let result = tokio::time::timeout(bound, this.infer(&lease, &tensor, id, bound)).await;
             let timed_out = result.is_err();

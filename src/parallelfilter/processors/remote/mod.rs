@@ -36,8 +36,8 @@
 //! | `tls` | TLS settings (roots, `tls-ca-file`) and handshake failures |
 //! | `protocol` | the protocol's messages, encoded and decoded (pure) |
 
-use std::sync::atomic::{self, AtomicUsize};
-use std::sync::{Arc, LazyLock, Mutex, OnceLock};
+use std::sync::atomic::{self, AtomicU64, AtomicUsize};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use futures::FutureExt;
 use gst::glib;
@@ -94,7 +94,7 @@ struct Inner {
     http: HttpClient,
     /// Per server: its gRPC client, `None` for REST.
     grpc: Vec<Option<GrpcServer>>,
-    servers: Servers,
+    servers: Arc<Servers>,
     model: String,
     /// The model name as a path segment.
     model_path: String,
@@ -106,18 +106,22 @@ struct Inner {
     rt: tokio::runtime::Handle,
 }
 
-/// The members' elements, for logging and errors. A TLS failure is posted
-/// once per server and run to each member, also to one that starts later.
+/// The members' elements by processor, for logging and errors. A TLS
+/// failure is posted once to each member, also to one that starts later,
+/// until the server's probe succeeds.
 struct Members {
-    elements: Vec<glib::WeakRef<gst::Element>>,
-    tls_reported: Vec<bool>,
-    tls_found: Vec<gst::ErrorMessage>,
+    elements: Vec<(u64, glib::WeakRef<gst::Element>)>,
+    /// Per server: its TLS failure since its last successful probe.
+    tls_failed: Vec<Option<gst::ErrorMessage>>,
 }
+
+/// Tells the processors of this process apart in [`Members`].
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
 pub struct Remote {
     cluster: Arc<Cluster>,
     config: Config,
-    element: OnceLock<glib::WeakRef<gst::Element>>,
+    id: u64,
     /// This member's frames waiting for a server slot.
     waiting: Arc<AtomicUsize>,
 }
@@ -135,7 +139,7 @@ impl Remote {
         Ok(Remote {
             cluster,
             config,
-            element: OnceLock::new(),
+            id: NEXT_ID.fetch_add(1, atomic::Ordering::Relaxed),
             waiting: Arc::default(),
         })
     }
@@ -147,12 +151,9 @@ impl Remote {
 
 impl Drop for Remote {
     fn drop(&mut self) {
-        let Some(mine) = self.element.get().and_then(|w| w.upgrade()) else {
-            return;
-        };
         lock(&self.inner().members)
             .elements
-            .retain(|w| w.upgrade().is_some_and(|e| e != mine));
+            .retain(|(id, _)| *id != self.id);
     }
 }
 
@@ -165,7 +166,7 @@ impl Inner {
         let element = lock(&self.members)
             .elements
             .iter()
-            .find_map(glib::WeakRef::upgrade);
+            .find_map(|(_, e)| e.upgrade());
         match element {
             Some(e) => gst::log_with_level!(CAT, level, obj = e, "{}", msg),
             None => gst::log_with_level!(CAT, level, "{}", msg),
@@ -180,9 +181,16 @@ impl Inner {
         format!("{}{}", self.servers.url(server), path)
     }
 
+    /// `server`'s handshake succeeds: a new failure is posted again.
+    fn tls_fixed(&self, server: usize) {
+        if let Some(failed) = lock(&self.members).tls_failed.get_mut(server) {
+            *failed = None;
+        }
+    }
+
     /// A TLS handshake with `server` failed: an element error to each
-    /// member, once per server and run (the probes keep failing the same
-    /// way).
+    /// member, once until a probe of the server succeeds (the probes keep
+    /// failing the same way).
     fn report_tls(&self, server: usize, reason: &str) {
         let url = self.servers.url(server);
         let msg = gst::error_msg!(
@@ -192,15 +200,14 @@ impl Inner {
         );
         let elements: Vec<gst::Element> = {
             let mut members = lock(&self.members);
-            if members.tls_reported.get(server).copied().unwrap_or(true) {
-                return;
+            match members.tls_failed.get_mut(server) {
+                Some(failed @ None) => *failed = Some(msg.clone()),
+                _ => return,
             }
-            members.tls_reported[server] = true;
-            members.tls_found.push(msg.clone());
             members
                 .elements
                 .iter()
-                .filter_map(glib::WeakRef::upgrade)
+                .filter_map(|(_, e)| e.upgrade())
                 .collect()
         };
         for element in elements {
@@ -304,14 +311,13 @@ async fn tensor(frames: &mut [Frame], payload: Payload, threshold: f64) -> Resul
 
 impl FrameProcessor for Remote {
     fn attach(&self, element: &gst::Element) {
-        let _ = self.element.set(element.downgrade());
         // Under the members' lock, so a TLS failure is either found here
         // or sees the element.
-        let found = {
+        let found: Vec<gst::ErrorMessage> = {
             let mut members = lock(&self.inner().members);
-            members.elements.retain(|w| w.upgrade().is_some());
-            members.elements.push(element.downgrade());
-            members.tls_found.clone()
+            members.elements.retain(|(_, e)| e.upgrade().is_some());
+            members.elements.push((self.id, element.downgrade()));
+            members.tls_failed.iter().flatten().cloned().collect()
         };
         for msg in found {
             element.post_error_message(msg);

@@ -179,6 +179,7 @@ impl Inner {
                             ),
                         );
                         inner.servers.up(server, info);
+                        inner.tls_fixed(server);
                         return;
                     }
                     Err(ProbeFailure { health, why, tls }) => {

@@ -5,8 +5,8 @@
 //! limit in flight.
 
 use std::cmp::Ordering;
-use std::sync::Mutex;
 use std::sync::atomic::{self, AtomicUsize};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
@@ -109,12 +109,12 @@ fn less_loaded(a: &ServerState, b: &ServerState) -> Ordering {
 
 /// A request slot on a server; freed on drop, so a cancelled frame (flush)
 /// releases it too.
-pub(super) struct Slot<'a> {
-    servers: &'a Servers,
+pub(super) struct Slot {
+    servers: Arc<Servers>,
     pub server: usize,
 }
 
-impl Drop for Slot<'_> {
+impl Drop for Slot {
     fn drop(&mut self) {
         if let Some(s) = lock(&self.servers.state).get_mut(self.server) {
             s.in_flight = s.in_flight.saturating_sub(1);
@@ -125,8 +125,8 @@ impl Drop for Slot<'_> {
 
 /// A slot leased for one attempt, with what the request needs to know
 /// about its server.
-pub(super) struct Lease<'a> {
-    pub slot: Slot<'a>,
+pub(super) struct Lease {
+    pub slot: Slot,
     /// The server takes binary tensors.
     pub binary: bool,
     /// The name the input tensor goes by.
@@ -178,10 +178,10 @@ impl Servers {
     /// limit in flight, preferring servers this frame has not tried. Fails
     /// at once when every server is down or lacks the model.
     pub(super) async fn acquire(
-        &self,
+        self: &Arc<Self>,
         deadline: Instant,
         tried: &[usize],
-    ) -> Result<Lease<'_>, String> {
+    ) -> Result<Lease, String> {
         let mut waiting = None;
         loop {
             let notified = self.changed.notified();
@@ -203,14 +203,13 @@ impl Servers {
                 if let Some(i) = best {
                     let s = &mut st[i];
                     s.in_flight += 1;
-                    s.stats.requests += 1;
                     let input_name = s
                         .input_name
                         .clone()
                         .unwrap_or_else(|| DEFAULT_INPUT_NAME.to_string());
                     return Ok(Lease {
                         slot: Slot {
-                            servers: self,
+                            servers: self.clone(),
                             server: i,
                         },
                         binary: s.binary,
@@ -311,6 +310,13 @@ impl Servers {
         (!std::mem::replace(&mut s.probing, true)).then_some(wait)
     }
 
+    /// A request goes to `server` (a lease may also end unused).
+    pub(super) fn sending(&self, server: usize) {
+        if let Some(s) = lock(&self.state).get_mut(server) {
+            s.stats.requests += 1;
+        }
+    }
+
     /// A request to `server`, sent at `start`, succeeded at `now`; its slot
     /// is still held. Returns a change of the server's limit.
     pub(super) fn succeeded(&self, server: usize, start: Instant, now: Instant) -> Option<Change> {
@@ -388,10 +394,10 @@ mod tests {
 
     #[test]
     fn leases_go_to_the_least_busy_untried_server() {
-        let servers = Servers::new(
+        let servers = Arc::new(Servers::new(
             vec!["http://a".into(), "http://b".into()],
             PerServer::Fixed(2),
-        );
+        ));
         servers.up(0, info());
         servers.up(1, info());
         let deadline = Instant::now() + Duration::from_secs(1);
@@ -408,7 +414,7 @@ mod tests {
 
     #[test]
     fn a_lease_fails_at_once_when_every_server_is_down() {
-        let servers = Servers::new(vec!["http://a".into()], PerServer::Fixed(1));
+        let servers = Arc::new(Servers::new(vec!["http://a".into()], PerServer::Fixed(1)));
         assert_eq!(
             servers.probe_failed(0, Health::Down, "refused".into()),
             Health::Unknown
