@@ -17,6 +17,7 @@ mod remote_kit;
 use common::pipeline::{Pipeline, assert_increasing};
 use common::{stat, wait_until};
 use gst::prelude::*;
+use gst_check::Harness;
 use oip_server::{MODEL, TestServer};
 use remote_kit::*;
 
@@ -75,18 +76,24 @@ fn members_with_the_same_servers_share_their_state_and_caps() {
     assert_eq!(waiting(&e1) + waiting(&e2) + waiting(&e3), 0);
 }
 
-#[test]
-fn waiting_batches_of_members_go_in_one_request_each_to_its_own_stream() {
-    let _w = common::begin("remote_context_batch", 60);
-    let a = TestServer::start();
+/// A member in `context` sending batches of up to 8 frames, one request
+/// at a time on the server.
+fn batching(context: &str, server: &TestServer) -> (Harness, gst::Element, gst::Bus) {
     let props = [
-        ("context", "rc-batch"),
+        ("context", context),
         ("workers", "8"),
         ("batch-size", "8"),
         ("max-requests-per-server", "1"),
     ];
-    let (mut h1, e1, _b1) = harness(&[&a], &props);
-    let (mut h2, e2, _b2) = harness(&[&a], &props);
+    harness(&[server], &props)
+}
+
+#[test]
+fn waiting_batches_of_members_go_in_one_request_each_to_its_own_stream() {
+    let _w = common::begin("remote_context_batch", 60);
+    let a = TestServer::start();
+    let (mut h1, e1, _b1) = batching("rc-batch", &a);
+    let (mut h2, e2, _b2) = batching("rc-batch", &a);
     wait_up(&e1, 1);
     a.set_hold(true);
     push(&mut h1, 0..1);
@@ -110,7 +117,7 @@ fn waiting_batches_of_members_go_in_one_request_each_to_its_own_stream() {
     });
 }
 
-fn flush(h: &mut gst_check::Harness) {
+fn flush(h: &mut Harness) {
     assert!(h.push_event(gst::event::FlushStart::new()));
     assert!(h.push_event(gst::event::FlushStop::new(true)));
 }
@@ -119,15 +126,9 @@ fn flush(h: &mut gst_check::Harness) {
 fn a_request_of_several_members_outlives_the_one_that_sent_it() {
     let _w = common::begin("remote_context_flush", 60);
     let a = TestServer::start();
-    let props = [
-        ("context", "rc-flush"),
-        ("workers", "8"),
-        ("batch-size", "8"),
-        ("max-requests-per-server", "1"),
-    ];
-    let (mut h1, e1, _b1) = harness(&[&a], &props);
-    let (mut h2, e2, _b2) = harness(&[&a], &props);
-    let (mut h3, _e3, _b3) = harness(&[&a], &props);
+    let (mut h1, e1, _b1) = batching("rc-flush", &a);
+    let (mut h2, e2, _b2) = batching("rc-flush", &a);
+    let (mut h3, _e3, _b3) = batching("rc-flush", &a);
     wait_up(&e1, 1);
     // The second member's next frame is its #1: a request's id tells
     // which member sent it.
