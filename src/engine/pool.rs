@@ -657,13 +657,17 @@ where
                 None => Ok(fut.await),
             }
         };
+        // The flush first: work polled once both are ready must not
+        // finish, taking what was meant for the frames after the flush (a
+        // semaphore's permit, a slot).
         tokio::select! {
+            biased;
+            _ = generation.wait_for(|g| *g != job_generation) => None,
             r = fut => Some(match r {
                 Ok(Ok(r)) => r.map_err(ProcessError::Failed),
                 Ok(Err(payload)) => Err(ProcessError::Panicked(panic_message(payload))),
                 Err(e) => Err(e),
             }),
-            _ = generation.wait_for(|g| *g != job_generation) => None,
         }
     }
 
