@@ -149,7 +149,7 @@ impl Inner {
         tensor: Arc<Tensor>,
         req: Request,
     ) -> Result<Reply, String> {
-        if req.batched && req.frames < req.batch_size && this.gather.is_some() {
+        if req.batched && req.frames < req.batch_size {
             return Inner::gathered(this, tensor, req).await;
         }
         Inner::alone(&this, tensor, &req).await
@@ -161,16 +161,20 @@ impl Inner {
             let _waiting = Waiting::new(&req.waiting, req.frames);
             this.servers.acquire(req.deadline.at, &[]).await
         };
-        let answer = Inner::run(
-            this,
-            tensor,
-            (req.id, req.frames),
-            req.deadline,
-            req.attempts,
-            lease,
-        )
-        .await?;
-        this.reply(answer, req.frames, req.batched)
+        Inner::alone_on(this, tensor, req, lease).await
+    }
+
+    /// [`Inner::alone`] with the first attempt's lease (or why there is
+    /// none) in hand.
+    async fn alone_on(
+        this: &Arc<Inner>,
+        tensor: Arc<Tensor>,
+        req: &Request,
+        lease: Result<Lease, String>,
+    ) -> Result<Reply, String> {
+        let (id, n) = (req.id, req.frames);
+        let answer = Inner::run(this, tensor, (id, n), req.deadline, req.attempts, lease).await?;
+        this.reply(answer, n, req.batched)
     }
 
     fn reply(&self, answer: Answer, n: usize, batched: bool) -> Result<Reply, String> {
@@ -187,7 +191,7 @@ impl Inner {
         })
     }
 
-    /// A batch that is not full, in a context: waits in the queue for a
+    /// A batch that is not full: in a context, waits in the queue for a
     /// slot, unless another member's batch takes it along first.
     async fn gathered(
         this: Arc<Inner>,
@@ -225,12 +229,7 @@ impl Inner {
                 this.rt
                     .spawn(Inner::send(this.clone(), group, lease, req.id));
             }
-            (Some(_), Err(e)) => {
-                let (id, n) = (req.id, req.frames);
-                let answer =
-                    Inner::run(&this, tensor, (id, n), req.deadline, req.attempts, Err(e)).await?;
-                return this.reply(answer, n, req.batched);
-            }
+            (Some(_), Err(e)) => return Inner::alone_on(&this, tensor, &req, Err(e)).await,
             // Another request took it meanwhile (a slot won is freed).
             (None, _) => {}
         }
